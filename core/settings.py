@@ -1,0 +1,170 @@
+"""One typed settings object per process.
+
+Values come, highest first, from ``INSANE_*`` environment variables, then the TOML file named by
+``INSANE_CONFIG`` (default: ``config.toml`` in the platform's config folder), then the defaults below.
+
+    settings = load_settings()          # raises SettingsError with one line per bad value
+    settings.relay_port
+
+Entry points turn a :class:`SettingsError` into its message and exit code 2; library code never
+reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+APP_NAME = "insane"
+ENV_PREFIX = "INSANE_"
+
+
+class SettingsError(Exception):
+    """A setting has a value we cannot use. ``str()`` is a message fit to show the user."""
+
+
+def default_config_file() -> Path:
+    return platformdirs.user_config_path(APP_NAME) / "config.toml"
+
+
+def default_model_dir() -> Path:
+    return platformdirs.user_cache_path(APP_NAME) / "models"
+
+
+class Settings(BaseSettings):
+    """Every knob of the relay, the worker and the tray app, with its expected form."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="one of DEBUG, INFO, WARNING, ERROR"
+    )
+
+    # The relay.
+    relay_host: str = Field("127.0.0.1", description="an interface address to listen on, e.g. 0.0.0.0")
+    relay_port: int = Field(8787, ge=0, le=65535, description="a TCP port from 0 to 65535 (0: any free port)")
+    database_url: str | None = Field(
+        None, description="a PostgreSQL URL, postgresql://user:password@host:port/database"
+    )
+    redis_url: str | None = Field(None, description="a Redis URL, redis://[:password@]host:port/db")
+    admin_token: SecretStr | None = Field(
+        None, min_length=16, description="a secret of at least 16 characters for the admin API"
+    )
+
+    # The worker.
+    relay_url: str = Field(
+        "http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]"
+    )
+    model: str = Field("yolov8n", description="a model name from `insane model list`, or a path to a .onnx file")
+    model_dir: Path = Field(default_factory=default_model_dir, description="a folder for downloaded models")
+    worker_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=256,
+        description="a number of CPU threads for inference, 1 to 256",
+    )
+    use_gpu: bool = Field(False, description="true or false: prefer a GPU execution provider when present")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("relay_url")
+    @classmethod
+    def _check_relay_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Init arguments (command-line flags) beat the environment, which beats the TOML file.
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the TOML file; its keys are the setting names without the prefix (``relay_port = 8080``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self.path = Path(os.environ.get(f"{ENV_PREFIX}CONFIG") or default_config_file())
+        self.data = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            if os.environ.get(f"{ENV_PREFIX}CONFIG"):
+                raise SettingsError(f"{ENV_PREFIX}CONFIG: no such file {self.path}") from None
+            return {}
+        except OSError as exc:
+            raise SettingsError(f"config file {self.path}: {exc.strerror}") from exc
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {self.path}: not valid TOML ({exc})") from exc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def _describe(settings_cls: type[Settings], error: dict[str, Any], toml_keys: set[str]) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    field = settings_cls.model_fields.get(name)
+    if field is None:
+        return f"config file: unknown setting {name!r}"
+    env_name = f"{ENV_PREFIX}{name.upper()}"
+    where = env_name if env_name in os.environ or name not in toml_keys else f"{name} (config file)"
+    value = error.get("input")
+    if isinstance(value, SecretStr) or name == "admin_token":
+        value = "********"
+    msg = error["msg"].removeprefix("Value error, ")
+    expected = f"; expected {field.description}" if field.description else ""
+    return f"{where}={value!r} is invalid: {msg}{expected}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; ``overrides`` (non-None values) come from command-line flags."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        toml_keys = set(_TomlSource(Settings).data)
+        lines = [_describe(Settings, err, toml_keys) for err in exc.errors()]
+        raise SettingsError("\n".join(lines)) from None
+
+
+def reference() -> list[tuple[str, str, str]]:
+    """(environment variable, default, expected form) for each setting, for the README and ``--help``."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "(computed)"
+        else:
+            default = "" if field.default is None else str(field.default)
+        rows.append((f"{ENV_PREFIX}{name.upper()}", default, field.description or ""))
+    return rows

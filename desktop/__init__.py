@@ -1,0 +1,1 @@
+"""The tray app: a PySide6 + qasync UI over core's worker, nothing more."""

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Developer entry point; every command installs what it needs first, so each works on a fresh machine.
+#   ./dev.sh demo    the product's main job on embedded defaults (throwaway Redis and PostgreSQL)
+#   ./dev.sh test    the test suite (extra arguments go to pytest)
+#   ./dev.sh lint    ruff
+#   ./dev.sh setup   only install (Debian packages where missing, the venv, the project)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${INSANE_VENV:-.venv}
+PY=${PYTHON:-python3}
+
+apt_install() {
+  # Install Debian packages only where missing (CI and fresh machines); never on a machine without apt.
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "dev.sh: please install: ${missing[*]}" >&2
+    return 1
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "dev.sh: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+setup() {
+  local pkgs=(redis-server)
+  # PostgreSQL's server binaries: the image may carry them outside dpkg; install only if none are found.
+  if ! command -v postgres >/dev/null && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    pkgs+=(postgresql)
+  fi
+  # Qt offscreen and under Xvfb with a tray host (desktop tests and screenshots).
+  pkgs+=(libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 xvfb xauth libxcb-icccm4 libxcb-keysyms1
+         libxcb-cursor0 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 trayer
+         imagemagick)
+  apt_install "${pkgs[@]}"
+  if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --no-create-home postgres
+  fi
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  local stamp="$VENV/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    "$VENV/bin/pip" install -q --disable-pip-version-check -U pip
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+  fi
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+  setup) setup ;;
+  test) setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+  demo) setup; exec "$VENV/bin/insane" demo "$@" ;;
+  lint) setup; "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check . ;;
+  *) sed -n '2,7p' "$0"; exit 2 ;;
+esac

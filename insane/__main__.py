@@ -1,0 +1,3 @@
+from insane.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""Settings: typed, validated at start, exact messages, exit code 2 from the entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core.settings import SettingsError, load_settings, reference
+from tests.conftest import INSANE
+
+
+def test_defaults_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.relay_port == 8787
+    assert settings.worker_threads >= 1
+    assert settings.relay_url == "http://127.0.0.1:8787"
+
+
+def test_environment_and_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('relay_port = 9000\nmodel = "fall-yolov8s"\n')
+    monkeypatch.setenv("INSANE_CONFIG", str(config))
+    monkeypatch.setenv("INSANE_RELAY_PORT", "9100")
+    settings = load_settings()
+    assert settings.relay_port == 9100  # the environment beats the file
+    assert settings.model == "fall-yolov8s"
+    assert load_settings(relay_port=9200).relay_port == 9200  # a flag beats both
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("INSANE_RELAY_PORT", "eighty", "INSANE_RELAY_PORT='eighty' is invalid: Input should be a valid integer"),
+        ("INSANE_RELAY_PORT", "70000", "expected a TCP port from 0 to 65535"),
+        ("INSANE_DATABASE_URL", "mysql://x", "must start with postgresql://"),
+        ("INSANE_REDIS_URL", "http://x", "must start with redis://"),
+        ("INSANE_WORKER_THREADS", "0", "INSANE_WORKER_THREADS='0' is invalid"),
+        ("INSANE_LOG_LEVEL", "LOUD", "expected one of DEBUG, INFO, WARNING, ERROR"),
+        ("INSANE_USE_GPU", "maybe", "expected true or false"),
+    ],
+)
+def test_bad_values_name_the_setting(monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert expected in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_admin_token_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSANE_ADMIN_TOKEN", "short")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "short" not in str(info.value)
+    assert "INSANE_ADMIN_TOKEN" in str(info.value)
+
+
+def test_unknown_toml_key_and_broken_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("relay_prot = 1\n")
+    monkeypatch.setenv("INSANE_CONFIG", str(config))
+    with pytest.raises(SettingsError, match="unknown setting 'relay_prot'"):
+        load_settings()
+    config.write_text("relay_port = \n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings()
+    monkeypatch.setenv("INSANE_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(SettingsError, match="INSANE_CONFIG: no such file"):
+        load_settings()
+
+
+def test_toml_value_error_names_the_file_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('relay_port = "x"\n')
+    monkeypatch.setenv("INSANE_CONFIG", str(config))
+    with pytest.raises(SettingsError, match=r"relay_port \(config file\)='x' is invalid"):
+        load_settings()
+
+
+def test_relay_with_bad_setting_exits_2_with_one_line() -> None:
+    env = dict(os.environ, INSANE_REDIS_URL="http://localhost:6379")
+    result = subprocess.run([*INSANE, "relay", "--port", "0"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "insane: invalid setting: INSANE_REDIS_URL='http://localhost:6379' is invalid: must start with "
+        "redis://, rediss:// or unix://; expected a Redis URL, redis://[:password@]host:port/db"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_reference_lists_every_setting() -> None:
+    names = [row[0] for row in reference()]
+    assert "INSANE_RELAY_PORT" in names and "INSANE_DATABASE_URL" in names
+
+
+def test_every_subcommand_explains_itself() -> None:
+    from insane.cli import COMMANDS
+
+    for name, _ in COMMANDS:
+        result = subprocess.run([*INSANE, name, "--help"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (name, result.stderr)
+        assert f"usage: insane {name}" in result.stdout
