@@ -1,0 +1,139 @@
+"""The wire contract between the relay's worker API and the worker (JSON over HTTPS).
+
+Both sides import these models, so a change here is a change to the contract: update
+``docs/architecture.md`` in the same commit.
+
+Worker API (all but ``enroll`` take ``Authorization: Bearer <worker token>``):
+
+    POST /v1/workers/enroll       EnrollRequest   -> EnrollResponse
+    POST /v1/worker/lease         LeaseRequest    -> LeaseResponse   (long-poll up to wait_s)
+    GET  /v1/worker/blobs/{blob}  -> image/jpeg   (only to the worker holding a lease on its event)
+    POST /v1/worker/results       ResultsPost     -> ResultsResponse (stored durably, then acked)
+    POST /v1/worker/heartbeat     Heartbeat       -> HeartbeatResponse
+
+Delivery is at least once; results are exactly once (the relay writes them keyed by event id and
+ignores a second one), so a worker may always retry a post.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Lane = Literal["pro", "standard"]
+LANES: tuple[Lane, ...] = ("pro", "standard")  # leasing order: Pro first
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MomentRef(_Model):
+    """One frame to review: either a tenant URL (fetched under the SSRF policy) or an uploaded blob."""
+
+    index: int = Field(ge=0, description="position of the moment in the event, from 0")
+    url: str | None = Field(None, description="http(s) URL of the JPEG, fetched by the worker")
+    blob: str | None = Field(None, description="id of an uploaded JPEG, served by GET /v1/worker/blobs/{blob}")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> MomentRef:
+        if (self.url is None) == (self.blob is None):
+            raise ValueError("a moment has exactly one of url and blob")
+        return self
+
+
+class LeasedEvent(_Model):
+    lease_id: str = Field(description="opaque handle of this delivery; send it back with the result")
+    event_id: UUID
+    tenant_id: UUID
+    lane: Lane
+    camera: str
+    hint: str | None = None
+    created_at: datetime = Field(description="when the relay accepted the event; older events go first")
+    deliveries: int = Field(1, ge=1, description="how many times this entry has been delivered")
+    moments: list[MomentRef]
+    allow_private_hosts: list[str] = Field(
+        default_factory=list,
+        description="the tenant's allow-list of private hosts; honoured only by a worker dedicated to the tenant",
+    )
+
+
+class LeaseRequest(_Model):
+    max_events: int = Field(8, ge=1, le=64)
+    wait_s: float = Field(10.0, ge=0, le=30, description="long-poll: how long to wait for work")
+
+
+class LeaseResponse(_Model):
+    events: list[LeasedEvent]
+    queue_depth: dict[Lane, int] = Field(default_factory=dict, description="entries waiting per lane")
+
+
+class Detection(_Model):
+    label: str
+    class_id: int
+    confidence: float = Field(ge=0, le=1)
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in the original image's pixels")
+
+
+class MomentResult(_Model):
+    index: int = Field(ge=0)
+    detections: list[Detection] = Field(default_factory=list)
+    width: int | None = None
+    height: int | None = None
+    error: str | None = Field(None, description="why this moment could not be reviewed (the rest still was)")
+
+
+class ClassVerdict(_Model):
+    label: str
+    moments: int = Field(ge=1, description="in how many reviewed moments the class was seen")
+    best: float
+    median: float
+
+
+class EventResult(_Model):
+    event_id: UUID
+    lease_id: str | None = Field(None, description="the delivery to ack; None for a back-fill")
+    k: int = Field(ge=0, description="how many moments were reviewed")
+    moments: list[MomentResult]
+    verdict: list[ClassVerdict]
+    timings_ms: dict[str, float] = Field(default_factory=dict, description="per stage: fetch, decode, infer, total")
+    model: str
+    provider: str
+    backfill: bool = Field(
+        False, description="adds the moments a shrunk review skipped; stored only if it reviews more (k grows)"
+    )
+
+
+class ResultsPost(_Model):
+    results: list[EventResult] = Field(min_length=1, max_length=64)
+
+
+class ResultsResponse(_Model):
+    stored: list[UUID] = Field(description="events whose result this post wrote")
+    duplicates: list[UUID] = Field(description="events that already had a result (a retry or a stale worker)")
+    acked: int
+
+
+class Heartbeat(_Model):
+    paused: bool = False
+    provider: str = ""
+    model: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class HeartbeatResponse(_Model):
+    queue_depth: dict[Lane, int] = Field(default_factory=dict)
+
+
+class EnrollRequest(_Model):
+    code: str = Field(min_length=8, max_length=200)
+    name: str = Field(min_length=1, max_length=100, description="a name for this worker, e.g. the PC's name")
+
+
+class EnrollResponse(_Model):
+    worker_id: UUID
+    token: str
+    dedicated_tenant: UUID | None = None
