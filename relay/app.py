@@ -1,60 +1,100 @@
-"""The relay's Starlette application. Resources live in the lifespan, never at import time."""
+"""The relay's Starlette application. Resources live in the lifespan, never at import time.
+
+    app = create_app(settings)                 # uvicorn runs it; `insane relay` does exactly that
+    app = create_app(settings, webhook_guard=SsrfGuard(frozenset({"127.0.0.1"})))   # tests on loopback
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import asyncpg
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from core.settings import Settings
+from core.ssrf import SsrfGuard
+from core.streams import Streams
+from relay import admin, db, events, ops, reconciler, sse, webhooks, workers
+from relay.metrics import Metrics
+from relay.problems import Problem, http_exception_handler, problem_handler
+from relay.ratelimit import RateLimiter
+from relay.state import RelayState
 
 log = logging.getLogger(__name__)
 
+ROUTES = [
+    Route("/healthz", ops.healthz),
+    Route("/readyz", ops.readyz),
+    Route("/metrics", ops.metrics),
+    Route("/openapi.json", ops.openapi_json),
+    Route("/v1/events", events.post_event, methods=["POST"]),
+    Route("/v1/events", events.list_events, methods=["GET"]),
+    Route("/v1/events/stream", sse.stream_events, methods=["GET"]),
+    Route("/v1/events/{event_id}", events.get_event, methods=["GET"]),
+    Route("/v1/workers/enroll", workers.enroll, methods=["POST"]),
+    Route("/v1/worker/lease", workers.lease, methods=["POST"]),
+    Route("/v1/worker/blobs/{blob}", workers.blob, methods=["GET"]),
+    Route("/v1/worker/results", workers.results, methods=["POST"]),
+    Route("/v1/worker/heartbeat", workers.heartbeat, methods=["POST"]),
+    Route("/admin/tenants", admin.list_tenants, methods=["GET"]),
+    Route("/admin/tenants", admin.create_tenant, methods=["POST"]),
+    Route("/admin/tenants/{tenant}/keys", admin.add_key, methods=["POST"]),
+    Route("/admin/tenants/{tenant}/tier", admin.set_tier, methods=["PUT"]),
+    Route("/admin/tenants/{tenant}/webhook", admin.set_webhook, methods=["PUT"]),
+    Route("/admin/tenants/{tenant}/private-hosts", admin.set_private_hosts, methods=["PUT"]),
+    Route("/admin/keys/{key_id}", admin.revoke_key, methods=["DELETE"]),
+    Route("/admin/enroll-codes", admin.enroll_code, methods=["POST"]),
+    Route("/admin/workers", admin.list_workers, methods=["GET"]),
+]
 
-def create_app(settings: Settings) -> Starlette:
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Problem(500, "internal-error", "the relay failed; the error is logged").response(request.url.path)
+
+
+def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, background: bool = True) -> Starlette:
+    """``background=False`` leaves out the reconciler and webhook loops (tests drive them by hand)."""
     if not settings.database_url or not settings.redis_url:
         raise ValueError("the relay needs INSANE_DATABASE_URL and INSANE_REDIS_URL")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=20)
-        redis = aioredis.from_url(settings.redis_url)
-        app.state.pool, app.state.redis = pool, redis
+        if settings.relay_migrate_on_start:
+            await db.migrate(settings.database_url)
+        pool = await db.create_pool(settings)
+        redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
+        client = webhooks.guarded_client(webhook_guard)
+        tasks: list[asyncio.Task] = []
         try:
+            streams = Streams(redis)
+            await streams.ensure_groups()
+            relay = RelayState(settings, pool, redis, streams, RateLimiter(redis), Metrics())
+            app.state.relay = relay
+            if background:
+                tasks = [asyncio.create_task(reconciler.run(relay), name="reconciler"),
+                         asyncio.create_task(webhooks.run(relay, client), name="webhooks")]
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await client.aclose()
             await redis.aclose()
             await pool.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/readyz", readyz)],
+        routes=ROUTES,
         lifespan=lifespan,
+        exception_handlers={Problem: problem_handler, HTTPException: http_exception_handler,
+                            Exception: _server_error},
     )
-
-
-async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
-
-
-async def readyz(request: Request) -> JSONResponse:
-    checks = {}
-    try:
-        async with request.app.state.pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
-        checks["postgres"] = "ok"
-    except (OSError, asyncpg.PostgresError) as exc:
-        checks["postgres"] = f"unreachable: {exc}"
-    try:
-        await request.app.state.redis.ping()
-        checks["redis"] = "ok"
-    except (OSError, aioredis.RedisError) as exc:
-        checks["redis"] = f"unreachable: {exc}"
-    ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)

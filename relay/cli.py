@@ -21,14 +21,74 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", help="interface to listen on (INSANE_RELAY_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port, 0 for any free one (INSANE_RELAY_PORT, default 8787)")
+    p.add_argument("--migrate", action="store_true", help="apply database migrations before serving")
     p.set_defaults(func=serve_command, settings_overrides=lambda a: {"relay_host": a.host, "relay_port": a.port})
+    ops = p.add_subparsers(dest="relay_command", metavar="OPERATION")
+    m = ops.add_parser("migrate", help="apply the database migrations (as the owner, INSANE_DATABASE_URL)",
+                       description="Apply relay/migrations/*.sql not yet applied, each in a transaction, and "
+                       "create the insane_app role the relay connects as.")
+    m.set_defaults(func=migrate_command)
+    a = ops.add_parser("worker-acl", help="print (or create) a least-privilege Redis user for a LAN worker",
+                       description="A worker on the operator's own network may lease straight from Redis. Its "
+                       "user may XREADGROUP/XAUTOCLAIM/XPENDING/XLEN the lanes and GET blobs, nothing else "
+                       "(no XACK, XADD, XDEL, XTRIM, XGROUP, EVAL, KEYS). Results still go over the relay's API.")
+    a.add_argument("name", help="the Redis user name, e.g. worker-garage")
+    a.add_argument("--password", help="its password (default: a new random one, printed)")
+    a.add_argument("--apply", action="store_true", help="run ACL SETUSER on INSANE_REDIS_URL instead of printing")
+    a.set_defaults(func=worker_acl_command)
 
 
 def serve_command(args: argparse.Namespace, settings) -> int:
     if not settings.database_url or not settings.redis_url:
         print("insane relay: set INSANE_DATABASE_URL and INSANE_REDIS_URL (or run `insane demo`)", file=sys.stderr)
         return 2
+    if args.migrate:
+        settings = settings.model_copy(update={"relay_migrate_on_start": True})
     return asyncio.run(serve(settings))
+
+
+def migrate_command(args: argparse.Namespace, settings) -> int:
+    from relay.db import migrate
+
+    if not settings.database_url:
+        print("insane relay migrate: set INSANE_DATABASE_URL (the database owner's URL)", file=sys.stderr)
+        return 2
+    try:
+        applied = asyncio.run(migrate(settings.database_url))
+    except (OSError, ConnectionError) as exc:
+        print(f"insane relay migrate: cannot reach PostgreSQL: {exc}", file=sys.stderr)
+        return 1
+    print(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+    return 0
+
+
+def worker_acl_command(args: argparse.Namespace, settings) -> int:
+    import secrets
+
+    from core.streams import acl_command, acl_rules
+
+    password = args.password or secrets.token_urlsafe(24)
+    if not args.apply:
+        print(acl_command(args.name, password))
+        if not args.password:
+            print(f"# password: {password}", file=sys.stderr)
+        return 0
+    if not settings.redis_url:
+        print("insane relay worker-acl --apply: set INSANE_REDIS_URL", file=sys.stderr)
+        return 2
+
+    async def apply() -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(settings.redis_url)
+        try:
+            await client.execute_command("ACL", "SETUSER", *acl_rules(args.name, password))
+        finally:
+            await client.aclose()
+
+    asyncio.run(apply())
+    print(f"created Redis user {args.name}; password: {password}")
+    return 0
 
 
 async def serve(settings) -> int:

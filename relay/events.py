@@ -1,0 +1,205 @@
+"""The tenant-facing events API: POST /v1/events, GET /v1/events/{id}, GET /v1/events.
+
+A post is checked (auth, limits, backlog, Pro rate) before anything is stored; then one PostgreSQL
+round trip stores the event (idempotency and the Guardian quota included), and only then is it
+queued in Redis. A post that could not be stored is answered 503 or 4xx, never 202.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from core.streams import stream_key
+from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
+from relay.intake import Incoming, read_event
+from relay.problems import Problem, unavailable
+from relay.state import RelayState, Tenant, state
+from relay.views import event_view, summary
+
+log = logging.getLogger(__name__)
+
+QUOTA_SQLSTATE = "IQ001"
+ACCEPT_SQL = "SELECT * FROM accept_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+STATUSES = ("queued", "done", "failed")
+
+
+def _reject(relay: RelayState, reason: str, problem: Problem) -> Problem:
+    relay.metrics.rejected.labels(reason).inc()
+    return problem
+
+
+async def _admit(relay: RelayState, tenant: Tenant) -> None:
+    """Backlog bound and Pro token bucket, in one Redis round trip, before anything is stored."""
+    pipe = relay.redis.pipeline(transaction=False)
+    pipe.xlen(stream_key(tenant.lane))
+    if tenant.rate_per_s:
+        keys, args = relay.limiter.take_args(str(tenant.id), tenant.rate_per_s, tenant.burst)
+        relay.limiter.script(keys=keys, args=args, client=pipe)
+    try:
+        replies = await pipe.execute()
+    except (RedisError, OSError) as exc:
+        log.warning("queue unavailable: %s", exc)
+        raise _reject(relay, "queue-unavailable", unavailable("the queue")) from exc
+    if int(replies[0]) >= relay.settings.lane_backlog_max:
+        raise _reject(relay, "overloaded", Problem(
+            503, "overloaded", f"the {tenant.lane} lane has {replies[0]} events waiting; retry later", retry_after=30))
+    if tenant.rate_per_s:
+        allowed, retry_after = relay.limiter.outcome(replies[1])
+        if not allowed:
+            raise _reject(relay, "rate", Problem(
+                429, "rate-limited", f"over {tenant.rate_per_s:g} events/s (burst {tenant.burst})",
+                retry_after=retry_after))
+
+
+def _seconds_to_midnight() -> float:
+    now = datetime.now(UTC)
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (tomorrow - now).total_seconds()
+
+
+async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id: uuid.UUID) -> asyncpg.Record:
+    body = incoming.body
+    urls = list(body.moments) + [None] * len(incoming.blobs)
+    blobs = [None] * len(body.moments) + list(incoming.blobs)
+    try:
+        return await relay.pool.fetchrow(
+            ACCEPT_SQL, tenant.id, event_id, body.camera, body.time, body.hint, incoming.idem_key, tenant.lane,
+            urls, blobs, tenant.daily_deep_reviews, tenant.deep_min_moments,
+        )
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate == QUOTA_SQLSTATE:
+            raise _reject(relay, "quota", Problem(
+                429, "quota-exceeded", str(exc.args[0] if exc.args else exc), retry_after=_seconds_to_midnight(),
+            )) from None
+        if isinstance(exc, UNAVAILABLE) or exc.sqlstate in ("57P01", "57P02", "57P03", "08006", "08003"):
+            raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
+        raise
+    except UNAVAILABLE as exc:
+        log.warning("database unavailable: %s", exc)
+        raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
+
+
+def entry_json(tenant: Tenant, event_id: uuid.UUID, incoming: Incoming, created_at: datetime) -> str:
+    body = incoming.body
+    moments = [{"index": i, "url": u} for i, u in enumerate(body.moments)]
+    moments += [{"index": len(body.moments) + n, "blob": b} for n, b in enumerate(incoming.blobs)]
+    return json.dumps({
+        "event_id": str(event_id), "tenant_id": str(tenant.id), "lane": tenant.lane, "camera": body.camera,
+        "hint": body.hint, "created_at": created_at.isoformat(), "moments": moments,
+        "allow_private_hosts": list(tenant.allow_private_hosts),
+    })
+
+
+async def post_event(request: Request) -> JSONResponse:
+    relay = state(request)
+    tenant = await relay.tenant(request)
+    try:
+        incoming = await read_event(request, relay.settings)
+    except Problem as problem:
+        raise _reject(relay, problem.slug, problem) from None
+    await _admit(relay, tenant)
+    row = await _store(relay, tenant, incoming, uuid.uuid4())
+    event_id = row["event_id"]
+    location = {"Location": f"/v1/events/{event_id}"}
+    if not row["created"]:
+        return JSONResponse({"id": str(event_id), "status": row["status"], "lane": row["lane"],
+                             "queue_position": None, "replayed": True}, status_code=200, headers=location)
+    position = None
+    try:
+        _, position = await relay.streams.add(tenant.lane, str(event_id),
+                                              entry_json(tenant, event_id, incoming, row["created_at"]),
+                                              incoming.blobs, relay.settings.blob_ttl_s)
+    except (RedisError, OSError) as exc:
+        # Stored but not queued: the reconciler queues it after requeue_after_s. 202 stays true.
+        log.warning("event %s stored but not queued (%s); the reconciler will queue it", event_id, exc)
+    relay.metrics.accepted.labels(tenant.lane).inc()
+    return JSONResponse({"id": str(event_id), "status": "queued", "lane": tenant.lane, "queue_position": position,
+                         "replayed": False}, status_code=202, headers=location)
+
+
+def _uuid_or_404(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise Problem(404, "not-found", "no such event") from None
+
+
+async def get_event(request: Request) -> JSONResponse:
+    relay = state(request)
+    tenant = await relay.tenant(request)
+    event_id = _uuid_or_404(request.path_params["event_id"])
+    try:
+        async with tenant_tx(relay.pool, tenant.id) as conn:
+            view = await event_view(conn, tenant.id, event_id)
+    except DatabaseUnavailable as exc:
+        raise unavailable("the database") from exc
+    if view is None:
+        raise Problem(404, "not-found", "no such event")
+    return JSONResponse(view)
+
+
+def _query_time(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise Problem(400, "invalid-query", f"{name}: an ISO 8601 time, e.g. 2024-05-01T12:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _cursor(raw: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if raw is None:
+        return None
+    try:
+        at, _, ident = base64.urlsafe_b64decode(raw.encode() + b"==").decode().partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(ident)
+    except ValueError:
+        raise Problem(400, "invalid-query", "cursor: pass next_cursor from the previous page unchanged") from None
+
+
+async def list_events(request: Request) -> JSONResponse:
+    relay = state(request)
+    tenant = await relay.tenant(request)
+    q = request.query_params
+    status = q.get("status")
+    if status is not None and status not in STATUSES:
+        raise Problem(400, "invalid-query", f"status: one of {', '.join(STATUSES)}")
+    limit_raw = q.get("limit", "50")
+    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 200:
+        raise Problem(400, "invalid-query", "limit: a whole number from 1 to 200")
+    limit = int(limit_raw)
+    camera = q.get("camera")
+    if camera is not None and not 1 <= len(camera) <= 100:
+        raise Problem(400, "invalid-query", "camera: 1 to 100 characters")
+    since, until, cursor = _query_time(request, "since"), _query_time(request, "until"), _cursor(q.get("cursor"))
+    sql = ("SELECT e.id, e.camera, e.occurred_at, e.hint, e.status, e.lane, e.error, e.created_at, e.done_at, "
+           "e.n_moments, r.verdict FROM events e LEFT JOIN results r ON r.event_id = e.id "
+           "WHERE e.tenant_id = $1 AND ($2::text IS NULL OR e.camera = $2) AND ($3::text IS NULL OR e.status = $3) "
+           "AND ($4::timestamptz IS NULL OR e.occurred_at >= $4) AND ($5::timestamptz IS NULL OR e.occurred_at < $5) "
+           "AND ($6::timestamptz IS NULL OR (e.created_at, e.id) < ($6, $7)) "
+           "ORDER BY e.created_at DESC, e.id DESC LIMIT $8")
+    args = (tenant.id, camera, status, since, until, cursor[0] if cursor else None,
+            cursor[1] if cursor else None, limit + 1)
+    try:
+        async with tenant_tx(relay.pool, tenant.id) as conn:
+            rows = await conn.fetch(sql, *args)
+    except DatabaseUnavailable as exc:
+        raise unavailable("the database") from exc
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = base64.urlsafe_b64encode(f"{last['created_at'].isoformat()}|{last['id']}".encode()).decode()
+        next_cursor = next_cursor.rstrip("=")
+    return JSONResponse({"events": [summary(r) for r in page], "next_cursor": next_cursor})

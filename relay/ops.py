@@ -1,0 +1,73 @@
+"""Operations endpoints: /healthz, /readyz, /metrics, /openapi.json."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.protocol import LANES
+from core.streams import stream_key
+from relay import openapi
+from relay.db import UNAVAILABLE, DatabaseUnavailable, system_tx
+from relay.state import state
+
+log = logging.getLogger(__name__)
+
+_DOC: dict | None = None
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    relay = state(request)
+    checks = {}
+    try:
+        async with relay.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        checks["postgres"] = f"unreachable: {exc}"
+    try:
+        await relay.redis.ping()
+        checks["redis"] = "ok"
+    except (OSError, RedisError) as exc:
+        checks["redis"] = f"unreachable: {exc}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    relay = state(request)
+    m = relay.metrics
+    try:
+        for lane in LANES:
+            groups = await relay.redis.xinfo_groups(stream_key(lane))
+            depth = await relay.redis.xlen(stream_key(lane))
+            m.depth.labels(lane).set(depth)
+            for g in groups:
+                if g["name"] in (b"workers", "workers"):
+                    m.pending.labels(lane).set(int(g["pending"]))
+                    lag = g.get("lag")
+                    m.lag.labels(lane).set(int(lag) if lag is not None else max(0, depth - int(g["pending"])))
+    except (RedisError, OSError) as exc:
+        log.warning("metrics: redis unavailable: %s", exc)
+    try:
+        async with system_tx(relay.pool) as conn:
+            m.workers_online.set(await conn.fetchval(
+                "SELECT count(*) FROM workers WHERE last_seen > now() - interval '60 seconds' AND revoked_at IS NULL"))
+    except DatabaseUnavailable as exc:
+        log.warning("metrics: database unavailable: %s", exc)
+    return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def openapi_json(request: Request) -> JSONResponse:
+    global _DOC
+    if _DOC is None:
+        _DOC = openapi.build()
+    return JSONResponse(_DOC)

@@ -1,0 +1,120 @@
+"""PostgreSQL is the truth, Redis the transport: the reconciler makes the two agree.
+
+Each pass (one relay at a time, under a Redis lock):
+- an entry pending past the lease deadline that was delivered ``max_deliveries`` times goes to the
+  dead-letter stream and its event is marked failed (the lease path does the same when it reclaims);
+- an event still queued after ``requeue_after_s`` whose entry is in no lane (Redis lost it in a
+  restart, or it was never added) is added again. A duplicate entry is harmless: results are keyed
+  by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from core.protocol import LANES
+from core.streams import Entry
+from relay.db import DatabaseUnavailable, system_tx
+
+if TYPE_CHECKING:
+    from relay.state import RelayState
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "insane:reconciler"
+CONSUMER = "relay-reconciler"
+
+
+async def dead_letter(relay: RelayState, entry: Entry, reason: str) -> None:
+    """Move an entry this relay holds to the dead-letter stream, then mark its event failed."""
+    await relay.streams.dead_letter(entry, reason)
+    relay.metrics.dead.inc()
+    if not entry.event_id:
+        return
+    async with system_tx(relay.pool) as conn:
+        await conn.execute("UPDATE events SET status = 'failed', error = $2, done_at = now() "
+                           "WHERE id = $1::text::uuid AND status = 'queued'", entry.event_id, reason[:500])
+
+
+async def sweep_dead(relay: RelayState) -> int:
+    settings = relay.settings
+    idle_ms = int(settings.lease_idle_s * 1000)
+    moved = 0
+    for lane in LANES:
+        for row in await relay.streams.pending(lane, count=500, min_idle_ms=idle_ms):
+            if row["times_delivered"] < settings.max_deliveries:
+                continue
+            # XCLAIM with the idle bound: of several relays, exactly one takes it.
+            entry = await relay.streams.claim(lane, row["message_id"], CONSUMER, idle_ms)
+            if entry is not None:
+                await dead_letter(relay, entry, f"delivered {row['times_delivered']} times without a result")
+                moved += 1
+    return moved
+
+
+REQUEUE_SQL = """
+SELECT e.id, e.tenant_id, e.lane, e.camera, e.hint, e.created_at, n.allow_private_hosts,
+       array_agg(m.url ORDER BY m.idx) AS urls, array_agg(m.blob ORDER BY m.idx) AS blobs
+FROM events e JOIN tenants n ON n.id = e.tenant_id JOIN moments m ON m.event_id = e.id
+WHERE e.status = 'queued' AND e.queued_at < now() - make_interval(secs => $1)
+GROUP BY e.id, n.allow_private_hosts
+ORDER BY e.queued_at LIMIT $2
+"""
+
+
+async def requeue_lost(relay: RelayState, limit: int = 1000) -> int:
+    async with system_tx(relay.pool) as conn:
+        rows = await conn.fetch(REQUEUE_SQL, relay.settings.requeue_after_s, limit)
+    if not rows:
+        return 0
+    present: set[str] = set()
+    for lane in LANES:
+        present |= await relay.streams.queued_event_ids(lane)
+    requeued, touched = [], []
+    for row in rows:
+        event_id = str(row["id"])
+        touched.append(row["id"])
+        if event_id in present:
+            continue
+        moments = [{"index": i, "url": u} if u is not None else {"index": i, "blob": b}
+                   for i, (u, b) in enumerate(zip(row["urls"], row["blobs"], strict=True))]
+        event = {"event_id": event_id, "tenant_id": str(row["tenant_id"]), "lane": row["lane"],
+                 "camera": row["camera"], "hint": row["hint"], "created_at": row["created_at"].isoformat(),
+                 "moments": moments, "allow_private_hosts": list(row["allow_private_hosts"])}
+        await relay.streams.add(row["lane"], event_id, json.dumps(event))
+        requeued.append(row["id"])
+    async with system_tx(relay.pool) as conn:
+        # Checked again only after another deadline; a re-queue is counted on the event.
+        await conn.execute("UPDATE events SET queued_at = now(), requeues = requeues + (id = ANY($2))::int "
+                           "WHERE id = ANY($1) AND status = 'queued'", touched, requeued)
+    if requeued:
+        relay.metrics.requeued.inc(len(requeued))
+        log.warning("re-queued %d events whose stream entries were missing", len(requeued))
+    return len(requeued)
+
+
+async def reconcile_once(relay: RelayState) -> dict[str, int]:
+    """One pass; returns {"dead": n, "requeued": n}. Skips (zeros) when another relay holds the lock."""
+    got = await relay.redis.set(LOCK_KEY, "1", nx=True, ex=max(5, int(relay.settings.reconcile_interval_s)))
+    if not got:
+        return {"dead": 0, "requeued": 0}
+    try:
+        await relay.streams.ensure_groups()
+        return {"dead": await sweep_dead(relay), "requeued": await requeue_lost(relay)}
+    finally:
+        await relay.redis.delete(LOCK_KEY)
+
+
+async def run(relay: RelayState) -> None:
+    """The background loop, started in the lifespan; survives Redis and PostgreSQL outages."""
+    while True:
+        await asyncio.sleep(relay.settings.reconcile_interval_s)
+        try:
+            await reconcile_once(relay)
+        except (RedisError, OSError, DatabaseUnavailable) as exc:
+            log.warning("reconciler pass skipped: %s", exc)

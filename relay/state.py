@@ -1,0 +1,121 @@
+"""What the relay's request handlers share: settings, pool, Redis, caches, metrics; and who is calling.
+
+    relay = state(request)
+    tenant = await relay.tenant(request)     # Tenant, or Problem(401)
+    worker = await relay.worker(request)     # Worker, or Problem(401)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+import asyncpg
+import redis.asyncio as aioredis
+from starlette.requests import Request
+
+from core.settings import Settings
+from core.streams import Streams
+from relay import tenants
+from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, TTLCache, parse_secret, verify
+from relay.db import DatabaseUnavailable, system_tx
+from relay.metrics import Metrics
+from relay.problems import Problem, unavailable
+from relay.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: uuid.UUID
+    lane: str
+    daily_deep_reviews: int | None
+    deep_min_moments: int
+    rate_per_s: float | None
+    burst: int
+    max_k: int
+    allow_private_hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Worker:
+    id: uuid.UUID
+    dedicated_tenant: uuid.UUID | None
+
+    @property
+    def consumer(self) -> str:
+        return str(self.id)
+
+
+@dataclass
+class RelayState:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    streams: Streams
+    limiter: RateLimiter
+    metrics: Metrics
+    keys: TTLCache = field(init=False)
+    workers: TTLCache = field(init=False)
+    webhooks_due: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.keys = TTLCache(self.settings.key_cache_s)
+        self.workers = TTLCache(self.settings.key_cache_s)
+
+    def webhook_wakeup(self) -> None:
+        self.webhooks_due.set()
+
+    def forget_credentials(self) -> None:
+        """After an admin change (revocation, tier) this process stops trusting its cache at once."""
+        self.keys.clear()
+        self.workers.clear()
+
+    async def tenant(self, request: Request) -> Tenant:
+        secret = parse_secret(API_KEY_PREFIX, request.headers.get("authorization"))
+        cached = self.keys.get(secret.id)
+        if cached is None:
+            try:
+                async with system_tx(self.pool) as conn:
+                    row = await tenants.lookup_key(conn, secret.id)
+            except DatabaseUnavailable as exc:
+                raise unavailable("the database") from exc
+            cached = (row["secret_sha256"] if row and row["revoked_at"] is None else None, _tenant(row))
+            self.keys.put(secret.id, cached)
+        digest, tenant = cached
+        if not verify(secret, digest):
+            raise Problem(401, "unauthenticated", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        return tenant
+
+    async def worker(self, request: Request) -> Worker:
+        secret = parse_secret(WORKER_PREFIX, request.headers.get("authorization"))
+        cached = self.workers.get(secret.id)
+        if cached is None:
+            try:
+                async with system_tx(self.pool) as conn:
+                    row = await tenants.lookup_worker(conn, secret.id)
+            except DatabaseUnavailable as exc:
+                raise unavailable("the database") from exc
+            ok = row is not None and row["revoked_at"] is None
+            cached = (row["token_sha256"] if ok else None,
+                      Worker(row["id"], row["dedicated_tenant"]) if ok else None)
+            self.workers.put(secret.id, cached)
+        digest, worker = cached
+        if not verify(secret, digest):
+            raise Problem(401, "unauthenticated", "unknown or revoked worker token",
+                          headers={"WWW-Authenticate": "Bearer"})
+        return worker
+
+
+def _tenant(row: asyncpg.Record | None) -> Tenant | None:
+    if row is None:
+        return None
+    return Tenant(row["tenant_id"], row["lane"], row["daily_deep_reviews"], row["deep_min_moments"],
+                  row["rate_per_s"], row["burst"], row["max_k"], tuple(row["allow_private_hosts"]))
+
+
+def state(request: Request) -> RelayState:
+    return request.app.state.relay

@@ -1,0 +1,82 @@
+"""``insane tenant``: tenants, API keys, tiers, webhooks and worker enrollment codes.
+
+Talks to PostgreSQL directly (INSANE_DATABASE_URL, as the relay's app role); the admin HTTP API
+(INSANE_ADMIN_TOKEN) does the same over the network. Secrets are printed once and stored hashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+import asyncpg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tenant", help="manage tenants, API keys, tiers and worker enrollment codes",
+                       description="Manage the relay's tenants (needs INSANE_DATABASE_URL; run "
+                       "`insane relay migrate` first).")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    ops = p.add_subparsers(dest="tenant_command", metavar="OPERATION", required=True)
+    c = ops.add_parser("create", help="create a tenant and its first API key")
+    c.add_argument("name")
+    c.add_argument("--tier", default="guardian", help="guardian (default) or pro; tiers live in the database")
+    c.set_defaults(op=lambda a: ("create_tenant", a.name, a.tier))
+    ls = ops.add_parser("list", help="list tenants")
+    ls.set_defaults(op=lambda a: ("list_tenants",))
+    key = ops.add_parser("key", help="add or revoke API keys").add_subparsers(dest="key_command", required=True)
+    ka = key.add_parser("add", help="a new API key for TENANT (id or name)")
+    ka.add_argument("tenant")
+    ka.set_defaults(op=lambda a: ("add_key", a.tenant))
+    kr = key.add_parser("revoke", help="revoke a key (its id, or the whole key)")
+    kr.add_argument("key")
+    kr.set_defaults(op=lambda a: ("revoke_key", a.key))
+    t = ops.add_parser("tier", help="move TENANT to TIER")
+    t.add_argument("tenant")
+    t.add_argument("tier")
+    t.set_defaults(op=lambda a: ("set_tier", a.tenant, a.tier))
+    w = ops.add_parser("webhook", help="set the completion webhook URL of TENANT (prints its signing secret)")
+    w.add_argument("tenant")
+    w.add_argument("url", nargs="?", help="http(s) URL; leave out to remove the webhook")
+    w.set_defaults(op=lambda a: ("set_webhook", a.tenant, a.url))
+    e = ops.add_parser("enroll-code", help="a one-time code a worker exchanges for its token (POST /v1/workers/enroll)")
+    e.add_argument("--tenant", help="make the worker dedicated to this tenant (default: a shared worker)")
+    e.add_argument("--ttl", type=int, default=3600, help="seconds the code stays valid (default 3600)")
+    e.set_defaults(op=lambda a: ("make_enroll_code", a.tenant, a.ttl))
+    p.set_defaults(func=tenant_command)
+
+
+def tenant_command(args: argparse.Namespace, settings) -> int:
+    from relay import db, tenants
+
+    if not settings.database_url:
+        print("insane tenant: set INSANE_DATABASE_URL", file=sys.stderr)
+        return 2
+    name, *op_args = args.op(args)
+
+    async def run():
+        conn = await asyncpg.connect(db.app_url(settings))
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", db.SYSTEM)
+                return await getattr(tenants, name)(conn, *op_args)
+        finally:
+            await conn.close()
+
+    try:
+        result = asyncio.run(run())
+    except tenants.TenantError as exc:
+        print(f"insane tenant: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"insane tenant: database error: {exc}", file=sys.stderr)
+        return 1
+    if args.json or isinstance(result, dict | list):
+        print(json.dumps(result, indent=None if args.json else 2, default=str))
+    elif result is not None:
+        print(result)
+    else:
+        print("ok")
+    return 0

@@ -1,0 +1,231 @@
+"""The worker API (contract: core/protocol.py): enroll, lease, blobs, results, heartbeat.
+
+Only the relay touches Redis on the internet side. A result is written to PostgreSQL (first write
+wins, keyed by event id) and committed before its entry is acked, so a worker that dies anywhere in
+between costs a redelivery, never a lost or doubled result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core.protocol import (
+    EnrollRequest,
+    EnrollResponse,
+    EventResult,
+    Heartbeat,
+    HeartbeatResponse,
+    LeaseRequest,
+    LeaseResponse,
+    ResultsPost,
+    ResultsResponse,
+)
+from core.streams import StreamError, parse_lease_id
+from relay import tenants
+from relay.db import DatabaseUnavailable, system_tx
+from relay.problems import Problem, unavailable
+from relay.reconciler import dead_letter
+from relay.state import Worker, state
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def parse_body(request: Request, model: type[M], limit: int = 16_000_000) -> M:
+    raw = await request.body()
+    if len(raw) > limit:
+        raise Problem(413, "request-too-large", f"request body over {limit} bytes")
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        errors = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()[:20]]
+        first = errors[0] if errors else {"loc": "body", "msg": "invalid"}
+        raise Problem(422, "invalid-body", f"{first['loc'] or 'body'}: {first['msg']}", errors=errors) from None
+
+
+def _model_response(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+
+
+async def enroll(request: Request) -> Response:
+    relay = state(request)
+    body = await parse_body(request, EnrollRequest)
+    try:
+        async with system_tx(relay.pool) as conn:
+            got = await tenants.enroll(conn, body.code, body.name)
+    except DatabaseUnavailable as exc:
+        raise unavailable("the database") from exc
+    if got is None:
+        raise Problem(403, "invalid-enroll-code", "unknown, used or expired enrollment code")
+    log.info("worker %s enrolled as %r", got["worker_id"], body.name)
+    return _model_response(EnrollResponse(**got))
+
+
+def _hold_key(blob: str) -> str:
+    return f"insane:hold:{blob}"
+
+
+async def lease(request: Request) -> Response:
+    relay = state(request)
+    worker = await relay.worker(request)
+    body = await parse_body(request, LeaseRequest)
+    settings = relay.settings
+    try:
+        entries = await relay.streams.lease(worker.consumer, body.max_events, int(body.wait_s * 1000),
+                                            int(settings.lease_idle_s * 1000))
+        events, holds = [], {}
+        for entry in entries:
+            if entry.deliveries > settings.max_deliveries:
+                await dead_letter(relay, entry, f"delivered {entry.deliveries - 1} times without a result")
+                continue
+            try:
+                leased = entry.leased()
+            except StreamError as exc:
+                await dead_letter(relay, entry, str(exc))
+                continue
+            events.append(leased)
+            holds.update({m.blob: worker.consumer for m in leased.moments if m.blob})
+        if holds:
+            # Blobs are served only to the worker that holds the lease (re-leasing moves the hold).
+            pipe = relay.redis.pipeline(transaction=False)
+            for blob, consumer in holds.items():
+                pipe.set(_hold_key(blob), consumer, ex=int(settings.lease_idle_s * 2) + 60)
+            await pipe.execute()
+        depth = await relay.streams.depth()
+    except (RedisError, OSError) as exc:
+        raise unavailable("the queue") from exc
+    return _model_response(LeaseResponse(events=events, queue_depth=depth))
+
+
+async def blob(request: Request) -> Response:
+    relay = state(request)
+    worker = await relay.worker(request)
+    blob_id = request.path_params["blob"]
+    if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
+        raise Problem(404, "not-found", "no such blob")
+    try:
+        pipe = relay.redis.pipeline(transaction=False)
+        pipe.get(_hold_key(blob_id))
+        pipe.get(f"insane:blob:{blob_id}")
+        holder, data = await pipe.execute()
+    except (RedisError, OSError) as exc:
+        raise unavailable("the blob store") from exc
+    if holder is None or holder.decode() != worker.consumer or data is None:
+        raise Problem(404, "not-found", "no such blob, or this worker holds no lease on its event")
+    return Response(data, media_type="image/jpeg")
+
+
+STORE_SQL = """
+WITH ev AS (
+    SELECT id, tenant_id, created_at FROM events WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)
+), ins AS (
+    INSERT INTO results (event_id, tenant_id, worker_id, k, moments, verdict, timings_ms, model, provider)
+    SELECT id, tenant_id, $3, $4, $5, $6, $7, $8, $9 FROM ev
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id, tenant_id
+), upd AS (
+    UPDATE events e SET status = 'done', done_at = now(), error = NULL FROM ins WHERE e.id = ins.event_id
+    RETURNING e.id
+), hook AS (
+    INSERT INTO webhook_deliveries (tenant_id, event_id)
+    SELECT ins.tenant_id, ins.event_id FROM ins JOIN tenants t ON t.id = ins.tenant_id WHERE t.webhook_url IS NOT NULL
+    ON CONFLICT (event_id) DO NOTHING
+)
+SELECT ev.tenant_id, ev.created_at, EXISTS (SELECT 1 FROM ins) AS stored FROM ev
+"""
+
+BACKFILL_SQL = """
+UPDATE results SET k = $3, moments = $4, verdict = $5, timings_ms = $6, model = $7, provider = $8, updated_at = now()
+WHERE event_id = $1 AND ($2::uuid IS NULL OR tenant_id = $2) AND k < $3
+RETURNING tenant_id
+"""
+
+
+def _columns(result: EventResult) -> tuple:
+    dump = result.model_dump(mode="json")
+    return (result.k, dump["moments"], dump["verdict"], dump["timings_ms"], result.model, result.provider)
+
+
+async def _store_one(conn, worker: Worker, result: EventResult) -> tuple[str, uuid.UUID | None, datetime | None]:
+    """('stored' | 'duplicate' | 'unknown', tenant id, event created_at)."""
+    if result.backfill:
+        tenant_id = await conn.fetchval(BACKFILL_SQL, result.event_id, worker.dedicated_tenant, *_columns(result))
+        if tenant_id is not None:
+            return "stored", tenant_id, None
+    row = await conn.fetchrow(STORE_SQL, result.event_id, worker.dedicated_tenant, worker.id, *_columns(result))
+    if row is None:
+        return "unknown", None, None
+    return ("stored" if row["stored"] else "duplicate"), row["tenant_id"], row["created_at"]
+
+
+async def results(request: Request) -> Response:
+    relay = state(request)
+    worker = await relay.worker(request)
+    body = await parse_body(request, ResultsPost)
+    for r in body.results:
+        if r.lease_id is not None:
+            try:
+                parse_lease_id(r.lease_id)
+            except StreamError as exc:
+                raise Problem(422, "invalid-body", str(exc)) from None
+    outcomes = []
+    try:
+        async with system_tx(relay.pool) as conn:
+            for r in body.results:
+                outcomes.append((r, *await _store_one(conn, worker, r)))
+    except DatabaseUnavailable as exc:
+        # Nothing was acked: the worker keeps its results and retries.
+        raise unavailable("the database") from exc
+    stored, duplicates, acked = [], [], 0
+    now = datetime.now(UTC)
+    try:
+        pipe = relay.redis.pipeline(transaction=False)
+        for r, outcome, tenant_id, created_at in outcomes:
+            relay.metrics.results.labels(outcome).inc()
+            if outcome == "stored":
+                stored.append(r.event_id)
+                pipe.publish(f"insane:done:{tenant_id}", str(r.event_id))
+                if created_at is not None:
+                    relay.metrics.latency.observe((now - created_at).total_seconds())
+            elif outcome == "duplicate":
+                duplicates.append(r.event_id)
+        await pipe.execute()
+        for r, outcome, _, _ in outcomes:
+            if r.lease_id is not None and outcome != "unknown":
+                acked += await relay.streams.ack(r.lease_id)
+    except (RedisError, OSError) as exc:
+        # The results are durable; an entry left unacked is redelivered and then answered as a duplicate.
+        log.warning("results stored but not acked: %s", exc)
+    if stored:
+        relay.webhook_wakeup()
+    return _model_response(ResultsResponse(stored=stored, duplicates=duplicates, acked=acked))
+
+
+async def heartbeat(request: Request) -> Response:
+    relay = state(request)
+    worker = await relay.worker(request)
+    body = await parse_body(request, Heartbeat)
+    try:
+        async with system_tx(relay.pool) as conn:
+            await conn.execute("UPDATE workers SET last_seen = now(), paused = $2, provider = $3, model = $4, "
+                               "metrics = $5 WHERE id = $1", worker.id, body.paused, body.provider, body.model,
+                               dict(body.metrics, at=time.time()))
+    except DatabaseUnavailable as exc:
+        raise unavailable("the database") from exc
+    try:
+        depth = await relay.streams.depth()
+    except (RedisError, OSError) as exc:
+        raise unavailable("the queue") from exc
+    return _model_response(HeartbeatResponse(queue_depth=depth))
+
+
