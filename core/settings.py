@@ -57,6 +57,26 @@ class Settings(BaseSettings):
         None, min_length=16, description="a secret of at least 16 characters for the admin API"
     )
 
+    # relay: pool, streams, limits (see docs/architecture.md).
+    app_database_url: str | None = Field(
+        None, description="a PostgreSQL URL for the relay's non-owner role (default: INSANE_DATABASE_URL as insane_app)"
+    )
+    relay_migrate_on_start: bool = Field(False, description="true or false: apply migrations when the relay starts")
+    db_pool_size: int = Field(32, ge=2, le=500, description="PostgreSQL connections per relay process, 2 to 500")
+    lease_idle_s: float = Field(60.0, gt=0, le=3600, description="seconds before a leased entry is reclaimed")
+    max_deliveries: int = Field(5, ge=1, le=100, description="deliveries before an entry goes to the dead-letter stream")
+    lane_backlog_max: int = Field(20000, ge=1, description="entries in a lane before new events get 503")
+    blob_ttl_s: int = Field(3600, ge=10, description="seconds an uploaded JPEG is kept in Redis")
+    requeue_after_s: float = Field(300.0, gt=0, description="seconds without a result before an event is re-queued")
+    reconcile_interval_s: float = Field(30.0, gt=0, description="seconds between reconciler passes")
+    max_moments: int = Field(64, ge=1, le=1000, description="moments per event, 1 to 1000")
+    max_image_bytes: int = Field(8_000_000, ge=1000, description="bytes per uploaded JPEG")
+    max_request_bytes: int = Field(64_000_000, ge=1000, description="bytes per events request")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="pixels per image")
+    max_url_length: int = Field(2048, ge=16, le=65536, description="characters per moment URL")
+    key_cache_s: float = Field(5.0, ge=0, le=300, description="seconds an API key or worker token stays cached")
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="webhook delivery attempts")
+
     # The worker.
     relay_url: str = Field(
         "http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]"
@@ -68,6 +88,33 @@ class Settings(BaseSettings):
         description="a number of CPU threads for inference, 1 to 256",
     )
     use_gpu: bool = Field(False, description="true or false: prefer a GPU execution provider when present")
+
+    # worker: the engine's lease, batching, auto-throttle and fetch knobs (core/worker).
+    worker_token: SecretStr | None = Field(None, description="the worker token from enrollment (the tray keeps it in the keyring)")
+    worker_source: Literal["http", "redis"] = Field(
+        "http", description="http (the relay's worker API) or redis (read the streams directly, LAN workers only)"
+    )
+    worker_lease_events: int = Field(8, ge=1, le=64, description="events per lease call, 1 to 64")
+    worker_lease_wait_s: float = Field(10.0, ge=0, le=30, description="seconds a lease long-poll waits, 0 to 30")
+    worker_lease_ahead: int = Field(64, ge=1, le=4096, description="leased moments waiting for inference, at most")
+    worker_batch_size: int = Field(8, ge=1, le=256, description="images per inference batch, at most (1 to 256)")
+    worker_batch_wait_ms: float = Field(20.0, ge=0, le=5000, description="milliseconds a batch waits to fill")
+    worker_latency_target_ms: float = Field(
+        500.0, gt=0, le=60000, description="milliseconds one batch should take; the batch size adapts to it"
+    )
+    worker_decode_threads: int = Field(2, ge=1, le=64, description="threads decoding JPEGs, 1 to 64")
+    worker_k_max: int = Field(64, ge=1, le=1000, description="moments reviewed per event at most (Pro lane)")
+    worker_k_max_standard: int = Field(32, ge=1, le=1000, description="moments reviewed per event at most (standard)")
+    worker_k_floor: int = Field(8, ge=1, le=1000, description="K never shrinks below this on the Pro lane")
+    worker_k_floor_standard: int = Field(4, ge=1, le=1000, description="K never shrinks below this on standard")
+    worker_drain_target_s: float = Field(
+        60.0, gt=0, description="seconds of backlog before K shrinks (queue depth × moments ÷ images/s)"
+    )
+    worker_backfill: bool = Field(True, description="true or false: review skipped moments of shrunk events when idle")
+    worker_cache_mb: int = Field(256, ge=8, le=65536, description="megabytes of prefetched images kept in memory")
+    worker_fetch_timeout_s: float = Field(15.0, gt=0, le=300, description="seconds one image download may take")
+    worker_fetch_concurrency: int = Field(16, ge=1, le=256, description="image downloads at once, in all")
+    worker_fetch_per_host: int = Field(4, ge=1, le=64, description="image downloads at once from one host")
 
     @field_validator("database_url")
     @classmethod

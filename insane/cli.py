@@ -17,6 +17,7 @@ from core.settings import SettingsError, load_settings
 # (subcommand, module that registers it). Order is the order of --help.
 COMMANDS = [
     ("relay", "relay.cli"),
+    ("tenant", "relay.tenant_cli"),
     ("demo", "insane.commands.demo"),
     ("services", "insane.commands.services"),
 ]
