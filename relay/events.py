@@ -43,7 +43,7 @@ async def _admit(relay: RelayState, tenant: Tenant) -> None:
     pipe.xlen(stream_key(tenant.lane))
     if tenant.rate_per_s:
         keys, args = relay.limiter.take_args(str(tenant.id), tenant.rate_per_s, tenant.burst)
-        relay.limiter.script(keys=keys, args=args, client=pipe)
+        await relay.limiter.script(keys=keys, args=args, client=pipe)  # queued on the pipeline
     try:
         replies = await pipe.execute()
     except (RedisError, OSError) as exc:
