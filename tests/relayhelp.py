@@ -35,7 +35,7 @@ ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 _redis_dbs = itertools.cycle(range(1, 16))
 
 
-def _run(coro):
+def run_sync(coro):
     """Run a coroutine to completion from sync code, even when an event loop is running in this thread."""
     box: dict[str, Any] = {}
 
@@ -67,10 +67,10 @@ def fresh_database(services, migrate: bool = True) -> str:
         finally:
             await conn.close()
 
-    _run(create())
+    run_sync(create())
     url = base.rsplit("/", 1)[0] + f"/{name}"
     if migrate:
-        _run(run_migrations(url))
+        run_sync(run_migrations(url))
     return url
 
 
