@@ -264,7 +264,7 @@ def acl_rules(name: str, password: str) -> list[str]:
         name, "reset", "on", f">{password}",
         *(f"~{stream_key(lane)}" for lane in LANES), f"~{blob_key('*')}",
         "resetchannels", "-@all",
-        "+xreadgroup", "+xautoclaim", "+xpending", "+xlen", "+get", "+ping",
+        "+xreadgroup", "+xautoclaim", "+xpending", "+xlen", "+get", "+ping", "+select",
     ]
 
 
