@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Build the Linux desktop bundle and its .tar.gz, check it, and run its self-test offscreen.
+#
+#   installer/linux/build.sh                         a fresh build venv in build/venv-cpu
+#   BUILD_VENV=/path/to/venv installer/linux/build.sh  use that venv as it is (pyinstaller + '.[desktop]')
+#   FLAVOUR=gpu installer/linux/build.sh             onnxruntime-gpu (CUDA) instead of onnxruntime
+#
+# Output: dist/<flavour>/insane-desktop/ (the one-folder bundle) and
+#         dist/insane-desktop-<version>-linux-<arch>[-gpu].tar.gz (bundle + .desktop entry + icons + install.sh).
+# Fails when the bundle holds torch, Ultralytics, Starlette, asyncpg or uvicorn, when it is over
+# INSANE_BUNDLE_MAX_MB (250 for cpu, 1500 for gpu: the CUDA provider alone is hundreds of MB), or when
+# `insane-desktop --self-test` fails from the unpacked archive.
+# No AppImage: appimagetool is in neither Debian's nor PyPI's packages (its own installer downloads it
+# from GitHub), and this project installs only from the package registries.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+FLAVOUR=${FLAVOUR:-cpu}
+PY=${PYTHON:-python3}
+case "$FLAVOUR" in
+  cpu) max_mb=${INSANE_BUNDLE_MAX_MB:-250}; suffix="" ;;
+  gpu) max_mb=${INSANE_BUNDLE_MAX_MB:-1500}; suffix="-gpu" ;;
+  *) echo "build.sh: FLAVOUR must be cpu or gpu, not $FLAVOUR" >&2; exit 2 ;;
+esac
+export FLAVOUR INSANE_BUNDLE_MAX_MB=$max_mb
+# The spec imports onnxruntime and Qt while it analyses: no telemetry file, no display needed.
+export ORT_DISABLE_TELEMETRY=1 QT_QPA_PLATFORM=offscreen
+start=$(date +%s)
+
+pip_install() { "$venv/bin/pip" install -q --disable-pip-version-check "$@"; }
+
+if [ -n "${BUILD_VENV:-}" ]; then
+  venv=$BUILD_VENV
+  [ -x "$venv/bin/pyinstaller" ] || { echo "build.sh: $venv has no pyinstaller" >&2; exit 2; }
+else
+  venv=build/venv-$FLAVOUR
+  rm -rf "$venv"
+  "$PY" -m venv "$venv"
+  pip_install -U pip
+  # Editable: the bundle is built from this checkout's code (the spec analyses it in place).
+  pip_install 'pyinstaller>=6.10,<7' -e ".[desktop]"
+  if [ "$FLAVOUR" = gpu ]; then
+    # onnxruntime and onnxruntime-gpu install the same `onnxruntime` package: never both at once.
+    "$venv/bin/pip" uninstall -q -y onnxruntime
+    pip_install 'onnxruntime-gpu>=1.18'
+  fi
+fi
+echo "build.sh: venv $venv ready after $(( $(date +%s) - start )) s"
+
+# Runtime libraries Qt's xcb platform plugin loads; PyInstaller copies them from this machine.
+if command -v dpkg-query >/dev/null; then
+  for pkg in libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+      echo "build.sh: warning: $pkg is not installed; the bundle will need it on the user's machine" >&2
+  done
+fi
+
+dist=dist/$FLAVOUR
+"$venv/bin/pyinstaller" --noconfirm --clean --log-level WARN \
+  --distpath "$dist" --workpath "build/pyinstaller-$FLAVOUR" pyinstaller.spec
+bundle=$dist/insane-desktop
+
+# The archive: the bundle, the menu entry, icons drawn by the app's own icon code, and install.sh.
+version=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("insane-ai-security"))')
+name=insane-desktop-$version-linux-$(uname -m)$suffix
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/$name"
+cp -a "$bundle/." "$stage/$name/"
+cp installer/linux/insane-desktop.desktop installer/linux/install.sh "$stage/$name/"
+"$venv/bin/python" - "$stage/$name/icons/hicolor" <<'PY'
+import sys
+from pathlib import Path
+
+from PySide6.QtGui import QGuiApplication
+
+from desktop.icons import draw_icon
+
+app = QGuiApplication([])
+for size in (48, 128, 256):
+    folder = Path(sys.argv[1]) / f"{size}x{size}" / "apps"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not draw_icon("running", size).save(str(folder / "insane-desktop.png")):
+        sys.exit(f"could not write the {size} px icon")
+PY
+archive=dist/$name.tar.gz
+tar -C "$stage" -czf "$archive" "$name"
+
+# Check and report: forbidden contents, size.
+"$venv/bin/python" installer/bundle_check.py "$bundle" --max-mb "$max_mb"
+archive_mb=$(du -b "$archive" | awk '{printf "%.1f", $1/1e6}')
+echo "build.sh: archive $archive $archive_mb MB"
+
+# The self-test runs from a fresh unpacking of the archive, with empty home folders: what a user gets.
+run=$(mktemp -d)
+trap 'rm -rf "$stage" "$run"' EXIT
+tar -C "$run" -xzf "$archive"
+mkdir -p -m 700 "$run/home" "$run/runtime"
+set +e
+env -i PATH=/usr/bin:/bin HOME="$run/home" XDG_CONFIG_HOME="$run/home/.config" XDG_CACHE_HOME="$run/home/.cache" \
+  XDG_STATE_HOME="$run/home/.local/state" XDG_RUNTIME_DIR="$run/runtime" QT_QPA_PLATFORM=offscreen \
+  ORT_DISABLE_TELEMETRY=1 ${INSANE_MODEL:+INSANE_MODEL=$INSANE_MODEL} \
+  timeout 300 "$run/$name/insane-desktop" --self-test
+status=$?
+set -e
+if [ "$status" -ne 0 ]; then
+  echo "build.sh: insane-desktop --self-test failed (exit $status)" >&2
+  exit 1
+fi
+if [ -d "$run/home/.cache/Microsoft" ]; then
+  echo "build.sh: onnxruntime wrote telemetry files despite ORT_DISABLE_TELEMETRY" >&2
+  exit 1
+fi
+echo "build.sh: ok: $archive ($archive_mb MB), self-test passed, $(( $(date +%s) - start )) s in all"
