@@ -44,7 +44,11 @@ def serve_command(args: argparse.Namespace, settings) -> int:
         return 2
     if args.migrate:
         settings = settings.model_copy(update={"relay_migrate_on_start": True})
-    return asyncio.run(serve(settings))
+    try:
+        import uvloop  # what `uvicorn` itself would pick; about a third less CPU per request
+    except ImportError:
+        return asyncio.run(serve(settings))
+    return uvloop.run(serve(settings))
 
 
 def migrate_command(args: argparse.Namespace, settings) -> int:
@@ -96,10 +100,14 @@ async def serve(settings) -> int:
 
     from relay.app import create_app
 
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.relay_host else socket.AF_INET)
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without
+    # it a keep-alive response written in two parts waits ~40 ms for the client's delayed ACK.
+    family = socket.AF_INET6 if ":" in settings.relay_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.relay_host, settings.relay_port))
     host, port = sock.getsockname()[:2]
+    sock.listen(2048)  # connections made right after the line below queue instead of being refused
     config = uvicorn.Config(
         create_app(settings), log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
     )
