@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     use_gpu: bool = Field(False, description="true or false: prefer a GPU execution provider when present")
 
     # worker: the engine's lease, batching, auto-throttle and fetch knobs (core/worker).
-    worker_token: SecretStr | None = Field(None, description="the worker token from enrollment (the tray keeps it in the keyring)")
+    worker_token: SecretStr | None = Field(
+        None, description="the worker token from enrollment (the tray keeps it in the keyring)"
+    )
     worker_source: Literal["http", "redis"] = Field(
         "http", description="http (the relay's worker API) or redis (read the streams directly, LAN workers only)"
     )

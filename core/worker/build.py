@@ -1,0 +1,97 @@
+"""Build a worker from the settings: its config, its lease source, its detector and its preloader.
+
+    worker = build_worker(settings)        # settings.worker_token must be set (the tray reads the keyring)
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+from uuid import UUID
+
+from core.settings import Settings
+from core.worker.config import WorkerConfig
+from core.worker.engine import Worker
+from core.worker.ports import Detector, LeaseSource
+
+
+class WorkerSetupError(Exception):
+    """The worker cannot start with these settings. ``str()`` says what to change."""
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        lease_events=settings.worker_lease_events,
+        lease_wait_s=settings.worker_lease_wait_s,
+        lease_ahead_images=settings.worker_lease_ahead,
+        max_batch=settings.worker_batch_size,
+        batch_wait_s=settings.worker_batch_wait_ms / 1000.0,
+        latency_target_s=settings.worker_latency_target_ms / 1000.0,
+        decode_threads=settings.worker_decode_threads,
+        threads=settings.worker_threads,
+        k_max={"pro": settings.worker_k_max, "standard": settings.worker_k_max_standard},
+        k_floor={
+            "pro": min(settings.worker_k_floor, settings.worker_k_max),
+            "standard": min(settings.worker_k_floor_standard, settings.worker_k_max_standard),
+        },
+        drain_target_s=settings.worker_drain_target_s,
+        backfill=settings.worker_backfill,
+    )
+
+
+def build_source(settings: Settings, token: str | None = None) -> LeaseSource:
+    """The relay's worker API (default), or Redis Streams when ``worker_source = "redis"``."""
+    token = token or (settings.worker_token.get_secret_value() if settings.worker_token else None)
+    if not token:
+        raise WorkerSetupError("no worker token: enroll this worker (INSANE_WORKER_TOKEN or the tray's Settings)")
+    if settings.worker_source == "redis":
+        from core.worker.redis_source import RedisLeaseSource
+
+        if not settings.redis_url:
+            raise WorkerSetupError("INSANE_WORKER_SOURCE=redis needs INSANE_REDIS_URL (a least-privilege ACL user)")
+        return RedisLeaseSource.from_settings(settings, token)
+    from core.worker.http_source import HttpLeaseSource
+
+    return HttpLeaseSource(settings.relay_url, token)
+
+
+def build_detector(settings: Settings) -> Detector:
+    from core.detect import detector_config_from_settings, load_detector
+
+    return load_detector(detector_config_from_settings(settings))
+
+
+def preloader_factory(settings: Settings, dedicated_tenant: UUID | None = None):
+    def make(source: LeaseSource) -> AbstractAsyncContextManager[Any]:
+        from core.preload import Preloader
+        from core.ssrf import SsrfGuard
+
+        return Preloader(
+            blobs=source,
+            guard=SsrfGuard(dedicated_tenant=dedicated_tenant),
+            cache_bytes=settings.worker_cache_mb << 20,
+            global_limit=settings.worker_fetch_concurrency,
+            per_host_limit=settings.worker_fetch_per_host,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            deadline_s=settings.worker_fetch_timeout_s,
+        )
+
+    return make
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    token: str | None = None,
+    detector: Detector | None = None,
+    dedicated_tenant: UUID | None = None,
+) -> Worker:
+    """A ready-to-run worker. Raises WorkerSetupError, or core.detect's DetectorError/ModelNotFound."""
+    source = build_source(settings, token)
+    return Worker(
+        worker_config(settings),
+        source,
+        detector or build_detector(settings),
+        preloader_factory(settings, dedicated_tenant),
+    )
