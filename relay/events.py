@@ -180,7 +180,7 @@ async def list_events(request: Request) -> JSONResponse:
         raise Problem(400, "invalid-query", "limit: a whole number from 1 to 200")
     limit = int(limit_raw)
     camera = q.get("camera")
-    if camera is not None and not 1 <= len(camera) <= 100:
+    if camera is not None and (not 1 <= len(camera) <= 100 or "\0" in camera):
         raise Problem(400, "invalid-query", "camera: 1 to 100 characters")
     since, until, cursor = _query_time(request, "since"), _query_time(request, "until"), _cursor(q.get("cursor"))
     sql = ("SELECT e.id, e.camera, e.occurred_at, e.hint, e.status, e.lane, e.error, e.created_at, e.done_at, "

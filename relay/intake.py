@@ -54,6 +54,9 @@ def _bad(detail: str, slug: str = "invalid-event", status: int = 422, **extra: o
 
 
 def _parse_json(raw: bytes | str) -> EventIn:
+    data = raw.encode() if isinstance(raw, str) else raw
+    if b"\\u0000" in data or b"\0" in data:  # PostgreSQL text cannot hold NUL
+        raise _bad("NUL characters are not accepted in text")
     try:
         return EventIn.model_validate_json(raw)
     except ValidationError as exc:

@@ -39,12 +39,16 @@ from relay.state import Worker, state
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+MAX_K = 100_000  # k is an int column; the contract itself sets no upper bound
+NUL_JSON = b"\\u0000"  # PostgreSQL text and jsonb cannot hold NUL
 
 
 async def parse_body(request: Request, model: type[M], limit: int = 16_000_000) -> M:
     raw = await request.body()
     if len(raw) > limit:
         raise Problem(413, "request-too-large", f"request body over {limit} bytes")
+    if NUL_JSON in raw or b"\0" in raw:
+        raise Problem(422, "invalid-body", "NUL characters are not accepted in text")
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
@@ -173,6 +177,8 @@ async def results(request: Request) -> Response:
     worker = await relay.worker(request)
     body = await parse_body(request, ResultsPost)
     for r in body.results:
+        if r.k > MAX_K:
+            raise Problem(422, "invalid-body", f"k: at most {MAX_K}")
         if r.lease_id is not None:
             try:
                 parse_lease_id(r.lease_id)
