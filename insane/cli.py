@@ -19,7 +19,10 @@ COMMANDS = [
     ("relay", "relay.cli"),
     ("tenant", "relay.tenant_cli"),
     ("demo", "insane.commands.demo"),
+    ("worker", "insane.commands.worker"),
     ("services", "insane.commands.services"),
+    ("detect", "insane.commands.detect"),
+    ("model", "insane.commands.model"),
 ]
 
 

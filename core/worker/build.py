@@ -88,10 +88,10 @@ def build_worker(
     dedicated_tenant: UUID | None = None,
 ) -> Worker:
     """A ready-to-run worker. Raises WorkerSetupError, or core.detect's DetectorError/ModelNotFound."""
-    source = build_source(settings, token)
-    return Worker(
-        worker_config(settings),
-        source,
-        detector or build_detector(settings),
-        preloader_factory(settings, dedicated_tenant),
-    )
+    detector = detector or build_detector(settings)
+    try:
+        source = build_source(settings, token)
+    except WorkerSetupError:
+        detector.close()
+        raise
+    return Worker(worker_config(settings), source, detector, preloader_factory(settings, dedicated_tenant))

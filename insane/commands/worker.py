@@ -1,0 +1,105 @@
+"""``insane worker``: the headless worker, the same engine as the tray app.
+
+A live one-line status on a terminal (or one JSON object per second with ``--json``); SIGINT/SIGTERM
+stop leasing, finish the events in flight and post their results, then exit (a second signal drops
+what is held; the relay re-delivers it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "worker",
+        help="run the worker headless: lease events from the relay, review them, post the results",
+        description="Lease events from the relay (INSANE_RELAY_URL, INSANE_WORKER_TOKEN), run the model "
+        "(INSANE_MODEL) on their moments and post the verdicts. Ctrl-C finishes what it holds and exits.",
+    )
+    p.add_argument("--relay-url", help="override INSANE_RELAY_URL")
+    p.add_argument("--model", help="override INSANE_MODEL (a name or a path to a .onnx file)")
+    p.add_argument("--threads", type=int, help="override INSANE_WORKER_THREADS")
+    p.add_argument("--json", action="store_true", help="print one JSON object per second instead of a status line")
+    p.add_argument("--dedicated-tenant", help="the tenant id this worker is dedicated to (honours its allow-list)")
+    p.set_defaults(func=worker_command, settings_overrides=_overrides)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"relay_url": args.relay_url, "model": args.model, "worker_threads": args.threads}
+
+
+def status_line(s) -> str:
+    lat = s.latency_ms.get("event", {})
+    depth = " ".join(f"{lane}:{n}" for lane, n in sorted(s.queue_depth.items()))
+    k = " ".join(f"{lane}:{n}" for lane, n in sorted(s.k.items()))
+    line = (
+        f"{s.state:<8} {s.images_per_s:6.1f} img/s {s.events_per_s:5.2f} ev/s  "
+        f"event p50 {lat.get('p50', 0) / 1000:.2f}s p95 {lat.get('p95', 0) / 1000:.2f}s  "
+        f"batch {s.batch_size} K[{k}] queue[{depth}]  done {s.events_total} err {s.errors_total}  {s.provider}"
+    )
+    return f"{line}  ({s.state_detail})" if s.state_detail else line
+
+
+def snapshot_json(s) -> str:
+    body = {
+        "at": s.at, "state": str(s.state), "detail": s.state_detail, "images_per_s": round(s.images_per_s, 3),
+        "events_per_s": round(s.events_per_s, 3), "latency_ms": s.latency_ms, "queue_depth": s.queue_depth,
+        "batch_size": s.batch_size, "k": s.k, "provider": s.provider, "model": s.model, "threads": s.threads,
+        "images_total": s.images_total, "events_total": s.events_total, "errors_total": s.errors_total,
+    }
+    return json.dumps(body, separators=(",", ":"))
+
+
+def worker_command(args: argparse.Namespace, settings) -> int:
+    from uuid import UUID
+
+    from core.detect import DetectorError
+    from core.worker import WorkerSetupError, build_worker
+
+    try:
+        dedicated = UUID(args.dedicated_tenant) if args.dedicated_tenant else None
+        worker = build_worker(settings, dedicated_tenant=dedicated)
+    except (WorkerSetupError, DetectorError, ValueError) as exc:
+        print(f"insane worker: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(worker, as_json=args.json))
+
+
+async def _run(worker, as_json: bool) -> int:
+    loop = asyncio.get_running_loop()
+    tty = sys.stdout.isatty() and not as_json
+    signals = 0
+    stopping: list[asyncio.Task] = []
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        log.info("stopping (%s)", "dropping what is held" if signals > 1 else "finishing what is held")
+        stopping.append(loop.create_task(worker.stop(drain=signals == 1)))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+    def show(snap) -> None:
+        if as_json:
+            print(snapshot_json(snap), flush=True)
+        elif tty:
+            print("\r\x1b[2K" + status_line(snap)[:200], end="", flush=True)
+
+    worker.subscribe(show)
+    await worker.run()
+    if tty:
+        print()
+    snap = worker.snapshot()
+    if not as_json:
+        print(f"stopped: {snap.events_total} events, {snap.images_total} images, {snap.errors_total} moment errors")
+    return 0
