@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     )
     use_gpu: bool = Field(False, description="true or false: prefer a GPU execution provider when present")
 
+    # detector: thresholds and input shape of the model (core/detect).
+    detect_conf: float = Field(0.25, ge=0, le=1, description="a minimum confidence from 0 to 1")
+    detect_classes: list[str] | None = Field(
+        None, description="class names to keep, e.g. [\"person\", \"car\"] (default: all)"
+    )
+    detect_rect: bool = Field(
+        True, description="true or false: a 384×640 input for 16:9 frames instead of 640×640 (~40% less work)"
+    )
+
     # worker: the engine's lease, batching, auto-throttle and fetch knobs (core/worker).
     worker_token: SecretStr | None = Field(
         None, description="the worker token from enrollment (the tray keeps it in the keyring)"

@@ -110,7 +110,10 @@ class OnnxDetector(Detector):
         if cfg.imgsz is None:
             own = tuple(ast.literal_eval(meta["imgsz"])) if "imgsz" in meta else None
             wanted = fixed or own or (640, 640)
-            if cfg.rect and wanted[0] == wanted[1]:
+            if cfg.rect and fixed:
+                # rect is a preference (the default setting); a fixed-shape model keeps its own input.
+                log.info("%s has a fixed %dx%d input; rect does not apply", self.path.name, *fixed)
+            elif cfg.rect and wanted[0] == wanted[1]:
                 wanted = rect_shape(wanted[1], cfg.rect_aspect, stride)
         elif isinstance(cfg.imgsz, int):
             wanted = rect_shape(cfg.imgsz, cfg.rect_aspect, stride) if cfg.rect else (cfg.imgsz, cfg.imgsz)

@@ -124,8 +124,10 @@ def test_fixed_shape_model_splits_batches(shipped_fall_onnx: Path, det, sample_i
         out = fixed.detect([fixed.prepare(b) for b in sample_images.values()])
     assert len(out) == 3 and [len(r) for r in out] == [len(r) for r in det.detect(
         [det.prepare(b) for b in sample_images.values()])]
+    with load_detector({"type": "onnx", "path": str(shipped_fall_onnx), "rect": True}) as fixed:
+        assert fixed.input_size == (640, 640)  # rect is a preference a fixed model cannot follow
     with pytest.raises(DetectorError, match="fixed input of 640x640"):
-        load_detector({"type": "onnx", "path": str(shipped_fall_onnx), "rect": True})
+        load_detector({"type": "onnx", "path": str(shipped_fall_onnx), "imgsz": [384, 640]})
 
 
 def test_rect_input_from_config(fall_model_onnx: Path, sample_images: dict[str, bytes]) -> None:

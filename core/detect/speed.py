@@ -1,0 +1,55 @@
+"""Throughput measurements shared by ``insane model bench`` and ``bench/detect.py``.
+
+    raw = measure_raw(det, tensors, batch=4, seconds=5)        # session.run on ready tensors
+    full = measure_pipeline(det, jpegs, batch=4, seconds=5)    # JPEG bytes to boxes, decode in a pool
+
+Figures are images per second over whole passes, after one warm-up batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from core.detect.base import Detector
+
+
+def _timed(step: Callable[[], int], seconds: float, min_rounds: int = 3) -> float:
+    step()  # warm-up: allocations, thread pools, kernel selection
+    done, rounds, t0 = 0, 0, time.perf_counter()
+    while rounds < min_rounds or time.perf_counter() - t0 < seconds:
+        done += step()
+        rounds += 1
+    return done / (time.perf_counter() - t0)
+
+
+def measure_raw(det: Detector, tensors: Sequence[np.ndarray], batch: int, seconds: float) -> float:
+    """The ceiling: the model alone on ready batch tensors (the backend's ``run``)."""
+    stacked = np.stack(list(tensors))
+    chunks = [np.ascontiguousarray(stacked[i : i + batch]) for i in range(0, len(stacked), batch)]
+
+    def step() -> int:
+        for c in chunks:
+            det.run(c)  # type: ignore[attr-defined]
+        return len(stacked)
+
+    return _timed(step, seconds)
+
+
+def measure_pipeline(det: Detector, jpegs: Sequence[bytes], batch: int, seconds: float, workers: int = 2) -> float:
+    """The whole path: decode + letterbox in a thread pool, overlapped with inference + NMS batch by batch."""
+    pool = ThreadPoolExecutor(workers, "prepare")
+
+    def step() -> int:
+        futures = [pool.submit(det.prepare, j) for j in jpegs]
+        for i in range(0, len(futures), batch):
+            det.detect([f.result() for f in futures[i : i + batch]])
+        return len(jpegs)
+
+    try:
+        return _timed(step, seconds)
+    finally:
+        pool.shutdown()

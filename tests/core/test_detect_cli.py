@@ -1,0 +1,56 @@
+"""`insane detect` and `insane model` as a user runs them: a child process, real files, real models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, INSANE_MODEL_DIR=str(tmp_path / "models"), YOLO_OFFLINE="1",
+               YOLO_CONFIG_DIR=str(tmp_path / "ultralytics"))
+    return subprocess.run([sys.executable, "-m", "insane", *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+
+
+def test_detect_json_and_errors(tmp_path: Path, fall_model_onnx: Path, sample_images: dict[str, bytes]) -> None:
+    bus = tmp_path / "bus.jpg"
+    bus.write_bytes(sample_images["bus.jpg"])
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a picture")
+    r = _run("detect", "--model", str(fall_model_onnx), "--json", "--save", str(tmp_path / "out"), str(bus),
+             str(junk), tmp_path=tmp_path)
+    assert r.returncode == 1, r.stderr
+    first, second = (json.loads(line) for line in r.stdout.splitlines())
+    assert first["detections"] and {d["label"] for d in first["detections"]} <= {"Normal", "Fall"}
+    assert all(0 <= d["box"][0] < d["box"][2] <= 810 for d in first["detections"])
+    assert second == {"image": str(junk), "error": "not a JPEG or PNG image (unknown file signature)"}
+    assert (tmp_path / "out" / "bus.annotated.jpg").stat().st_size > 10_000
+
+
+def test_missing_model_says_how_to_get_it(tmp_path: Path) -> None:
+    r = _run("detect", "--model", "yolov8n", "x.jpg", tmp_path=tmp_path)
+    assert r.returncode == 2 and "insane model download yolov8n" in r.stderr
+
+
+def test_import_then_list(tmp_path: Path, fall_model_onnx: Path) -> None:
+    r = _run("model", "import", str(fall_model_onnx), "--name", "mine", tmp_path=tmp_path)
+    assert r.returncode == 0 and "2 classes" in r.stdout
+    rows = json.loads(_run("model", "list", "--json", tmp_path=tmp_path).stdout)
+    assert {"name": "mine", "state": "ready"}.items() <= next(x for x in rows if x["name"] == "mine").items()
+
+
+@pytest.mark.export
+def test_export_makes_a_runnable_model(tmp_path: Path, fall_model_pt: Path) -> None:
+    pytest.importorskip("ultralytics", reason="needs the export extra (Ultralytics, torch)")
+    r = _run("model", "export", str(fall_model_pt), "--rect", "--name", "fall-rect", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from core.detect.registry import describe
+
+    info = describe(tmp_path / "models" / "fall-rect.onnx")
+    assert info["labels"] == ["Normal", "Fall"] and info["imgsz"] == "[384, 640]"
