@@ -34,9 +34,11 @@ class OnnxConfig(BackendConfig):
     providers: tuple[str, ...] | None = Field(None, description="provider names in order of preference")
     use_gpu: bool = Field(False, description="prefer a GPU provider when no explicit list is given")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
-    sessions: int = Field(
-        1, ge=1, le=64,
-        description="1: one session with all threads; N: N sessions with threads/N each, a batch split among them",
+    sessions: int | None = Field(
+        None, ge=1, le=64,
+        description="1: one session with all threads; N: N sessions with threads/N each, a batch split among "
+        "them; None: one single-thread session per thread on the CPU (measured faster, bench/detect.py), "
+        "one session on a GPU",
     )
 
 
@@ -96,7 +98,7 @@ class OnnxDetector(Detector):
         except ValueError as exc:
             raise DetectorError(str(exc)) from exc
         self._buffer = np.empty((0, 3, *self.input_size), self.dtype)
-        self._pool = ThreadPoolExecutor(len(self._sessions), "onnx") if len(self._sessions) > 1 else None
+        self._pool = self._make_pool()
         log.info(
             "loaded %s: %d classes, input %dx%d %s, batch %s, %s × %d session(s)",
             self.model_name, len(self.labels), *self.input_size, self.dtype, self.max_batch or "dynamic",
@@ -131,6 +133,8 @@ class OnnxDetector(Detector):
     def _open(self, provider: str) -> list[Any]:
         ort = self._ort
         n = self.config.sessions
+        if n is None:
+            n = min(self.config.threads, 8) if prov.PROVIDERS[provider][0] == prov.CPU else 1
         threads = max(1, self.config.threads // n)
         sessions = []
         for _ in range(n):
@@ -144,6 +148,9 @@ class OnnxDetector(Detector):
             except Exception as exc:  # onnxruntime's pybind errors share no base but Exception
                 raise DetectorError(f"cannot load {self.path.name} on {provider}: {exc}") from exc
         return sessions
+
+    def _make_pool(self) -> ThreadPoolExecutor | None:
+        return ThreadPoolExecutor(len(self._sessions), "onnx") if len(self._sessions) > 1 else None
 
     @property
     def provider(self) -> str:
@@ -167,7 +174,10 @@ class OnnxDetector(Detector):
         if pending is None or pending == self._provider:
             return
         sessions = self._open(pending)  # a failure leaves the current provider in place
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self._sessions, self._provider = sessions, pending
+        self._pool = self._make_pool()
         log.info("%s now runs on %s", self.model_name, pending)
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
