@@ -316,7 +316,11 @@ class Worker:
         while len(self._shrunk) > self.config.backfill_keep:
             self._shrunk.popitem(last=False)
 
-    def _on_posted(self, result: EventResult, job: Job) -> None:
+    def _on_posted(self, result: EventResult, job: Job, duplicate: bool) -> None:
+        if duplicate:
+            # Another delivery of this event (ours or a stale worker's) was stored first; not ours to count.
+            log.info("event %s already had a result; this review was not stored", result.event_id)
+            return
         self._metrics.event_done(
             EventSummary(
                 event_id=result.event_id, camera=job.event.camera, lane=job.event.lane, k=result.k,

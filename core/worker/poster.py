@@ -27,7 +27,7 @@ class Poster:
         self,
         source: LeaseSource,
         config: WorkerConfig,
-        on_posted: Callable[[EventResult, Any], None],
+        on_posted: Callable[[EventResult, Any, bool], None],
         on_error: Callable[[str, str | None], None],
     ) -> None:
         self.source = source
@@ -86,8 +86,9 @@ class Poster:
             self.on_error("results", None)
             if resp.duplicates:
                 log.info("%d results were already stored (re-delivery)", len(resp.duplicates))
+            duplicates = set(resp.duplicates)
             for result, context in batch:
-                self.on_posted(result, context)
+                self.on_posted(result, context, result.event_id in duplicates)
             return
 
     async def close(self, drain: bool, wait_s: float) -> None:

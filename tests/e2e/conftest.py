@@ -91,7 +91,7 @@ def relay_db(services) -> str:
 
 @pytest.fixture(scope="module")
 def relay(services, relay_db) -> Iterator[RelayServer]:
-    settings = relay_settings(services, relay_db, lease_idle_s=2.0, max_deliveries=5, max_moments=64)
+    settings = relay_settings(services, relay_db, lease_idle_s=5.0, max_deliveries=10, max_moments=64)
     with RelayServer(settings) as running:
         yield running
 
