@@ -264,6 +264,9 @@ class Worker:
     async def _review(self, job: Job) -> None:
         try:
             moments = list(await asyncio.gather(*(self._moment(job, ref) for ref in job.refs)))
+            if job.backfill and all(m.error is not None for m in moments):
+                log.info("back-fill of event %s reviewed nothing more; not posted", job.event.event_id)
+                return
             result = job.result(moments, self._metrics_model(), str(self.detector.provider))
             if job.shrunk and self.config.backfill:
                 job.earlier = list(result.moments)
