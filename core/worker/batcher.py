@@ -52,11 +52,15 @@ class Batcher:
         max_wait_s: float = 0.02,
         latency_target_s: float = 0.5,
         on_batch: Callable[[int, float], None] | None = None,
+        min_batch: int = 1,
     ) -> None:
         self.detector = detector
         self.cap = max(1, min(max_batch, int(getattr(detector, "max_batch", max_batch) or max_batch)))
         self.max_wait_s = max_wait_s
         self.latency_target_s = latency_target_s
+        # A detector that splits a batch over one session per core needs at least that many images to
+        # use every core, whatever the latency target says.
+        self.floor = max(1, min(min_batch, self.cap))
         self.batch_size = self.cap
         self.on_batch = on_batch
         self.provider_error: str | None = None
@@ -176,7 +180,7 @@ class Batcher:
         per_image = elapsed / max(n, 1)
         self._per_image_s = per_image if self._per_image_s is None else 0.7 * self._per_image_s + 0.3 * per_image
         fit = int(self.latency_target_s / max(self._per_image_s, 1e-6))
-        self.batch_size = max(1, min(self.cap, fit))
+        self.batch_size = max(self.floor, min(self.cap, fit))
 
     async def close(self) -> None:
         if self._task is not None:

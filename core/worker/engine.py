@@ -156,7 +156,7 @@ class Worker:
         self._decode = concurrent.futures.ThreadPoolExecutor(self.config.decode_threads, "insane-decode")
         self._batcher = Batcher(
             self.detector, self.config.max_batch, self.config.batch_wait_s, self.config.latency_target_s,
-            on_batch=self._on_batch,
+            on_batch=self._on_batch, min_batch=self.config.threads,
         )
         if self._pending_provider:
             self._batcher.set_provider(self._pending_provider)
