@@ -12,6 +12,10 @@ SSRF guard on every hop (redirects are followed here, at most MAX_REDIRECTS, eac
 byte limit that does not trust Content-Length, and are checked from their first KB: wrong magic bytes or a
 decompression-bomb header abort the download. Every fetch has an overall deadline. A failed fetch is an error
 for that moment only.
+
+Without ``client`` the preloader builds its own on a :class:`core.ssrf.GuardedTransport`. An injected client
+should use one too (tests pass an ``httpx.MockTransport``): the guard's checks run either way, but only the
+guarded transport pins the connection to the vetted address.
 """
 
 from __future__ import annotations
@@ -117,6 +121,7 @@ class Preloader:
         self._hits = 0
         self._misses = 0
         self._fetched_bytes = 0
+        self._fetched_count = 0
         self._started = False
         self._closed = False
 
@@ -168,10 +173,13 @@ class Preloader:
     async def get(self, event: LeasedEvent, moment: MomentRef) -> bytes:
         """The moment's bytes: from the cache, or after its fetch (started now, ahead of the queue, if need be)."""
         self._check_open()
+        if not self._started:
+            raise RuntimeError("enter the preloader (async with) before calling get()")
         key = (event.event_id, moment.index)
         data = self._cached(key)
         if data is not None:
             self._hits += 1
+            self._pump()  # a read image frees room for prefetching
             return data
         self._misses += 1
         job = self._jobs.get(key) or self._add_job(event, moment)
@@ -186,7 +194,8 @@ class Preloader:
                 del self._jobs[key]  # reported once; a later get tries again
             raise job.error
         assert job.data is not None
-        self._cached(key)  # mark read, if the cache kept it
+        if self._cached(key) is not None:  # mark read, if the cache kept it
+            self._pump()
         return job.data
 
     def forget(self, event_id: UUID) -> None:
@@ -239,7 +248,7 @@ class Preloader:
             _, version, job = entry
             if job.state != "queued" or version != job.version:
                 continue  # stale: bumped, forgotten or already done
-            if not job.urgent and self._unread_bytes >= self._cache_limit:
+            if not job.urgent and not self._room_to_prefetch():
                 aside.append(entry)  # the cache is full of unread images: prefetch waits for the reader
                 break  # urgent entries sort first, so nothing after this one is urgent
             if self._host_active[job.host] >= self._per_host_limit:
@@ -248,6 +257,13 @@ class Preloader:
             self._start(job)
         for entry in aside:
             heapq.heappush(self._heap, entry)
+
+    def _room_to_prefetch(self) -> bool:
+        # Unread images plus the prefetches in flight (at the average image size so far) plus one more must
+        # fit, or a prefetch would only push out an image nobody has read yet.
+        average = self._fetched_bytes / (self._fetched_count or 1)
+        prefetching = sum(1 for job in self._active if not job.urgent)
+        return self._unread_bytes + (prefetching + 1) * average <= self._cache_limit
 
     def _start(self, job: _Job) -> None:
         job.state = "running"
@@ -289,6 +305,7 @@ class Preloader:
             log.info("moment %s of event %s not fetched: %s", job.key[1], job.key[0], error)
         elif data is not None:
             self._fetched_bytes += len(data)
+            self._fetched_count += 1
             if self._jobs.get(job.key) is job:
                 del self._jobs[job.key]
             if not job.forgotten and not self._closed:
@@ -391,7 +408,9 @@ class Preloader:
             raise FetchError(f"{host}: refused a {encoding!r}-encoded image (asked for identity)")
         body = bytearray()
         known = False
-        async for chunk in response.aiter_raw():
+        # Identity-encoded only (checked above), so these are the raw bytes; aiter_bytes also serves a body
+        # that a transport already read into memory.
+        async for chunk in response.aiter_bytes():
             body += chunk
             if len(body) > self._max_bytes:
                 raise FetchError(f"{host}: the image is over the limit of {self._max_bytes} bytes")
