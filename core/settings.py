@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     worker_fetch_concurrency: int = Field(16, ge=1, le=256, description="image downloads at once, in all")
     worker_fetch_per_host: int = Field(4, ge=1, le=64, description="image downloads at once from one host")
 
+    # tray: the desktop app (desktop/).
+    start_at_login: bool = Field(False, description="true or false: start the tray app when the user logs in")
+    tray_alert_after_s: float = Field(
+        120.0, ge=0, le=86400, description="seconds the relay may stay unreachable before the tray notifies the user"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

@@ -1,0 +1,91 @@
+"""The system tray icon and its menu: Pause/Resume, Use GPU, Open dashboard, Settings, Quit.
+
+    tray = Tray()
+    tray.show_snapshot(snapshot, gpu_choice(worker.available_providers()))
+    tray.pause_triggered.connect(...)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from desktop.icons import icon_for
+from desktop.status import APP_TITLE, GpuChoice, is_on_gpu, look_for, pause_text, status_line, tooltip
+
+
+class Tray(QObject):
+    pause_triggered = Signal()
+    gpu_toggled = Signal(bool)
+    dashboard_triggered = Signal()
+    settings_triggered = Signal()
+    quit_triggered = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.icon = QSystemTrayIcon(icon_for("starting"), self)
+        self.icon.setToolTip(f"{APP_TITLE}: starting")
+        self.kind = "starting"
+        menu = QMenu()
+        self.menu = menu
+        self.status_action = QAction("starting", menu)
+        self.status_action.setEnabled(False)
+        self.pause_action = QAction("Pause", menu)
+        self.gpu_action = QAction("Use GPU", menu)
+        self.gpu_action.setCheckable(True)
+        self.dashboard_action = QAction("Open dashboard", menu)
+        self.settings_action = QAction("Settings…", menu)
+        self.quit_action = QAction("Quit", menu)
+        menu.addAction(self.status_action)
+        menu.addSeparator()
+        for action in (self.pause_action, self.gpu_action):
+            menu.addAction(action)
+        menu.addSeparator()
+        for action in (self.dashboard_action, self.settings_action):
+            menu.addAction(action)
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        menu.setToolTipsVisible(True)  # the GPU item's reason lives in its tooltip
+        self.icon.setContextMenu(menu)
+
+        self.pause_action.triggered.connect(self.pause_triggered)
+        self.gpu_action.triggered.connect(self.gpu_toggled)
+        self.dashboard_action.triggered.connect(self.dashboard_triggered)
+        self.settings_action.triggered.connect(self.settings_triggered)
+        self.quit_action.triggered.connect(self.quit_triggered)
+        self.icon.activated.connect(self._activated)
+
+    def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        # A left click (or double click) opens the dashboard; the right click shows the menu by itself.
+        if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
+            self.dashboard_triggered.emit()
+
+    def show(self) -> None:
+        self.icon.show()
+
+    def hide(self) -> None:
+        self.icon.hide()
+
+    def show_snapshot(self, snapshot: Any, gpu: GpuChoice) -> None:
+        look = look_for(snapshot.state)
+        if look.kind != self.kind:
+            self.kind = look.kind
+            self.icon.setIcon(icon_for(look.kind))
+        self.icon.setToolTip(tooltip(snapshot))
+        self.status_action.setText(status_line(snapshot))
+        self.pause_action.setText(pause_text(snapshot.state))
+        self.pause_action.setEnabled(look.kind != "stopped")
+        self.set_gpu(gpu, is_on_gpu(snapshot.provider) and gpu.enabled)
+
+    def set_gpu(self, gpu: GpuChoice, checked: bool) -> None:
+        self.gpu_action.setEnabled(gpu.enabled)
+        self.gpu_action.setText(gpu.text)
+        self.gpu_action.setToolTip(gpu.reason)
+        self.gpu_action.setChecked(checked)
+
+    def notify(self, title: str, message: str, error: bool = True) -> None:
+        kind = QSystemTrayIcon.MessageIcon.Warning if error else QSystemTrayIcon.MessageIcon.Information
+        self.icon.showMessage(title, message, kind, 15000)
