@@ -20,6 +20,7 @@ COMMANDS = [
     ("tenant", "relay.tenant_cli"),
     ("demo", "insane.commands.demo"),
     ("worker", "insane.commands.worker"),
+    ("tray", "desktop.cli"),
     ("services", "insane.commands.services"),
     ("detect", "insane.commands.detect"),
     ("model", "insane.commands.model"),

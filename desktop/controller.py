@@ -1,0 +1,369 @@
+"""The tray app's one controller: it owns the worker and connects it to the tray, dashboard and settings.
+
+    controller = Controller(settings, use_tray=QSystemTrayIcon.isSystemTrayAvailable())
+    controller.show()                     # the tray icon, or the dashboard where no tray exists
+    await controller.start()              # builds the worker off the GUI thread and runs it
+    await controller.finished()           # until Quit: the worker drained, every task done
+
+All slots that do I/O are coroutines on the qasync loop; their UI state is restored in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from PySide6.QtCore import QObject, Signal
+
+from core.detect import DetectorError
+from core.detect.registry import ModelRegistry
+from core.settings import Settings, SettingsError, load_settings
+from core.worker import MetricsSnapshot, Worker, WorkerState, build_worker
+from core.worker.build import WorkerSetupError
+from desktop import autostart
+from desktop.alerts import AlertPolicy
+from desktop.configfile import ConfigWriteError, save_settings
+from desktop.dashboard import Dashboard
+from desktop.enroll import EnrollError, enroll
+from desktop.settings_dialog import EDITABLE, SettingsDialog
+from desktop.status import APP_TITLE, gpu_choice, is_on_gpu
+from desktop.tokens import TokenStore, TokenStoreError
+from desktop.tray import Tray
+
+log = logging.getLogger(__name__)
+
+WorkerFactory = Callable[[Settings, str | None], Worker]
+# Changing these needs a new worker (a new model session, thread pool or relay connection).
+RESTART_KEYS = ("relay_url", "model", "worker_threads")
+
+
+def default_worker_factory(settings: Settings, token: str | None) -> Worker:
+    return build_worker(settings, token=token)
+
+
+def placeholder(state: WorkerState, detail: str, settings: Settings) -> MetricsSnapshot:
+    """What the UI shows while no worker runs (building, not enrolled, model missing)."""
+    return MetricsSnapshot(
+        at=time.time(), state=state, state_detail=detail, images_per_s=0.0, events_per_s=0.0, latency_ms={},
+        queue_depth={}, batch_size=0, k={}, provider="", model=settings.model, threads=settings.worker_threads,
+        images_total=0, events_total=0, errors_total=0,
+    )
+
+
+class Controller(QObject):
+    snapshot_changed = Signal(object)  # every MetricsSnapshot shown
+    worker_started = Signal()
+    notified = Signal(str, str)  # title, message
+    finished_signal = Signal()
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        use_tray: bool,
+        tokens: TokenStore | None = None,
+        worker_factory: WorkerFactory = default_worker_factory,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.tokens = tokens or TokenStore()
+        self.worker_factory = worker_factory
+        self.worker: Worker | None = None
+        self.last: MetricsSnapshot = placeholder(WorkerState.STARTING, "loading the model", settings)
+        self.alerts = AlertPolicy(settings.tray_alert_after_s)
+        self._unsubscribe: Callable[[], None] | None = None
+        self._run_task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._done = asyncio.Event()
+        self._quitting = False
+        self.http = httpx.AsyncClient(timeout=20)  # one client for the app's own calls (enrollment)
+
+        self.dashboard = Dashboard()
+        self.settings_dialog: SettingsDialog | None = None
+        self.tray: Tray | None = Tray() if use_tray else None
+        d = self.dashboard
+        d.quit_on_close = self.tray is None
+        d.pause_clicked.connect(self.toggle_pause)
+        d.gpu_toggled.connect(self.set_gpu)
+        d.settings_clicked.connect(self.open_settings)
+        d.quit_clicked.connect(self.request_quit)
+        d.event_selected.connect(self.show_event)
+        if self.tray is not None:
+            t = self.tray
+            t.pause_triggered.connect(self.toggle_pause)
+            t.gpu_toggled.connect(self.set_gpu)
+            t.dashboard_triggered.connect(self.open_dashboard)
+            t.settings_triggered.connect(self.open_settings)
+            t.quit_triggered.connect(self.request_quit)
+        self._show(self.last)
+
+    # ----- lifecycle --------------------------------------------------------------------------
+
+    def show(self) -> None:
+        if self.tray is not None:
+            self.tray.show()
+            log.info("tray ready: icon shown")
+        else:
+            self.open_dashboard()
+            log.info("tray ready: no system tray here, showing the dashboard")
+        self._reconcile_autostart()
+
+    async def start(self) -> bool:
+        """Build and run the worker; False (and an error state shown) when it cannot start yet."""
+        settings = self.settings
+        try:
+            token = self.tokens.load(settings.relay_url)
+        except TokenStoreError as exc:
+            self._show_problem(str(exc))
+            return False
+        if token is None and settings.worker_token is None:
+            self._show_problem("not enrolled: open Settings and paste an enrollment code")
+            return False
+        self._show(placeholder(WorkerState.STARTING, "loading the model", settings))
+        loop = asyncio.get_running_loop()
+        try:
+            # Loading a model takes a while: off the GUI thread, so the tray stays responsive.
+            worker = await loop.run_in_executor(None, self.worker_factory, settings, token)
+        except (WorkerSetupError, DetectorError) as exc:
+            self._show_problem(str(exc))
+            return False
+        if self._quitting:
+            await worker.stop(drain=False)
+            return False
+        self.worker = worker
+        self._unsubscribe = worker.subscribe(self._on_snapshot)
+        self._run_task = asyncio.create_task(worker.run(), name="insane-worker")
+        self._run_task.add_done_callback(self._run_ended)
+        self._show(worker.snapshot())
+        self.worker_started.emit()
+        log.info("worker started: model %s, provider %s", worker.detector.model_name, worker.detector.provider)
+        return True
+
+    def _run_ended(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the worker stopped on an error", exc_info=task.exception())
+            self._show_problem(f"the worker stopped: {task.exception()}")
+
+    async def stop_worker(self) -> None:
+        """Stop the worker: it finishes and posts the events it holds, then closes its threads."""
+        worker, task = self.worker, self._run_task
+        self.worker, self._run_task = None, None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if worker is not None:
+            await worker.stop(drain=True)
+        if task is not None:
+            await task
+
+    def request_quit(self) -> None:
+        if not self._quitting:
+            self._spawn(self.quit())
+
+    async def quit(self) -> None:
+        self._quitting = True
+        if self.tray is not None:
+            self.tray.status_action.setText("quitting: finishing the batch in flight…")
+        try:
+            await self.stop_worker()
+            pending = [t for t in self._tasks if t is not asyncio.current_task()]
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            await self.http.aclose()
+            if self.tray is not None:
+                self.tray.hide()
+            self.dashboard.quit_on_close = False
+            self.dashboard.close()
+            if self.settings_dialog is not None:
+                self.settings_dialog.close()
+            self._done.set()
+            self.finished_signal.emit()
+            log.info("tray app stopped")
+
+    async def finished(self) -> None:
+        await self._done.wait()
+
+    def _spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ----- what the worker says ----------------------------------------------------------------
+
+    def _on_snapshot(self, snapshot: MetricsSnapshot) -> None:
+        self._show(snapshot)
+        alert = self.alerts.observe(snapshot.state, snapshot.state_detail, time.monotonic())
+        if alert is not None:
+            self.notify(alert.title, alert.message)
+
+    def _show(self, snapshot: MetricsSnapshot) -> None:
+        self.last = snapshot
+        gpu = gpu_choice(self.worker.available_providers() if self.worker else [])
+        self.dashboard.show_snapshot(snapshot, gpu)
+        if self.tray is not None:
+            self.tray.show_snapshot(snapshot, gpu)
+        self.snapshot_changed.emit(snapshot)
+
+    def _show_problem(self, detail: str) -> None:
+        log.warning("%s", detail)
+        self._show(placeholder(WorkerState.ERROR, detail, self.settings))
+        self.notify(APP_TITLE, detail)
+
+    def notify(self, title: str, message: str) -> None:
+        if self.tray is not None and self.tray.icon.supportsMessages():
+            self.tray.notify(title, message)
+        else:
+            self.dashboard.statusBar().showMessage(f"{title}: {message}")
+        self.notified.emit(title, message)
+
+    # ----- what the user asks -------------------------------------------------------------------
+
+    def toggle_pause(self) -> None:
+        if self.worker is None:
+            return
+        if self.worker.state == WorkerState.PAUSED:
+            self.worker.resume()
+        else:
+            self.worker.pause()
+
+    def set_gpu(self, on: bool) -> None:
+        if self.worker is None:
+            return
+        choice = gpu_choice(self.worker.available_providers())
+        target = choice.gpu if on and choice.enabled else choice.cpu
+        if target is None or is_on_gpu(self.worker.detector.provider) == on:
+            self._show(self.worker.snapshot())
+            return
+        try:
+            self.worker.set_provider(target)
+        except ValueError as exc:
+            self.notify("Use GPU", str(exc))
+        self._spawn(self._save_quietly({"use_gpu": on}))
+        self._show(self.worker.snapshot())
+
+    async def _save_quietly(self, changes: dict[str, Any]) -> None:
+        try:
+            save_settings(changes)
+        except ConfigWriteError as exc:
+            self.notify("Settings", str(exc))
+
+    def open_dashboard(self) -> None:
+        d = self.dashboard
+        d.show()
+        d.raise_()
+        d.activateWindow()
+
+    def open_settings(self) -> None:
+        if self.settings_dialog is None:
+            values = {key: getattr(self.settings, key) for key in EDITABLE}
+            models = [row["name"] for row in ModelRegistry(self.settings.model_dir).entries()]
+            dialog = SettingsDialog(values, models=models, enrolled=self._enrolled(), parent=self.dashboard)
+            dialog.save_requested.connect(lambda changes: self._spawn(self.apply_settings(changes)))
+            dialog.enroll_requested.connect(lambda url, code: self._spawn(self.enroll(url, code)))
+            dialog.import_requested.connect(self.import_model)
+            self.settings_dialog = dialog
+        self.settings_dialog.show()
+        self.settings_dialog.raise_()
+        self.settings_dialog.activateWindow()
+
+    def _enrolled(self) -> bool:
+        try:
+            return self.tokens.load(self.settings.relay_url) is not None
+        except TokenStoreError:
+            return False
+
+    def _reconcile_autostart(self) -> None:
+        try:
+            autostart.reconcile(self.settings.start_at_login)
+        except autostart.AutostartError as exc:
+            self.notify("Start at login", str(exc))
+
+    async def apply_settings(self, changes: dict[str, Any]) -> bool:
+        """Validate, save to the config file, update the login entry; restart the worker if needed."""
+        dialog = self.settings_dialog
+        changed = {k: v for k, v in changes.items() if getattr(self.settings, k) != v}
+        try:
+            new = load_settings(**{**self._current_overrides(), **changes})
+        except SettingsError as exc:
+            if dialog:
+                dialog.show_result(False, str(exc))
+            return False
+        try:
+            save_settings(changed)
+            autostart.reconcile(new.start_at_login)
+        except (ConfigWriteError, autostart.AutostartError) as exc:
+            if dialog:
+                dialog.show_result(False, str(exc))
+            return False
+        self.settings = new
+        if dialog:
+            dialog.show_result(True, "saved" + (" — restarting the worker" if self._needs_restart(changed) else ""))
+        if self._needs_restart(changed) or self.worker is None:
+            await self.restart_worker()
+        return True
+
+    def _current_overrides(self) -> dict[str, Any]:
+        # The running settings may carry command-line overrides; a save keeps them.
+        return {key: getattr(self.settings, key) for key in (*EDITABLE, "tray_alert_after_s")}
+
+    @staticmethod
+    def _needs_restart(changed: dict[str, Any]) -> bool:
+        return any(key in changed for key in RESTART_KEYS)
+
+    async def restart_worker(self) -> bool:
+        await self.stop_worker()
+        return await self.start()
+
+    async def enroll(self, relay_url: str, code: str) -> bool:
+        dialog = self.settings_dialog
+        if dialog:
+            dialog.enroll_button.setEnabled(False)
+        try:
+            reply = await enroll(self.http, relay_url or self.settings.relay_url, code)
+            self.tokens.save(relay_url, reply.token)
+        except (EnrollError, TokenStoreError) as exc:
+            if dialog:
+                dialog.show_result(False, str(exc))
+            return False
+        finally:
+            if dialog:
+                dialog.enroll_button.setEnabled(True)
+        if dialog:
+            dialog.set_enrolled(True)
+            dialog.code.clear()
+            dialog.show_result(True, "enrolled: the worker token is in the system keyring")
+        if relay_url != self.settings.relay_url:
+            return await self.apply_settings({"relay_url": relay_url})
+        await self.restart_worker()
+        return True
+
+    def import_model(self, path: str) -> None:
+        dialog = self.settings_dialog
+        try:
+            target = ModelRegistry(self.settings.model_dir).import_file(path)
+        except (DetectorError, OSError) as exc:
+            if dialog:
+                dialog.show_result(False, f"could not import {path}: {exc}")
+            return
+        if dialog:
+            models = [row["name"] for row in ModelRegistry(self.settings.model_dir).entries()]
+            dialog.set_models(models, target.stem)
+            dialog.show_result(True, f"imported as {target.stem}; Save to use it")
+
+    def show_event(self, event: Any) -> None:
+        worker = self.worker
+        picture = worker.moment_picture(event.event_id) if worker and hasattr(worker, "moment_picture") else None
+        if picture is None:
+            self.dashboard.picture.clear("no picture kept for this event")
+            return
+        data, detections = picture
+        self.dashboard.picture.set_moment(data, detections)
+
