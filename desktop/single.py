@@ -63,27 +63,29 @@ class SingleInstance(QObject):
         return True
 
     def _signal_other(self, timeout_ms: int) -> None:
-        socket = QLocalSocket()
-        socket.connectToServer(self.name)
-        if not socket.waitForConnected(timeout_ms):
-            log.warning("another instance holds the lock but does not answer: %s", socket.errorString())
-            return
-        socket.write(SHOW)
-        socket.waitForBytesWritten(timeout_ms)
-        socket.disconnectFromServer()
-        log.info("another instance is running; asked it to show its dashboard")
+        socket = QLocalSocket(self)
+        try:
+            socket.connectToServer(self.name)
+            if not socket.waitForConnected(timeout_ms):
+                log.warning("another instance holds the lock but does not answer: %s", socket.errorString())
+                return
+            socket.write(SHOW)
+            socket.waitForBytesWritten(timeout_ms)
+            socket.disconnectFromServer()
+            log.info("another instance is running; asked it to show its dashboard")
+        finally:
+            socket.abort()
+            socket.deleteLater()
 
     def _on_connection(self) -> None:
         assert self.server is not None
         while (socket := self.server.nextPendingConnection()) is not None:
-            socket.readyRead.connect(lambda s=socket: self._read(s))
-            socket.disconnected.connect(socket.deleteLater)
-            if socket.bytesAvailable():
-                self._read(socket)
-
-    def _read(self, socket: QLocalSocket) -> None:
-        if bytes(socket.readAll().data()).startswith(SHOW.strip()):
-            self.activated.emit()
+            # The request is one short line written right after connecting: read it here, briefly.
+            if socket.bytesAvailable() or socket.waitForReadyRead(1000):
+                if bytes(socket.readAll().data()).startswith(SHOW.strip()):
+                    self.activated.emit()
+            socket.abort()
+            socket.deleteLater()
 
     def release(self) -> None:
         if self.server is not None:
