@@ -297,7 +297,7 @@ class Controller(QObject):
                 dialog.show_result(False, str(exc))
             return False
         try:
-            save_settings(changed)
+            save_settings(changes)  # what the dialog showed is what the user saved, flags included
             autostart.reconcile(new.start_at_login)
         except (ConfigWriteError, autostart.AutostartError) as exc:
             if dialog:

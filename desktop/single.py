@@ -81,9 +81,9 @@ class SingleInstance(QObject):
         assert self.server is not None
         while (socket := self.server.nextPendingConnection()) is not None:
             # The request is one short line written right after connecting: read it here, briefly.
-            if socket.bytesAvailable() or socket.waitForReadyRead(1000):
-                if bytes(socket.readAll().data()).startswith(SHOW.strip()):
-                    self.activated.emit()
+            arrived = socket.bytesAvailable() or socket.waitForReadyRead(1000)
+            if arrived and bytes(socket.readAll().data()).startswith(SHOW.strip()):
+                self.activated.emit()
             socket.abort()
             socket.deleteLater()
 

