@@ -116,11 +116,13 @@ class Controller(QObject):
     async def start(self) -> bool:
         """Build and run the worker; False (and an error state shown) when it cannot start yet."""
         settings = self.settings
-        try:
-            token = self.tokens.load(settings.relay_url)
-        except TokenStoreError as exc:
-            self._show_problem(str(exc))
-            return False
+        token: str | None = None
+        if settings.worker_token is None:  # INSANE_WORKER_TOKEN (a headless PC without a keyring) wins
+            try:
+                token = self.tokens.load(settings.relay_url)
+            except TokenStoreError as exc:
+                self._show_problem(str(exc))
+                return False
         if token is None and settings.worker_token is None:
             self._show_problem("not enrolled: open Settings and paste an enrollment code")
             return False
