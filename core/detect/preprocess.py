@@ -7,24 +7,92 @@ The letterbox is Ultralytics' (``LetterBox(auto=False, center=True)``: same roun
 bilinear resize), so the same pixels reach the network. Large JPEGs are decoded by libjpeg at 1/2, 1/4 or
 1/8 size when the reduced image is still at least as large as the letterboxed one: a 1080p frame for a
 640-wide input decodes at 960×540, which is several times cheaper than a full decode and a resize.
+
+Two pixel paths give the same bytes. With OpenCV installed (the relay host, the headless worker, the
+export tools) it decodes and resizes. Without it (the desktop bundle, where OpenCV would be 150 MB of
+its 250) Pillow decodes through the same libjpeg-turbo scaled decode, and :func:`resize_linear`
+reproduces ``cv2.resize(..., INTER_LINEAR)`` in integer numpy, bit for bit (tests/core/test_detect_pixels.py
+holds both paths to identical arrays).
 """
 
 from __future__ import annotations
 
-import cv2
+import io
+
 import numpy as np
 
 from core.detect.base import Prepared
 from core.imageinfo import CorruptImage, ImageInfo, UnsupportedImage, check_pixels, probe
 
+try:
+    import cv2
+except ImportError:  # the desktop bundle: Pillow decodes, numpy resizes
+    cv2 = None
+
 PAD_VALUE = 114
-_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+# OpenCV's fixed-point bilinear: 11-bit coefficients (INTER_RESIZE_COEF_BITS).
+_COEF_SCALE = 2048
 
 
 def rect_shape(imgsz: int, aspect: float, stride: int = 32) -> tuple[int, int]:
     """(h, w) of a stride-aligned input for frames of ``aspect`` (w/h) at ``imgsz``: 640, 16:9 → (384, 640)."""
     h = imgsz / aspect
     return (int(-(-h // stride) * stride), imgsz)
+
+
+def _taps(src: int, dst: int, clamp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and 11-bit weights of each output position, computed as OpenCV does (float32 offsets).
+
+    Columns past an edge take the edge pixel with weight 1 (``clamp``); rows keep their fractional weight
+    and read the edge row twice, which rounds differently: OpenCV does exactly this.
+    """
+    scale = 1.0 / (dst / src)  # OpenCV inverts the inverse scale; the last bit of the offsets depends on it
+    f = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    i = np.floor(f).astype(np.int64)
+    f = f - i.astype(np.float32)
+    if clamp:
+        edge = (i < 0) | (i >= src - 1)
+        f[edge] = 0
+        i = np.clip(i, 0, src - 1)
+    w0 = np.rint((np.float32(1) - f) * np.float32(_COEF_SCALE)).astype(np.int32)
+    w1 = np.rint(f * np.float32(_COEF_SCALE)).astype(np.int32)
+    return np.clip(i, 0, src - 1), np.clip(i + 1, 0, src - 1), w0, w1
+
+
+def resize_linear(img: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
+    """``cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)`` for uint8 HWC images, in numpy.
+
+    Same integer arithmetic as OpenCV's SIMD path: a horizontal pass with 11-bit weights, then a vertical
+    pass that keeps the high 16 bits of each product and rounds at the end. An exact halving is OpenCV's
+    2×2 area mean, as OpenCV switches to it.
+    """
+    h, w = img.shape[:2]
+    if (w, h) == (new_w, new_h):
+        return img.copy()
+    if w == 2 * new_w and h == 2 * new_h:
+        s = img.astype(np.uint16)
+        return ((s[0::2, 0::2] + s[0::2, 1::2] + s[1::2, 0::2] + s[1::2, 1::2] + 2) >> 2).astype(np.uint8)
+    cn = img.shape[2]
+    x0, x1, a0, a1 = _taps(w, new_w, clamp=True)
+    y0, y1, b0, b1 = _taps(h, new_h, clamp=False)
+    rows, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+    # Rows flattened to (row, column·channel): one gather per tap, on bytes, then 32-bit products.
+    src = img[rows].reshape(len(rows), w * cn)
+    lanes = np.arange(cn)
+    hor = np.multiply(np.take(src, (x0[:, None] * cn + lanes).ravel(), axis=1), np.repeat(a0, cn), dtype=np.int32)
+    hor += np.multiply(np.take(src, (x1[:, None] * cn + lanes).ravel(), axis=1), np.repeat(a1, cn), dtype=np.int32)
+    hor >>= 4  # OpenCV packs the horizontal sums into 16 bits this way (they stay below 2^15)
+    out = hor[where[:new_h]]
+    out *= b0[:, None]
+    out >>= 16
+    bottom = hor[where[new_h:]]
+    bottom *= b1[:, None]
+    bottom >>= 16
+    out += bottom
+    out += 2
+    out >>= 2
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8).reshape(new_h, new_w, cn)
 
 
 class Letterbox:
@@ -46,9 +114,15 @@ class Letterbox:
     def apply(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]
         (new_w, new_h), top, bottom, left, right = self.params(h, w)
+        if cv2 is not None:
+            if (w, h) != (new_w, new_h):
+                img = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+            return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
         if (w, h) != (new_w, new_h):
-            img = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+            img = resize_linear(img, new_w, new_h)
+        boxed = np.full((new_h + top + bottom, new_w + left + right, img.shape[2]), PAD_VALUE, np.uint8)
+        boxed[top : top + new_h, left : left + new_w] = img
+        return boxed
 
 
 def reduce_factor(info: ImageInfo, shape: tuple[int, int]) -> int:
@@ -68,6 +142,46 @@ def reduce_factor(info: ImageInfo, shape: tuple[int, int]) -> int:
     return best
 
 
+def _decode_cv2(data: bytes, info: ImageInfo, f: int) -> np.ndarray:
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+             8: cv2.IMREAD_REDUCED_COLOR_8}
+    # IMREAD_COLOR turns grayscale, CMYK and alpha into 3-channel BGR and honours EXIF orientation.
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags[f])
+    if img is None:
+        raise CorruptImage(f"{info.format.upper()} data is corrupt or truncated ({len(data)} bytes)")
+    return img
+
+
+def _decode_pillow(data: bytes, info: ImageInfo, f: int) -> np.ndarray:
+    """What ``cv2.imdecode(..., IMREAD_COLOR or IMREAD_REDUCED_COLOR_f)`` returns, through Pillow."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data), formats=[info.format.upper()]) as im:
+            if f > 1:
+                # libjpeg's DCT scaling picks 1/f when asked for at least width/f × height/f.
+                im.draft("RGB", (info.width // f, info.height // f))
+                if im.size != (-(-info.width // f), -(-info.height // f)):
+                    raise CorruptImage(f"JPEG scaled decode gave {im.size[0]}×{im.size[1]} at 1/{f}")
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # A 16-bit grey PNG: OpenCV keeps the high byte.
+                grey = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
+                return np.repeat(grey[:, :, None], 3, axis=2)
+            if im.mode == "CMYK":
+                # OpenCV's CMYK→BGR on the values libjpeg returns (Pillow inverts Adobe's; undo that).
+                cmyk = np.asarray(im).astype(np.int32)
+                if "adobe" in im.info:
+                    cmyk = 255 - cmyk
+                k = cmyk[:, :, 3:]
+                return (k - (((255 - cmyk[:, :, 2::-1]) * k) >> 8)).astype(np.uint8)
+            rgb = np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise CorruptImage(f"{info.format.upper()} data is corrupt or truncated ({len(data)} bytes): {exc}") from exc
+    return rgb[:, :, ::-1]  # BGR, as OpenCV returns it (a view: the tensor step flips it back for free)
+
+
 def decode(
     data: bytes, shape: tuple[int, int], max_pixels: int, reduced: bool = True
 ) -> tuple[np.ndarray, int, int, int]:
@@ -78,11 +192,7 @@ def decode(
     info = probe(data)
     check_pixels(info, max_pixels)
     f = reduce_factor(info, shape) if reduced else 1
-    buf = np.frombuffer(data, np.uint8)
-    # IMREAD_COLOR turns grayscale, CMYK and alpha into 3-channel BGR and honours EXIF orientation.
-    img = cv2.imdecode(buf, _REDUCED[f] if f > 1 else cv2.IMREAD_COLOR)
-    if img is None:
-        raise CorruptImage(f"{info.format.upper()} data is corrupt or truncated ({len(data)} bytes)")
+    img = (_decode_cv2 if cv2 is not None else _decode_pillow)(data, info, f)
     if img.ndim != 3 or img.shape[2] != 3:
         raise UnsupportedImage(f"decoded to an unexpected shape {img.shape}")
     h, w = img.shape[:2]
