@@ -2,6 +2,7 @@
 
     raw = measure_raw(det, tensors, batch=4, seconds=5)        # session.run on ready tensors
     full = measure_pipeline(det, jpegs, batch=4, seconds=5)    # JPEG bytes to boxes, decode in a pool
+    runs = alternate({"fp32": lambda: measure_raw(a, ...), "int8": lambda: measure_raw(b, ...)}, rounds=5)
 
 Figures are images per second over whole passes, after one warm-up batch.
 """
@@ -9,7 +10,7 @@ Figures are images per second over whole passes, after one warm-up batch.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -53,3 +54,13 @@ def measure_pipeline(det: Detector, jpegs: Sequence[bytes], batch: int, seconds:
         return _timed(step, seconds)
     finally:
         pool.shutdown()
+
+
+def alternate(measures: Mapping[Hashable, Callable[[], float]], rounds: int) -> dict[Hashable, list[float]]:
+    """Each measurement in turn, ``rounds`` times: on a shared or throttling machine, compare two models by
+    the median of their per-round ratios, which drift shifts alike, rather than by one long run each."""
+    runs: dict[Hashable, list[float]] = {key: [] for key in measures}
+    for _ in range(rounds):
+        for key, measure in measures.items():
+            runs[key].append(measure())
+    return runs

@@ -1,4 +1,4 @@
-"""``insane model list|download|import|export|bench``: the models the worker can run."""
+"""``insane model list|download|import|export|quantize|bench``: the models the worker can run."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 from core.detect import DetectorError, detector_config_from_settings, load_detector
 from core.detect.download import DownloadError
-from core.detect.registry import ModelRegistry, describe
+from core.detect.registry import ModelRegistry, describe, looks_like_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("model", help="list, download, import, export or benchmark detection models",
+    p = sub.add_parser("model", help="list, download, import, export, quantise or benchmark detection models",
                        description="Models live in the model folder (INSANE_MODEL_DIR).")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="known and installed models")
@@ -34,8 +34,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--half", action="store_true", help="fp16 weights (for GPUs)")
     ex.add_argument("--name", help="name in the model folder (default: the file's stem)")
     ex.set_defaults(func=export_command)
-    b = actions.add_parser("bench", help="this machine's images/s for a model")
+    q = actions.add_parser(
+        "quantize", help="make an INT8 copy of an ONNX model (NAME-int8), calibrated on pictures",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Static INT8 quantisation with onnxruntime (needs the onnx package, in the export extra).\n"
+        "Writes NAME-int8.onnx into the model folder with the same class names and input size, so\n"
+        "`--model NAME-int8` works wherever a model is asked for. The Detect head's decode stays in\n"
+        "float (quantised, every class probability would round to 0).\n\n"
+        "Calibration sets the int8 ranges from real pictures: give frames from your own cameras\n"
+        "(a few dozen, day and night) for the best accuracy. Without --calib it uses the bundled\n"
+        "sample pictures, which are few and not your scenes.\n\n"
+        "INT8 is not faster on every CPU. Compare before switching:\n"
+        "  insane model bench --model NAME --against NAME-int8",
+    )
+    q.add_argument("model", metavar="MODEL", help="a float32 model: a name from `insane model list` or a .onnx path")
+    q.add_argument("--calib", type=Path, nargs="+", metavar="PATH",
+                   help="folders of .jpg/.png pictures, or files (default: the bundled sample pictures)")
+    q.add_argument("--max-images", type=int, default=200, metavar="N",
+                   help="use at most N calibration pictures (default 200)")
+    q.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
+                   help="one int8 scale per convolution output channel (default; usually more accurate)")
+    q.add_argument("--name", help="output name before -int8 (default: the model's name)")
+    q.set_defaults(func=quantize_command)
+    b = actions.add_parser("bench", help="this machine's images/s for a model, or two models compared")
     b.add_argument("--model", help="name or path (default: the model setting)")
+    b.add_argument("--against", metavar="MODEL",
+                   help="a second model (e.g. NAME-int8) measured in turn with the first; prints the median ratio")
+    b.add_argument("--rounds", type=int, default=5, help="alternating rounds with --against (default 5)")
     b.add_argument("images", nargs="*", type=Path, help="JPEG files (default: a synthetic 1080p frame)")
     b.add_argument("--batch", type=int, default=4)
     b.add_argument("--seconds", type=float, default=5.0)
@@ -94,16 +119,45 @@ def export_command(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+def quantize_command(args: argparse.Namespace, settings) -> int:
+    from core.detect.quantize import calibration_images, quantize_model
+
+    registry = ModelRegistry(settings.model_dir)
+    try:
+        src = registry.resolve(args.model)
+        images = calibration_images(args.calib)
+        name = args.name or (Path(args.model).stem if looks_like_path(args.model) else args.model)
+        print(f"calibrating on {min(len(images), args.max_images)} picture(s)…", file=sys.stderr, flush=True)
+        result = quantize_model(src, settings.model_dir, images, name, args.per_channel, args.max_images)
+    except DetectorError as exc:
+        print(f"insane model quantize: {exc}", file=sys.stderr)
+        return 1
+    print(f"{result.path}: int8 from {result.images} calibration picture(s), "
+          f"{result.float_nodes} nodes of the decode kept float")
+    print(f"compare: insane model bench --model {args.model} --against {result.path.stem}")
+    return 0
+
+
 def bench_command(args: argparse.Namespace, settings) -> int:
+    import statistics
+
     import cv2
     import numpy as np
 
-    from core.detect.speed import measure_pipeline, measure_raw
+    from core.detect.speed import alternate, measure_pipeline, measure_raw
 
+    if args.rounds < 1 or args.seconds <= 0:
+        print("insane model bench: --rounds must be at least 1 and --seconds above 0", file=sys.stderr)
+        return 2
+    names = [args.model] if args.against is None else [args.model, args.against]
+    dets = []
     try:
-        det = load_detector(detector_config_from_settings(
-            settings, model=args.model, rect=args.rect or None, sessions=args.sessions))
+        for name in names:
+            dets.append(load_detector(detector_config_from_settings(
+                settings, model=name, rect=args.rect or None, sessions=args.sessions)))
     except (DetectorError, ValueError) as exc:
+        for det in dets:
+            det.close()
         print(f"insane model bench: {exc}", file=sys.stderr)
         return 2
     if args.images:
@@ -112,12 +166,33 @@ def bench_command(args: argparse.Namespace, settings) -> int:
         rng = np.random.default_rng(0)
         frame = cv2.GaussianBlur(rng.integers(0, 255, (1080, 1920, 3), np.uint8), (9, 9), 0)
         jpegs = [cv2.imencode(".jpg", frame)[1].tobytes()] * 8
-    with det:
+    # One model: one measurement of each figure. Two: both in turn, round after round, so that the
+    # machine's drift (other work, clocks, heat) falls on both alike; their ratio is taken per round.
+    rounds = 1 if len(dets) == 1 else args.rounds
+    seconds = args.seconds / rounds
+    measures = {}
+    for i, det in enumerate(dets):
         tensors = [det.prepare(j).tensor for j in jpegs]
-        raw = measure_raw(det, tensors, args.batch, args.seconds) if hasattr(det, "run") else float("nan")
-        full = measure_pipeline(det, jpegs, args.batch, args.seconds)
+        if hasattr(det, "run"):
+            measures[i, "raw"] = lambda d=det, t=tensors: measure_raw(d, t, args.batch, seconds)
+        measures[i, "full"] = lambda d=det: measure_pipeline(d, jpegs, args.batch, seconds)
+    try:
+        runs = alternate(measures, rounds)
+    finally:
+        for det in dets:
+            det.close()
+    nan = float("nan")
+    for i, det in enumerate(dets):
+        raw = statistics.median(runs.get((i, "raw"), [nan]))
+        full = statistics.median(runs[i, "full"])
         h, w = det.input_size
         print(f"{det.model_name} {h}x{w} on {det.provider}, batch {args.batch}, {len(jpegs)} image(s)")
         print(f"  model alone : {raw:7.1f} img/s  {1000 / raw:6.1f} ms/img")
         print(f"  full path   : {full:7.1f} img/s  {1000 / full:6.1f} ms/img  ({full / raw:.2f} of the model alone)")
+    if len(dets) == 2:
+        ratio = {k: statistics.median(b / a for a, b in zip(runs.get((0, k), [nan]), runs.get((1, k), [nan]),
+                                                             strict=True))
+                 for k in ("raw", "full")}
+        print(f"{dets[1].model_name} / {dets[0].model_name}, median of {rounds} alternating rounds: "
+              f"model alone ×{ratio['raw']:.2f}, full path ×{ratio['full']:.2f}")
     return 0
