@@ -133,7 +133,7 @@ def quantize_command(args: argparse.Namespace, settings) -> int:
         print(f"insane model quantize: {exc}", file=sys.stderr)
         return 1
     print(f"{result.path}: int8 from {result.images} calibration picture(s), "
-          f"{result.float_nodes} nodes of the decode kept float")
+          f"{result.float_nodes} nodes kept float (the decode and the last convolutions)")
     print(f"compare: insane model bench --model {args.model} --against {result.path.stem}")
     return 0
 

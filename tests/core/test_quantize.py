@@ -13,12 +13,18 @@ import pytest
 
 from core.detect import load_detector
 from core.detect.registry import ModelRegistry, describe
-from tests.core.test_detect_parity import _iou
 
 onnx = pytest.importorskip("onnx", reason="quantising needs the onnx package (the export extra)")
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL = ("bus.jpg", "zidane.jpg", "frame1080.jpg")
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def _run(*args: str, model_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -45,7 +51,7 @@ def int8_model(tmp_path_factory: pytest.TempPathFactory, fall_model_onnx: Path, 
              model_dir=model_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     path = model_dir / "fall-int8.onnx"
-    assert r.stdout.startswith(f"{path}: int8 from 2 calibration picture(s)"), r.stdout
+    assert r.stdout.startswith(f"{path}: int8 from 2 calibration picture(s), "), r.stdout
     return path
 
 
