@@ -142,8 +142,9 @@ def decode_tail(graph: Any) -> tuple[list[Any], list[Any]]:
 class _Frames:
     """Calibration inputs: each image letterboxed as the detector does it, at every input shape given."""
 
-    def __init__(self, input_name: str, images: Sequence[Path], shapes: Sequence[tuple[int, int]]) -> None:
+    def __init__(self, input_name: str, images: Sequence[Path], shapes: Sequence[tuple[int, int]], batch: int) -> None:
         self._input_name = input_name
+        self._batch = batch  # a fixed-batch model takes the image repeated
         self._letterboxes = [Letterbox(s) for s in shapes]
         self._iter = self._frames(images)
         self.images = 0
@@ -160,7 +161,7 @@ class _Frames:
             self.images += 1
             for t in tensors:
                 self.samples += 1
-                yield {self._input_name: t[None]}
+                yield {self._input_name: np.repeat(t[None], self._batch, axis=0)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:  # onnxruntime's CalibrationDataReader protocol
         return next(self._iter, None)
@@ -178,8 +179,9 @@ def _load_onnx(path: Path) -> Any:
     return model
 
 
-def _input_shapes(model: Any) -> tuple[str, list[tuple[int, int]]]:
-    """The input's name and the shapes to calibrate: a fixed shape, or the model's imgsz and its 16:9 rect shape."""
+def _input_shapes(model: Any) -> tuple[str, list[tuple[int, int]], int]:
+    """The input's name, the shapes to calibrate (a fixed shape, or the model's imgsz and its 16:9 rect shape)
+    and the batch size to feed (a fixed batch, or 1)."""
     from onnx import TensorProto
 
     inp = model.graph.input[0]
@@ -190,8 +192,9 @@ def _input_shapes(model: Any) -> tuple[str, list[tuple[int, int]]]:
     if ttype.elem_type != TensorProto.FLOAT or len(ttype.shape.dim) != 4:
         raise QuantizeError(f"input {inp.name!r} is not a float32 image batch (N×3×H×W)")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
+    batch = dims[0] or 1
     if dims[2] and dims[3]:
-        return inp.name, [(dims[2], dims[3])]
+        return inp.name, [(dims[2], dims[3])], batch
     meta = {p.key: p.value for p in model.metadata_props}
     stride = int(meta.get("stride", 32))
     try:
@@ -201,7 +204,7 @@ def _input_shapes(model: Any) -> tuple[str, list[tuple[int, int]]]:
     shapes = [(h, w)]
     if h == w:  # the detector's rect setting runs a square model at a 16:9 shape: calibrate that too
         shapes.append(rect_shape(w, 16 / 9, stride))
-    return inp.name, shapes
+    return inp.name, shapes, batch
 
 
 def quantize_model(
@@ -231,13 +234,15 @@ def quantize_model(
         raise QuantizeError(f"no such file: {src}")
     if src.suffix.lower() != ".onnx":
         raise QuantizeError(f"{src.name}: expected a .onnx model (export a .pt first: insane model export PATH.pt)")
+    if max_images is not None and max_images < 1:
+        raise QuantizeError(f"max_images must be at least 1, not {max_images}")
     images = list(images)[:max_images]
     if not images:
         raise QuantizeError("no calibration images")
     model = _load_onnx(src)
     if any(n.op_type in QUANTIZED_OPS for n in model.graph.node):
         raise QuantizeError(f"{src.name} is already quantised")
-    input_name, shapes = _input_shapes(model)
+    input_name, shapes, batch = _input_shapes(model)
     decode_tail(model.graph)  # refuse a model without a Detect head before the slow part
     metadata = {p.key: p.value for p in model.metadata_props}
 
@@ -255,15 +260,18 @@ def quantize_model(
                 node.name = f"{node.op_type}_{i}"
         tail, last_convs = decode_tail(model.graph)
         keep_float = [n.name for n in (*tail, *last_convs)]
-        frames = _Frames(input_name, images, shapes)
-        quantize_static(
-            model, str(work / "q.onnx"), frames,
-            quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=keep_float, calibrate_method=CalibrationMethod.MinMax,
-        )
-        if frames.images == 0:
-            raise QuantizeError(f"none of the {len(images)} calibration images could be read")
+        frames = _Frames(input_name, images, shapes, batch)
+        try:
+            quantize_static(
+                model, str(work / "q.onnx"), frames,
+                quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=keep_float, calibrate_method=CalibrationMethod.MinMax,
+            )
+        except ValueError as exc:  # onnxruntime's "No data is collected." when every image failed
+            if frames.images == 0:
+                raise QuantizeError(f"none of the {len(images)} calibration images could be read") from exc
+            raise QuantizeError(f"quantising {src.name} failed: {exc}") from exc
         quantized = onnx.load(str(work / "q.onnx"))
         del quantized.metadata_props[:]
         metadata["quantization"] = (f"static int8 QDQ, {'per-channel' if per_channel else 'per-tensor'} weights, "
