@@ -234,6 +234,8 @@ def quantize_model(
         raise QuantizeError(f"no such file: {src}")
     if src.suffix.lower() != ".onnx":
         raise QuantizeError(f"{src.name}: expected a .onnx model (export a .pt first: insane model export PATH.pt)")
+    if name is not None and (not name or "/" in name or "\\" in name or name.startswith(".")):
+        raise QuantizeError(f"{name!r} is not a model name (no folders, no leading dot)")
     if max_images is not None and max_images < 1:
         raise QuantizeError(f"max_images must be at least 1, not {max_images}")
     images = list(images)[:max_images]
@@ -253,7 +255,10 @@ def quantize_model(
         # Shape inference and graph optimisation first, as onnxruntime's quantiser expects; symbolic shape
         # inference gives up on a dynamic export's anchor arithmetic and is not needed for a CNN.
         pre = work / "pre.onnx"
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception as exc:  # onnx's checker and onnxruntime's pybind errors share no base but Exception
+            raise QuantizeError(f"{src.name} cannot be prepared for quantisation: {exc}") from exc
         model = onnx.load(str(pre))
         for i, node in enumerate(model.graph.node):  # exclusion goes by node name
             if not node.name:

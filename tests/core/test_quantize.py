@@ -149,6 +149,7 @@ def test_bad_input_fails_with_a_sentence(tmp_path: Path, int8_model: Path, fall_
         ((str(fall_model_onnx), "--calib", str(tmp_path / "nowhere")), "calibration path not found"),
         ((str(fall_model_onnx), "--calib", str(broken)), "none of the 1 calibration images could be read"),
         ((str(fall_model_onnx), "--max-images", "0"), "max_images must be at least 1, not 0"),
+        ((str(fall_model_onnx), "--name", "../x"), "'../x' is not a model name"),
         ((str(fake),), "fake.onnx is not an ONNX model"),
         ((str(fall_model_pt),), "expected a .onnx model (export a .pt first: insane model export PATH.pt)"),
         ((str(int8_model),), "fall-int8.onnx is already quantised"),
