@@ -11,13 +11,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.redisconn import redis_client
 from core.settings import Settings
 from core.ssrf import SsrfGuard
 from core.streams import Streams
@@ -70,7 +70,7 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
         if settings.relay_migrate_on_start:
             await db.migrate(settings.database_url)
         pool = await db.create_pool(settings)
-        redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30)
+        redis = redis_client(settings.redis_url)
         client = webhooks.guarded_client(webhook_guard)
         tasks: list[asyncio.Task] = []
         try:

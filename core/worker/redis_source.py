@@ -13,10 +13,10 @@ import logging
 import socket
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 
 from core.protocol import EventResult, Heartbeat, HeartbeatResponse, LeasedEvent, LeaseResponse, ResultsResponse
+from core.redisconn import redis_client
 from core.streams import StreamError, Streams
 from core.worker.http_source import HttpLeaseSource
 from core.worker.ports import RelayUnavailable, RequestRejected, TokenRejected
@@ -37,7 +37,7 @@ class RedisLeaseSource:
     ) -> None:
         self.consumer = consumer or f"lan-{socket.gethostname()}"
         self.min_idle_ms = int(min_idle_s * 1000)
-        self._redis = aioredis.from_url(redis_url)
+        self._redis = redis_client(redis_url)
         self._streams = Streams(self._redis)
         self._http = http or HttpLeaseSource(relay_url, token)
 
