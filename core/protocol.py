@@ -9,7 +9,9 @@ Worker API (all but ``enroll`` take ``Authorization: Bearer <worker token>``):
     POST /v1/worker/lease         LeaseRequest    -> LeaseResponse   (long-poll up to wait_s)
     GET  /v1/worker/blobs/{blob}  -> image/jpeg   (only to the worker holding a lease on its event)
     POST /v1/worker/results       ResultsPost     -> ResultsResponse (stored durably, then acked)
-    POST /v1/worker/heartbeat     Heartbeat       -> HeartbeatResponse
+    POST /v1/worker/heartbeat     Heartbeat       -> HeartbeatResponse (renews the leases it lists)
+    POST /v1/worker/dead-letter   DeadLetterRequest -> DeadLetterResponse (LAN workers: entries past
+                                  the delivery limit, or malformed, that this worker holds)
 
 Delivery is at least once; results are exactly once (the relay writes them keyed by event id and
 ignores a second one), so a worker may always retry a post.
@@ -122,10 +124,25 @@ class Heartbeat(_Model):
     provider: str = ""
     model: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
+    leases: list[str] = Field(
+        default_factory=list, max_length=4096,
+        description="lease ids this worker still works on or holds a result for; the relay renews them, so a "
+        "slow review is not reclaimed and reviewed twice",
+    )
 
 
 class HeartbeatResponse(_Model):
     queue_depth: dict[Lane, int] = Field(default_factory=dict)
+    renewed: int = Field(0, description="how many of the listed leases this worker still held")
+
+
+class DeadLetterRequest(_Model):
+    lease_ids: list[str] = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500, description="why the worker will not review them")
+
+
+class DeadLetterResponse(_Model):
+    moved: list[str] = Field(description="lease ids moved to the dead-letter stream (their events are failed)")
 
 
 class EnrollRequest(_Model):

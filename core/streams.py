@@ -13,6 +13,7 @@ event id, so the reconciler can scan a lane without parsing JSON).
     await streams.ensure_groups()
     entry_id, depth = await streams.add("pro", event_json)
     entries = await streams.lease("worker-1", count=8, block_ms=5000, min_idle_ms=60000)
+    await streams.renew("worker-1", [e.lease_id for e in entries])   # still working on them: not idle
     await streams.ack(entries[0].lease_id)      # the relay only, after the result is durable
 
 A LAN worker uses :meth:`Streams.lease` and :meth:`Streams.get_blob` under the ACL user that
@@ -100,12 +101,56 @@ def _entries(lane: Lane, raw: list[Any], deliveries: int = 1) -> list[Entry]:
     return out
 
 
+# Renew the leases a consumer still holds: XCLAIM with JUSTID resets the idle time without counting a
+# delivery. Only entries pending under that consumer are touched, so an entry reclaimed by another
+# worker stays with it. KEYS: the lane streams in LANES order; ARGV: group, consumer, then pairs of
+# (lane position from 1, entry id).
+_RENEW = """
+local group, consumer = ARGV[1], ARGV[2]
+local renewed = 0
+for i = 3, #ARGV, 2 do
+  local key, id = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
+  local p = redis.call('XPENDING', key, group, id, id, 1)
+  if p[1] and p[1][2] == consumer then
+    redis.call('XCLAIM', key, group, consumer, 0, id, 'JUSTID')
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
+
+# Move one entry to the dead-letter stream if (and only if) it is still pending under ``consumer`` and
+# was delivered at least ``min deliveries`` times, in one step: of several relays and reconcilers,
+# exactly one moves it. KEYS: lane stream, dead-letter stream; ARGV: group, consumer, entry id,
+# min deliveries, lane, reason. Returns the delivery count, or 0 when nothing was moved.
+_MOVE_DEAD = """
+local group, consumer, id = ARGV[1], ARGV[2], ARGV[3]
+local p = redis.call('XPENDING', KEYS[1], group, id, id, 1)
+if not p[1] or p[1][2] ~= consumer or p[1][4] < tonumber(ARGV[4]) then
+  return 0
+end
+local fields = {}
+local rows = redis.call('XRANGE', KEYS[1], id, id)
+if rows[1] then fields = rows[1][2] end
+table.insert(fields, 'lane') table.insert(fields, ARGV[5])
+table.insert(fields, 'entry_id') table.insert(fields, id)
+table.insert(fields, 'deliveries') table.insert(fields, tostring(p[1][4]))
+table.insert(fields, 'reason') table.insert(fields, ARGV[6])
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XACK', KEYS[1], group, id)
+redis.call('XDEL', KEYS[1], id)
+return p[1][4]
+"""
+
+
 class Streams:
     """Lanes, consumer group, blobs and the dead-letter stream over one ``redis.asyncio`` client."""
 
     def __init__(self, redis: aioredis.Redis, group: str = GROUP) -> None:
         self.redis = redis
         self.group = group
+        self._renew = redis.register_script(_RENEW)
+        self._move_dead = redis.register_script(_MOVE_DEAD)
 
     async def ensure_groups(self) -> None:
         for lane in LANES:
@@ -229,15 +274,54 @@ class Streams:
         counts = await self._deliveries(found)
         return Entry(lane, entry_id, found[0].fields, counts.get(found[0].lease_id, 1))
 
-    async def dead_letter(self, entry: Entry, reason: str) -> None:
-        """Move an entry this consumer holds to the dead-letter stream, atomically (MULTI)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(DEAD_KEY, {**entry.fields, "lane": entry.lane, "entry_id": entry.entry_id,
-                             "deliveries": str(entry.deliveries), "reason": reason[:500]})
-        pipe.xack(stream_key(entry.lane), self.group, entry.entry_id)
-        pipe.xdel(stream_key(entry.lane), entry.entry_id)
-        await pipe.execute()
-        log.warning("event %s dead-lettered after %d deliveries: %s", entry.event_id, entry.deliveries, reason)
+    async def renew(self, consumer: str, lease_ids: list[str]) -> int:
+        """Reset the idle time of the leases ``consumer`` still holds, so they are not reclaimed while
+        it works on them; returns how many it still held. Unknown or malformed lease ids are skipped."""
+        args: list[str | int] = [self.group, consumer]
+        for lease_id in lease_ids:
+            try:
+                lane, entry_id = parse_lease_id(lease_id)
+            except StreamError:
+                continue
+            args += [LANES.index(lane) + 1, entry_id]
+        if len(args) == 2:
+            return 0
+        try:
+            return int(await self._renew(keys=[stream_key(lane) for lane in LANES], args=args))
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            return 0  # Redis came back without the group: nothing is pending, nothing to renew
+
+    async def holder(self, lease_id: str) -> tuple[str, int] | None:
+        """(consumer, deliveries) of a pending entry, or None when it is not pending."""
+        lane, entry_id = parse_lease_id(lease_id)
+        rows = await self.redis.xpending_range(stream_key(lane), self.group, min=entry_id, max=entry_id, count=1)
+        if not rows:
+            return None
+        return _text(rows[0]["consumer"]), int(rows[0]["times_delivered"])
+
+    async def entry(self, lease_id: str) -> Entry | None:
+        """The entry behind a lease id (with its delivery count), or None when it is gone."""
+        lane, entry_id = parse_lease_id(lease_id)
+        found = _entries(lane, await self.redis.xrange(stream_key(lane), min=entry_id, max=entry_id, count=1))
+        if not found:
+            return None
+        held = await self.holder(lease_id)
+        return Entry(lane, entry_id, found[0].fields, held[1] if held else found[0].deliveries)
+
+    async def dead_letter(self, entry: Entry, reason: str, consumer: str, min_deliveries: int = 0) -> bool:
+        """Move an entry to the dead-letter stream if it is still pending under ``consumer`` (and was
+        delivered at least ``min_deliveries`` times); one atomic step, so it lands there at most once.
+        Returns whether this call moved it."""
+        moved = await self._move_dead(
+            keys=[stream_key(entry.lane), DEAD_KEY],
+            args=[self.group, consumer, entry.entry_id, min_deliveries, entry.lane, reason[:500]],
+        )
+        if not int(moved):
+            return False
+        log.warning("event %s dead-lettered after %d deliveries: %s", entry.event_id, int(moved), reason)
+        return True
 
     async def queued_event_ids(self, lane: Lane, batch: int = 1000, limit: int = 1_000_000) -> set[str]:
         """Event ids of every entry still in the lane (waiting or pending), read in pages."""

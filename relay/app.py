@@ -43,6 +43,7 @@ ROUTES = [
     Route("/v1/worker/blobs/{blob}", workers.blob, methods=["GET"]),
     Route("/v1/worker/results", workers.results, methods=["POST"]),
     Route("/v1/worker/heartbeat", workers.heartbeat, methods=["POST"]),
+    Route("/v1/worker/dead-letter", workers.dead_letter_held, methods=["POST"]),
     Route("/admin/tenants", admin.list_tenants, methods=["GET"]),
     Route("/admin/tenants", admin.create_tenant, methods=["POST"]),
     Route("/admin/tenants/{tenant}/keys", admin.add_key, methods=["POST"]),

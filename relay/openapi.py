@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.protocol import (
+    DeadLetterRequest,
+    DeadLetterResponse,
     EnrollRequest,
     EnrollResponse,
     Heartbeat,
@@ -81,7 +83,8 @@ def build() -> dict[str, Any]:
     schemas: dict[str, Any] = {"Problem": PROBLEM, "EventSummary": EVENT_SUMMARY, "EventView": EVENT_VIEW,
                                "EventAccepted": ACCEPTED}
     models: list[type[BaseModel]] = [EventIn, EnrollRequest, EnrollResponse, LeaseRequest, LeaseResponse,
-                                     ResultsPost, ResultsResponse, Heartbeat, HeartbeatResponse]
+                                     ResultsPost, ResultsResponse, Heartbeat, HeartbeatResponse,
+                                     DeadLetterRequest, DeadLetterResponse]
     for model in models:
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
@@ -141,6 +144,10 @@ def build() -> dict[str, Any]:
             "summary": "Report the worker's state and metrics", "security": WORKER,
             "requestBody": _json_body("Heartbeat"),
             "responses": {**_ok("HeartbeatResponse"), **_problems(401, 413, 422, 503)}}},
+        "/v1/worker/dead-letter": {"post": {
+            "summary": "Dead-letter held entries past the delivery limit, or malformed (LAN workers)",
+            "security": WORKER, "requestBody": _json_body("DeadLetterRequest"),
+            "responses": {**_ok("DeadLetterResponse"), **_problems(401, 413, 422, 503)}}},
     }
     return {
         "openapi": "3.1.0",

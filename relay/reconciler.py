@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
@@ -30,15 +31,29 @@ LOCK_KEY = "insane:reconciler"
 CONSUMER = "relay-reconciler"
 
 
-async def dead_letter(relay: RelayState, entry: Entry, reason: str) -> None:
-    """Move an entry this relay holds to the dead-letter stream, then mark its event failed."""
-    await relay.streams.dead_letter(entry, reason)
-    relay.metrics.dead.inc()
-    if not entry.event_id:
-        return
-    async with system_tx(relay.pool) as conn:
-        await conn.execute("UPDATE events SET status = 'failed', error = $2, done_at = now() "
-                           "WHERE id = $1::text::uuid AND status = 'queued'", entry.event_id, reason[:500])
+async def dead_letter(relay: RelayState, entry: Entry, reason: str, consumer: str, min_deliveries: int = 0) -> bool:
+    """Mark the event failed, then move its entry to the dead-letter stream if ``consumer`` still holds it.
+
+    PostgreSQL first: when it is down this raises DatabaseUnavailable and nothing moves (the entry is
+    tried again when it is next reclaimed). Moved first, a failed update would leave the event queued
+    and the reconciler would queue the poison again, for another N deliveries. Returns whether it moved.
+    """
+    event_id = _uuid(entry.event_id)
+    if event_id is not None:
+        async with system_tx(relay.pool) as conn:
+            await conn.execute("UPDATE events SET status = 'failed', error = $2, done_at = now() "
+                               "WHERE id = $1 AND status = 'queued'", event_id, reason[:500])
+    moved = await relay.streams.dead_letter(entry, reason, consumer, min_deliveries)
+    if moved:
+        relay.metrics.dead.inc()
+    return moved
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None  # a malformed entry: nothing in PostgreSQL to mark
 
 
 async def sweep_dead(relay: RelayState) -> int:
@@ -51,8 +66,8 @@ async def sweep_dead(relay: RelayState) -> int:
                 continue
             # XCLAIM with the idle bound: of several relays, exactly one takes it.
             entry = await relay.streams.claim(lane, row["message_id"], CONSUMER, idle_ms)
-            if entry is not None:
-                await dead_letter(relay, entry, f"delivered {row['times_delivered']} times without a result")
+            if entry is not None and await dead_letter(
+                    relay, entry, f"delivered {row['times_delivered']} times without a result", CONSUMER):
                 moved += 1
     return moved
 
@@ -75,11 +90,19 @@ async def requeue_lost(relay: RelayState, limit: int = 1000) -> int:
     present: set[str] = set()
     for lane in LANES:
         present |= await relay.streams.queued_event_ids(lane)
-    requeued, touched = [], []
+    touched = [row["id"] for row in rows]
+    missing = [row["id"] for row in rows if str(row["id"]) not in present]
+    still: set = set()
+    if missing:
+        # A result may have landed (and its entry been acked and deleted) since the first query: such
+        # an event is missing from the lanes for the right reason. Queue only those still queued now.
+        async with system_tx(relay.pool) as conn:
+            still = {r["id"] for r in await conn.fetch(
+                "SELECT id FROM events WHERE id = ANY($1) AND status = 'queued'", missing)}
+    requeued = []
     for row in rows:
         event_id = str(row["id"])
-        touched.append(row["id"])
-        if event_id in present:
+        if event_id in present or row["id"] not in still:
             continue
         moments = [{"index": i, "url": u} if u is not None else {"index": i, "blob": b}
                    for i, (u, b) in enumerate(zip(row["urls"], row["blobs"], strict=True))]

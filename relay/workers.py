@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.protocol import (
+    DeadLetterRequest,
+    DeadLetterResponse,
     EnrollRequest,
     EnrollResponse,
     EventResult,
@@ -89,13 +91,20 @@ async def lease(request: Request) -> Response:
                                             int(settings.lease_idle_s * 1000))
         events, holds = [], {}
         for entry in entries:
+            reason = None
             if entry.deliveries > settings.max_deliveries:
-                await dead_letter(relay, entry, f"delivered {entry.deliveries - 1} times without a result")
-                continue
-            try:
-                leased = entry.leased()
-            except StreamError as exc:
-                await dead_letter(relay, entry, str(exc))
+                reason = f"delivered {entry.deliveries - 1} times without a result"
+            else:
+                try:
+                    leased = entry.leased()
+                except StreamError as exc:
+                    reason = str(exc)
+            if reason is not None:
+                try:
+                    await dead_letter(relay, entry, reason, worker.consumer)
+                except DatabaseUnavailable as exc:
+                    # Not handed out and not moved: it is tried again when it is next reclaimed.
+                    log.warning("cannot dead-letter event %s now: %s", entry.event_id, exc)
                 continue
             events.append(leased)
             holds.update({m.blob: worker.consumer for m in leased.moments if m.blob})
@@ -107,6 +116,7 @@ async def lease(request: Request) -> Response:
             await pipe.execute()
         depth = await relay.streams.depth()
     except (RedisError, OSError) as exc:
+        log.warning("lease for worker %s failed: %r", worker.consumer, exc)
         raise unavailable("the queue") from exc
     return _model_response(LeaseResponse(events=events, queue_depth=depth))
 
@@ -222,16 +232,56 @@ async def heartbeat(request: Request) -> Response:
     worker = await relay.worker(request)
     body = await parse_body(request, Heartbeat)
     try:
+        # Renew first: it needs only Redis, and a PostgreSQL outage must not get held leases reclaimed.
+        renewed = await relay.streams.renew(worker.consumer, body.leases) if body.leases else 0
+        depth = await relay.streams.depth()
+    except (RedisError, OSError) as exc:
+        log.warning("lease for worker %s failed: %r", worker.consumer, exc)
+        raise unavailable("the queue") from exc
+    try:
         async with system_tx(relay.pool) as conn:
             await conn.execute("UPDATE workers SET last_seen = now(), paused = $2, provider = $3, model = $4, "
                                "metrics = $5 WHERE id = $1", worker.id, body.paused, body.provider, body.model,
                                dict(body.metrics, at=time.time()))
     except DatabaseUnavailable as exc:
         raise unavailable("the database") from exc
+    return _model_response(HeartbeatResponse(queue_depth=depth, renewed=renewed))
+
+
+async def dead_letter_held(request: Request) -> Response:
+    """A LAN worker's report of entries it reclaimed from Redis and will not review: past the delivery
+    limit, or malformed. Its Redis user cannot move them itself; only entries it holds are moved."""
+    relay = state(request)
+    worker = await relay.worker(request)
+    body = await parse_body(request, DeadLetterRequest)
+    for lease_id in body.lease_ids:
+        try:
+            parse_lease_id(lease_id)
+        except StreamError as exc:
+            raise Problem(422, "invalid-body", str(exc)) from None
+    limit = relay.settings.max_deliveries
+    moved = []
     try:
-        depth = await relay.streams.depth()
+        for lease_id in body.lease_ids:
+            entry = await relay.streams.entry(lease_id)
+            held = await relay.streams.holder(lease_id)
+            if entry is None or held is None or held[0] != worker.consumer:
+                continue
+            try:
+                entry.leased()
+                malformed = False
+            except StreamError:
+                malformed = True
+            if not malformed and held[1] <= limit:
+                continue  # a worker may not dead-letter an entry that still has deliveries left
+            reason = (f"malformed entry: {body.reason}" if malformed
+                      else f"delivered {held[1] - 1} times without a result ({body.reason})")
+            if await dead_letter(relay, entry, reason, worker.consumer, 0 if malformed else limit + 1):
+                moved.append(lease_id)
     except (RedisError, OSError) as exc:
         raise unavailable("the queue") from exc
-    return _model_response(HeartbeatResponse(queue_depth=depth))
+    except DatabaseUnavailable as exc:
+        raise unavailable("the database") from exc
+    return _model_response(DeadLetterResponse(moved=moved))
 
 

@@ -23,6 +23,8 @@ def worker_config(settings: Settings) -> WorkerConfig:
     return WorkerConfig(
         lease_events=settings.worker_lease_events,
         lease_wait_s=settings.worker_lease_wait_s,
+        # Heartbeats renew the leases held: several per lease deadline, so one lost beat costs nothing.
+        heartbeat_s=min(5.0, settings.lease_idle_s / 3),
         lease_ahead_images=settings.worker_lease_ahead,
         max_batch=settings.worker_batch_size,
         batch_wait_s=settings.worker_batch_wait_ms / 1000.0,

@@ -62,6 +62,7 @@ class Worker:
         self._stopping = False
         self._stopped = False
         self._jobs: dict[UUID, asyncio.Task] = {}
+        self._job_info: dict[UUID, Job] = {}
         self._inflight_images = 0
         self._shrunk: OrderedDict[UUID, Job] = OrderedDict()
         self._wake: asyncio.Event | None = None
@@ -131,6 +132,14 @@ class Worker:
 
     def available_providers(self) -> list[str]:
         return list(self.detector.available_providers())
+
+    def held_leases(self) -> list[str]:
+        """Leases this worker is reviewing or holds an unstored result for. Every heartbeat renews them,
+        so a review slower than the relay's lease deadline is not reclaimed and done twice."""
+        held = [job.event.lease_id for job in self._job_info.values() if not job.backfill]
+        if self._poster is not None:
+            held += self._poster.lease_ids()
+        return list(dict.fromkeys(held))[:4096]
 
     async def stop(self, drain: bool = True) -> None:
         """Stop leasing; with ``drain`` finish and post what is held (bounded by ``stop_timeout_s``),
@@ -259,6 +268,7 @@ class Worker:
     def _launch(self, job: Job) -> None:
         self._preloader.prefetch(job.event, job.refs)
         self._inflight_images += len(job.refs)
+        self._job_info[job.event.event_id] = job
         self._jobs[job.event.event_id] = asyncio.create_task(self._review(job), name=f"event {job.event.event_id}")
 
     async def _review(self, job: Job) -> None:
@@ -275,6 +285,7 @@ class Worker:
         finally:
             self._inflight_images -= len(job.refs)
             self._jobs.pop(job.event.event_id, None)
+            self._job_info.pop(job.event.event_id, None)
             self._preloader.forget(job.event.event_id)
             self._set_state()
             self._poke()
@@ -345,7 +356,7 @@ class Worker:
             await asyncio.sleep(self.config.heartbeat_s)
             beat = Heartbeat(
                 paused=self._paused, provider=str(self.detector.provider), model=self._metrics_model(),
-                metrics=self.snapshot().heartbeat_metrics(),
+                metrics=self.snapshot().heartbeat_metrics(), leases=self.held_leases(),
             )
             try:
                 resp = await self.source.heartbeat(beat)

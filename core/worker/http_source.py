@@ -19,6 +19,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from core.protocol import (
+    DeadLetterRequest,
+    DeadLetterResponse,
     EventResult,
     Heartbeat,
     HeartbeatResponse,
@@ -50,10 +52,12 @@ class HttpLeaseSource:
         client: httpx.AsyncClient | None = None,
         timeout_s: float = 15.0,
         attempts: int = 3,
+        blob_attempts: int = 12,
         max_blob_bytes: int = 16_000_000,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.attempts = attempts
+        self.blob_attempts = blob_attempts
         self.timeout_s = timeout_s
         self.max_blob_bytes = max_blob_bytes
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
@@ -113,7 +117,9 @@ class HttpLeaseSource:
 
     async def fetch_blob(self, blob: str, event: LeasedEvent) -> bytes:
         path = f"/v1/worker/blobs/{quote(blob, safe='')}"
-        resp = await self._call("GET", path)
+        # More patience than other calls: a moment that cannot be fetched is reviewed as an error for
+        # good, so a relay restart or a database outage is waited out (the preloader's deadline bounds it).
+        resp = await self._call("GET", path, attempts=self.blob_attempts)
         if len(resp.content) > self.max_blob_bytes:
             raise RequestRejected(f"blob {blob} is larger than {self.max_blob_bytes} bytes")
         return resp.content
@@ -125,6 +131,13 @@ class HttpLeaseSource:
     async def heartbeat(self, beat: Heartbeat) -> HeartbeatResponse:
         resp = await self._call("POST", "/v1/worker/heartbeat", beat, attempts=1)
         return self._parse(HeartbeatResponse, resp, "heartbeat")
+
+    async def dead_letter(self, lease_ids: Sequence[str], reason: str) -> list[str]:
+        """Ask the relay to dead-letter entries this worker holds and will not review (LAN workers,
+        whose Redis user cannot); returns the lease ids it moved."""
+        body = DeadLetterRequest(lease_ids=list(lease_ids)[:64], reason=reason[:500] or "refused")
+        resp = await self._call("POST", "/v1/worker/dead-letter", body)
+        return self._parse(DeadLetterResponse, resp, "dead-letter").moved
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -44,6 +44,10 @@ class Poster:
     def pending(self) -> int:
         return len(self._queue)
 
+    def lease_ids(self) -> list[str]:
+        """The leases of the results not yet stored (the worker keeps renewing them)."""
+        return [r.lease_id for r, _ in self._queue if r.lease_id is not None]
+
     def put(self, result: EventResult, context: Any = None) -> None:
         self._queue.append((result, context))
         self._idle.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -67,10 +68,34 @@ async def test_dead_letter_moves_the_entry_atomically(streams: Streams) -> None:
     assert pending[0]["consumer"] == "w" and pending[0]["times_delivered"] == 1
     entry = await streams.claim("pro", pending[0]["message_id"], "reaper", 0)
     assert entry is not None and await streams.claim("pro", entry.entry_id, "other", 60_000) is None
-    await streams.dead_letter(entry, "poison")
+    assert not await streams.dead_letter(entry, "poison", "someone-else")  # only the holder moves it
+    assert not await streams.dead_letter(entry, "poison", "reaper", min_deliveries=3)  # delivered twice
+    assert await streams.dead_letter(entry, "poison", "reaper")
+    assert not await streams.dead_letter(entry, "poison", "reaper")  # once
     dead = await streams.redis.xrange(DEAD_KEY)
     assert len(dead) == 1 and dead[0][1][b"id"].decode() == event_id and dead[0][1][b"reason"] == b"poison"
+    assert dead[0][1][b"deliveries"] == b"2" and dead[0][1][b"lane"] == b"pro"
     assert await streams.pending("pro") == [] and await streams.redis.xlen(stream_key("pro")) == 0
+
+
+async def test_renewing_keeps_a_held_lease_from_being_reclaimed(streams: Streams) -> None:
+    ids = []
+    for _ in range(2):
+        event_id, body = event("standard")
+        await streams.add("standard", event_id, body)
+        ids.append(event_id)
+    slow = await streams.lease("slow", 2, None, 60_000)
+    await asyncio.sleep(0.3)
+    # One lease renewed by its holder; a stranger's renewal, an unknown and a malformed id change nothing.
+    assert await streams.renew("slow", [slow[0].lease_id, "standard:1-0", "bogus"]) == 1
+    assert await streams.renew("thief", [slow[1].lease_id]) == 0
+    reclaimed = await streams.lease("other", 2, None, 200)
+    assert [e.event_id for e in reclaimed] == [slow[1].event_id]  # idle 300 ms; the renewed one is not
+    assert reclaimed[0].deliveries == 2
+    pending = {p["message_id"]: p for p in await streams.pending("standard")}
+    renewed = pending[slow[0].entry_id]
+    assert renewed["consumer"] == "slow" and renewed["times_delivered"] == 1  # renewing is not a delivery
+    assert await streams.renew("slow", [slow[1].lease_id]) == 0  # no longer its lease
 
 
 async def test_blobs_expire_and_the_scan_finds_queued_ids(streams: Streams) -> None:
