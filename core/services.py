@@ -174,15 +174,26 @@ class EmbeddedServices:
         _stop_process(server.process, kill_signal)
         return self.start_redis(port)
 
-    def start_postgres(self) -> Server:
+    def restart_postgres(self, down_s: float = 0.0, kill_signal: int = signal.SIGINT) -> Server:
+        """Stop PostgreSQL (SIGINT: fast shutdown, clients are cut off), stay down ``down_s`` seconds,
+        then start it again on the same port and data folder."""
+        server = self.servers.pop("postgres")
+        port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+        _stop_process(server.process, kill_signal)
+        time.sleep(down_s)
+        return self.start_postgres(port)
+
+    def start_postgres(self, port: int | None = None) -> Server:
         bin_dir = find_postgres_bin()
-        port = free_port()
+        port = port or free_port()
         data = self.root / "pgdata"
         as_user = _postgres_user() if os.geteuid() == 0 else None
         data.mkdir(mode=0o700, exist_ok=True)
         if as_user:
             os.chown(data, as_user.pw_uid, as_user.pw_gid)
         log_path = self.root / "postgres.log"
+        if (data / "PG_VERSION").exists():
+            return self._run_postgres(bin_dir, data, port, log_path, as_user)
         initdb = [
             str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust", "-E", "UTF8",
             "--locale=C", "--no-instructions", "--no-sync",
@@ -196,6 +207,11 @@ class EmbeddedServices:
             raise ServiceError(f"cannot run initdb ({initdb[0]}): {exc}") from exc
         if result.returncode != 0:
             raise ServiceError(f"initdb failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+        return self._run_postgres(bin_dir, data, port, log_path, as_user)
+
+    def _run_postgres(
+        self, bin_dir: Path, data: Path, port: int, log_path: Path, as_user: pwd.struct_passwd | None
+    ) -> Server:
         sync = "on" if self.durable else "off"
         cmd = [
             str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",

@@ -71,9 +71,10 @@ class TTLCache:
         self.ttl, self.size = ttl, size
         self._data: dict[str, tuple[float, Any]] = {}
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str, stale: bool = False) -> Any:
+        """The value, or None when absent or expired (``stale=True``: expired values too)."""
         hit = self._data.get(key)
-        if hit is None or hit[0] < time.monotonic():
+        if hit is None or (hit[0] < time.monotonic() and not stale):
             return None
         return hit[1]
 

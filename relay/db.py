@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 APP_ROLE = "insane_app"
 SYSTEM = "*"
 # Errors that mean "the database is not there right now": the caller answers 503, never 202.
+# OperatorInterventionError (57P01 admin shutdown, 57P02, 57P03) is what a server going down answers.
 UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-               asyncpg.TooManyConnectionsError, TimeoutError)
+               asyncpg.TooManyConnectionsError, asyncpg.exceptions.OperatorInterventionError, TimeoutError)
 
 
 class DatabaseUnavailable(Exception):

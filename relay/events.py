@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from core.streams import stream_key
+from core.streams import blob_key, stream_key
 from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
 from relay.intake import Incoming, read_event
 from relay.problems import Problem, unavailable
@@ -88,6 +88,29 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
         raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
 
 
+async def _restore_blobs(relay: RelayState, tenant: Tenant, event_id: uuid.UUID, incoming: Incoming) -> None:
+    """A retry of an upload still queued: if the first request died between its commit and its Redis
+    write (a relay crash), its images were never stored, and its event would be reviewed with every
+    uploaded moment missing. The retry carries the same images: store them under the stored blob ids,
+    never over an image already there (SET NX). The reconciler queues the event itself."""
+    try:
+        async with tenant_tx(relay.pool, tenant.id) as conn:
+            stored = [r["blob"] for r in await conn.fetch(
+                "SELECT blob FROM moments WHERE event_id = $1 AND tenant_id = $2 AND blob IS NOT NULL ORDER BY idx",
+                event_id, tenant.id)]
+        if len(stored) != len(incoming.blobs):
+            return  # not the same upload; keep what the first request stored
+        pipe = relay.redis.pipeline(transaction=False)
+        for blob_id, data in zip(stored, incoming.blobs.values(), strict=True):
+            pipe.set(blob_key(blob_id), data, ex=relay.settings.blob_ttl_s, nx=True)
+        restored = sum(1 for ok in await pipe.execute() if ok)
+    except (RedisError, OSError, DatabaseUnavailable) as exc:
+        log.warning("could not check the uploads of replayed event %s: %s", event_id, exc)
+        return
+    if restored:
+        log.warning("event %s: %d uploaded images were missing and were stored from the retry", event_id, restored)
+
+
 def entry_json(tenant: Tenant, event_id: uuid.UUID, incoming: Incoming, created_at: datetime) -> str:
     body = incoming.body
     moments = [{"index": i, "url": u} for i, u in enumerate(body.moments)]
@@ -111,6 +134,8 @@ async def post_event(request: Request) -> JSONResponse:
     event_id = row["event_id"]
     location = {"Location": f"/v1/events/{event_id}"}
     if not row["created"]:
+        if incoming.blobs and row["status"] == "queued":
+            await _restore_blobs(relay, tenant, event_id, incoming)
         return JSONResponse({"id": str(event_id), "status": row["status"], "lane": row["lane"],
                              "queue_position": None, "replayed": True}, status_code=200, headers=location)
     position = None

@@ -98,11 +98,21 @@ class RelayState:
                 async with system_tx(self.pool) as conn:
                     row = await tenants.lookup_worker(conn, secret.id)
             except DatabaseUnavailable as exc:
-                raise unavailable("the database") from exc
+                # While PostgreSQL is down a worker this process already knew keeps leasing, fetching
+                # blobs and renewing its leases (Redis only); otherwise its held leases would lapse and be
+                # reviewed twice once the database is back. A revocation waits for the database too.
+                cached = self.workers.get(secret.id, stale=True)
+                if cached is None:
+                    raise unavailable("the database") from exc
+                return self._check_worker(secret, cached)
             ok = row is not None and row["revoked_at"] is None
             cached = (row["token_sha256"] if ok else None,
                       Worker(row["id"], row["dedicated_tenant"]) if ok else None)
             self.workers.put(secret.id, cached)
+        return self._check_worker(secret, cached)
+
+    @staticmethod
+    def _check_worker(secret, cached: tuple) -> Worker:
         digest, worker = cached
         if not verify(secret, digest):
             raise Problem(401, "unauthenticated", "unknown or revoked worker token",

@@ -1,0 +1,63 @@
+"""A relay that dies between storing an upload's event and writing its images to Redis: the camera's
+retry (same Idempotency-Key, same images) must bring the images back, or the event would be reviewed
+with every uploaded moment missing once the reconciler queues it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+
+from core.streams import blob_key, stream_key
+from relay import reconciler
+from tests.relay.test_events import jpeg
+from tests.relay.test_workers import lease_until
+from tests.relayhelp import RelayServer, enroll_worker, event_body, fresh_database, make_tenant, relay_settings
+
+
+@pytest.fixture(scope="module")
+def relay(services) -> Iterator[RelayServer]:
+    settings = relay_settings(services, fresh_database(services), requeue_after_s=0.2)
+    with RelayServer(settings, background=False) as running:
+        yield running
+
+
+def test_a_retried_upload_restores_images_a_crash_never_stored(relay: RelayServer) -> None:
+    tenant = make_tenant(relay.url)
+    images = [jpeg(64, 48), jpeg(80, 60)]
+
+    def post() -> httpx.Response:
+        files = [("moment", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
+        return httpx.post(f"{relay.url}/v1/events", data={"event": json.dumps(event_body(0))}, files=files,
+                          headers={**tenant.headers, "Idempotency-Key": "cam-7-0001"}, timeout=30)
+
+    first = post()
+    assert first.status_code == 202
+    event_id = first.json()["id"]
+    client = redis.Redis.from_url(relay.settings.redis_url)
+    view = httpx.get(f"{relay.url}/v1/events/{event_id}", headers=tenant.headers).json()
+    assert [m["uploaded"] for m in view["moments"]] == [True, True]
+    # The crash: the event row is committed, but neither the images nor the stream entry reached Redis.
+    blobs = [k for k in client.scan_iter("insane:blob:*") if client.get(k) in images]
+    assert len(blobs) == 2
+    client.delete(*blobs)
+    for entry_id, fields in client.xrange(stream_key("standard")):
+        if fields[b"id"].decode() == event_id:
+            client.xdel(stream_key("standard"), entry_id)
+    retry = post()
+    assert retry.status_code == 200 and retry.json() == {**retry.json(), "id": event_id, "replayed": True}
+    assert sorted(client.get(k) for k in blobs) == sorted(images)  # back, under the stored ids
+    time.sleep(0.3)
+    assert relay.call(reconciler.reconcile_once)["requeued"] == 1
+    worker = enroll_worker(relay.url)
+    leased = lease_until(relay, worker, event_id)
+    for moment, data in zip(leased["moments"], images, strict=True):
+        got = httpx.get(f"{relay.url}/v1/worker/blobs/{moment['blob']}", headers=worker.headers, timeout=30)
+        assert got.status_code == 200 and got.content == data
+    # A second retry changes nothing that is there (SET NX), and ids still match the stored moments.
+    assert post().status_code == 200
+    assert {blob_key(m["blob"]).encode() for m in leased["moments"]} == set(blobs)
