@@ -1,0 +1,532 @@
+"""The fault harness behind ``bench/chaos.py`` and the reliability tests: real processes, real faults.
+
+    plan = Plan.full(model)                  # or Plan.quick(model) for the test suite
+    report = asyncio.run(Chaos(plan).run())  # {"phases": [...], "totals": {...}}
+
+It starts its own Redis (AOF every second) and PostgreSQL (fsync and synchronous commit on), a relay
+process (``insane relay``) and worker processes (``tests.reliability.faultworker``: the real worker,
+which dies on a poison image), all on loopback. Then it runs one phase per fault; each phase submits
+its own events (multipart uploads, an Idempotency-Key each, retried on 503/429 the way a camera would),
+injects its faults while they flow, and drains: it waits until every accepted event is done or failed.
+
+    workers    SIGKILL a random worker at random points, some right after the relay stored one of its
+               results (so it dies before it has seen the answer); restart it with the same token
+    redis      SIGKILL Redis and start it again (AOF everysec: up to a second of writes is lost)
+    postgres   stop PostgreSQL for a while: new events must get 503 + Retry-After, never 202
+    poison     one event whose image kills every worker that decodes it
+    relay      SIGKILL the relay while results flow and start it again on the same port
+
+Per phase it counts, from PostgreSQL: lost events (accepted and neither done nor failed), duplicate
+result rows, events failed other than the poison, 202 answers for events that are not stored, and
+re-queued events; from the relay's /metrics: results answered as duplicates (a second review of an
+event: the price of at-least-once delivery) and dead letters.
+
+Everything is bounded: each phase by its event count and a drain deadline, every process is stopped
+on exit (and gets a parent-death signal, so even a killed harness takes its children with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ctypes
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import asyncpg
+import cv2
+import httpx
+import numpy as np
+
+from core.services import EmbeddedServices, free_port
+from tests import models
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "chaos-admin-token-0123456789abcdef"
+POISON_MARK = b"INSANE-CHAOS-POISON-2f1c9a"
+# What `insane relay --migrate` runs (relay.cli.serve), without the rest of the command line tool.
+RELAY_MAIN = """
+import logging, uvloop
+from core.settings import load_settings
+from relay.cli import serve
+logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+raise SystemExit(uvloop.run(serve(load_settings(relay_migrate_on_start=True))))
+"""
+
+
+@dataclass
+class Plan:
+    model: str
+    workers: int = 3
+    moments: int = 5  # per event
+    image_wh: tuple[int, int] = (320, 240)
+    submit_rate: float = 8.0  # events per second offered by the cameras
+    worker_events: int = 1000
+    worker_kills: int = 50
+    redis_events: int = 400
+    redis_kills: int = 3
+    pg_events: int = 200
+    pg_down_s: float = 10.0
+    poison_events: int = 200
+    relay_events: int = 200
+    max_deliveries: int = 5
+    lease_idle_s: float = 6.0  # the workers heartbeat (and renew their leases) every third of it
+    requeue_after_s: float = 12.0
+    reconcile_interval_s: float = 2.0
+    drain_timeout_s: float = 180.0
+    seed: int = 8
+    phases: tuple[str, ...] = ("workers", "redis", "postgres", "poison", "relay")
+
+    @classmethod
+    def full(cls, model: str, **overrides) -> Plan:
+        return cls(model=model, **overrides)
+
+    @classmethod
+    def quick(cls, model: str, **overrides) -> Plan:
+        values = dict(model=model, workers=2, moments=3, submit_rate=10.0, worker_events=30, worker_kills=3,
+                      redis_events=20, redis_kills=1, pg_events=15, pg_down_s=3.0, poison_events=6, relay_events=15,
+                      max_deliveries=3, lease_idle_s=3.0, requeue_after_s=5.0,
+                      reconcile_interval_s=1.0, drain_timeout_s=60.0)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def total_moments(self) -> int:
+        events = self.worker_events + self.redis_events + self.pg_events + self.poison_events + self.relay_events
+        return events * self.moments + (3 if "poison" in self.phases else 0)
+
+
+@dataclass
+class Phase:
+    name: str
+    faults: int = 0
+    submitted: int = 0
+    accepted: int = 0
+    lost: int = 0
+    duplicate_rows: int = 0
+    unexpected_failed: int = 0
+    unstored_202: int = 0
+    requeued: int = 0
+    re_reviews: int = 0
+    dead_letters: int = 0
+    answers_503: int = 0
+    answers_503_without_retry_after: int = 0
+    server_errors: int = 0
+    moment_errors: int = 0
+    moments_reviewed: int = 0
+    crashes: int = 0
+    poison_deliveries: int | None = None
+    poison_status: str | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _pdeathsig() -> None:
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+    os.setpgid(0, 0)
+
+
+def sample_jpegs(width: int, height: int, n: int = 4) -> list[bytes]:
+    """Small real photos (the Ultralytics samples, resized), a few variants so blobs differ."""
+    photos = models.sample_images()
+    out = []
+    for i, name in enumerate(["bus.jpg", "zidane.jpg"] * ((n + 1) // 2)):
+        img = cv2.imdecode(np.frombuffer(photos[name], np.uint8), cv2.IMREAD_COLOR)
+        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 70 + i])
+        assert ok
+        out.append(buf.tobytes())
+    return out[:n]
+
+
+def poison_jpeg(good: bytes) -> bytes:
+    """A valid JPEG (the relay accepts it) carrying the marker in a comment segment."""
+    comment = b"\xff\xfe" + (len(POISON_MARK) + 2).to_bytes(2, "big") + POISON_MARK
+    return good[:2] + comment + good[2:]
+
+
+def _counter(text: str, name: str, label: str | None = None) -> float:
+    pattern = rf"^{name}_total{{{label}}} (\S+)$" if label else rf"^{name}_total (\S+)$"
+    found = re.search(pattern, text, re.M)
+    return float(found[1]) if found else 0.0
+
+
+class Chaos:
+    def __init__(self, plan: Plan, log_dir: Path | None = None, echo: Callable[[str], None] | None = None) -> None:
+        self.plan = plan
+        self.rng = random.Random(plan.seed)
+        self.echo = echo or (lambda _msg: None)
+        self.dir = log_dir or Path(tempfile.mkdtemp(prefix="insane-chaos-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data folder inside
+        self.services: EmbeddedServices | None = None
+        self.relay: subprocess.Popen | None = None
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers: dict[int, subprocess.Popen] = {}
+        self.tokens: dict[int, tuple[str, str]] = {}  # slot -> (worker id, token)
+        self.crashes = 0
+        self.expected_deaths: set[int] = set()  # pids the harness killed on purpose
+        self.metric_base = {"duplicate": 0.0, "dead": 0.0}
+        self.poison_log = self.dir / "poison.log"
+        self.images = sample_jpegs(*plan.image_wh)
+        # Servers restarted mid-run are forked by this one long-lived thread: a child's parent-death
+        # signal fires when the thread that forked it ends, and this one lives as long as the harness.
+        self.forker = concurrent.futures.ThreadPoolExecutor(1, "chaos-forker")
+        self.db: asyncpg.Connection | None = None
+
+    # ----- processes ---------------------------------------------------------------------------
+
+    def _relay_env(self) -> dict[str, str]:
+        p = self.plan
+        return dict(
+            os.environ, INSANE_DATABASE_URL=self.services.database_url, INSANE_REDIS_URL=self.services.redis_url,
+            INSANE_ADMIN_TOKEN=ADMIN_TOKEN, INSANE_RELAY_PORT=str(self.port), INSANE_LEASE_IDLE_S=str(p.lease_idle_s),
+            INSANE_MAX_DELIVERIES=str(p.max_deliveries), INSANE_REQUEUE_AFTER_S=str(p.requeue_after_s),
+            INSANE_RECONCILE_INTERVAL_S=str(p.reconcile_interval_s), INSANE_LOG_LEVEL="WARNING",
+            INSANE_DB_POOL_SIZE="20", INSANE_MAX_MOMENTS="64",
+        )
+
+    def start_relay(self) -> None:
+        log = open(self.dir / "relay.log", "ab")  # noqa: SIM115 - the child writes to it for its life
+        try:
+            self.relay = subprocess.Popen(
+                [sys.executable, "-c", RELAY_MAIN],
+                env=self._relay_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=log, preexec_fn=_pdeathsig,
+            )
+        finally:
+            log.close()
+        line = self.relay.stdout.readline().decode()
+        if "relay listening" not in line:
+            self.relay.kill()
+            raise RuntimeError(f"the relay did not start: {line!r}; see {self.dir / 'relay.log'}")
+        self.relay.stdout.close()
+
+    def kill_relay(self) -> None:
+        if self.relay is not None and self.relay.poll() is None:
+            self.relay.send_signal(signal.SIGKILL)
+            self.relay.wait(30)
+
+    def start_worker(self, slot: int) -> None:
+        p = self.plan
+        env = dict(
+            os.environ, INSANE_RELAY_URL=self.url, INSANE_WORKER_TOKEN=self.tokens[slot][1], INSANE_MODEL=p.model,
+            INSANE_WORKER_THREADS="1", INSANE_WORKER_DECODE_THREADS="1", INSANE_WORKER_LEASE_WAIT_S="2",
+            INSANE_WORKER_LEASE_EVENTS="4", INSANE_WORKER_LEASE_AHEAD="24", INSANE_WORKER_BATCH_SIZE="8",
+            INSANE_WORKER_K_MAX_STANDARD="64", INSANE_WORKER_K_FLOOR_STANDARD="64", INSANE_WORKER_BACKFILL="false",
+            INSANE_LEASE_IDLE_S=str(p.lease_idle_s), INSANE_CHAOS_POISON=POISON_MARK.decode(),
+            INSANE_CHAOS_POISON_LOG=str(self.poison_log),
+            ORT_DISABLE_TELEMETRY="1",
+        )
+        log = open(self.dir / f"worker{slot}.log", "ab")  # noqa: SIM115
+        try:
+            self.workers[slot] = subprocess.Popen(
+                [sys.executable, "-m", "tests.reliability.faultworker"], env=env, cwd=ROOT,
+                stdout=subprocess.DEVNULL, stderr=log, preexec_fn=_pdeathsig,
+            )
+        finally:
+            log.close()
+
+    def kill_worker(self, slot: int) -> None:
+        proc = self.workers[slot]
+        self.expected_deaths.add(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        self.start_worker(slot)
+
+    def revive_crashed(self) -> None:
+        """A worker that died by itself (the poison) is started again, like a service manager would."""
+        for slot, proc in list(self.workers.items()):
+            if proc.poll() is not None and proc.pid not in self.expected_deaths:
+                self.crashes += 1
+                self.expected_deaths.add(proc.pid)
+                self.start_worker(slot)
+
+    def stop_all(self) -> None:
+        for proc in [*self.workers.values(), self.relay]:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+        for proc in [*self.workers.values(), self.relay]:
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(30)
+
+    # ----- database views (as the owner: row-level security does not apply) ------------------------
+
+    async def _query(self, sql: str, *args):
+        for _ in range(60):
+            try:
+                if self.db is None or self.db.is_closed():
+                    self.db = await asyncpg.connect(self.services.database_url)
+                return await self.db.fetch(sql, *args)
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+                    asyncpg.exceptions.OperatorInterventionError):
+                self.db = None
+                await asyncio.sleep(0.5)
+        raise RuntimeError("PostgreSQL did not come back")
+
+    async def metrics(self) -> dict[str, float]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(100):
+                try:
+                    text = (await client.get(f"{self.url}/metrics")).text
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+            else:
+                raise RuntimeError("the relay's /metrics did not answer")
+        return {"duplicate": self.metric_base["duplicate"] + _counter(text, "insane_results", 'outcome="duplicate"'),
+                "dead": self.metric_base["dead"] + _counter(text, "insane_dead_lettered")}
+
+    # ----- cameras -----------------------------------------------------------------------------
+
+    async def submit(self, client: httpx.AsyncClient, phase: Phase, tenant: str, key: str,
+                     images: list[bytes], accepted: dict[str, str]) -> None:
+        event = json.dumps({"camera": f"cam-{phase.name}", "time": "2026-11-29T00:00:00Z"})
+        files = [("event", (None, event, "application/json"))]
+        files += [("moment", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
+        headers = {"Authorization": f"Bearer {tenant}", "Idempotency-Key": key}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                r = await client.post(f"{self.url}/v1/events", files=files, headers=headers)
+            except httpx.TransportError:
+                await asyncio.sleep(0.5)
+                continue
+            if r.status_code in (200, 202):
+                accepted[key] = r.json()["id"]
+                return
+            if r.status_code in (429, 503):
+                if r.status_code == 503:
+                    phase.answers_503 += 1
+                    if "retry-after" not in r.headers:
+                        phase.answers_503_without_retry_after += 1
+                await asyncio.sleep(min(float(r.headers.get("retry-after", 1)), 1.0))
+                continue
+            phase.server_errors += 1
+            phase.notes.append(f"{r.status_code} for {key}: {r.text[:200]}")
+            await asyncio.sleep(1.0)
+        phase.notes.append(f"gave up submitting {key}")
+
+    async def cameras(self, phase: Phase, tenant: str, n: int, accepted: dict[str, str],
+                      extra: dict[str, list[bytes]] | None = None) -> None:
+        """Offer ``n`` events at the plan's rate (plus ``extra``: key -> images), each retried until answered."""
+        jobs = []
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=32)) as client:
+            for key, images in (extra or {}).items():
+                jobs.append(asyncio.create_task(self.submit(client, phase, tenant, key, images, accepted)))
+            t0 = time.monotonic()
+            for i in range(n):
+                await asyncio.sleep(max(0.0, t0 + i / self.plan.submit_rate - time.monotonic()))
+                images = [self.images[(i + j) % len(self.images)] for j in range(self.plan.moments)]
+                key = f"{phase.name}-{i}"
+                jobs.append(asyncio.create_task(self.submit(client, phase, tenant, key, images, accepted)))
+                self.revive_crashed()
+            await asyncio.gather(*jobs)
+        phase.submitted = n + len(extra or {})
+
+    # ----- a phase -----------------------------------------------------------------------------
+
+    async def run_phase(self, name: str, n: int, fault: Callable[[Phase, float], Awaitable[None]],
+                        extra: dict[str, list[bytes]] | None = None) -> Phase:
+        phase = Phase(name)
+        self.echo(f"phase {name}: {n} events of {self.plan.moments} moments")
+        t0 = time.monotonic()
+        before = await self.metrics()
+        crashes_before = self.crashes
+        accepted: dict[str, str] = {}
+        offer_s = n / self.plan.submit_rate
+        await asyncio.gather(self.cameras(phase, self.tenant, n, accepted, extra), fault(phase, offer_s))
+        ids = [uuid.UUID(i) for i in accepted.values()]
+        phase.accepted = len(ids)
+        deadline = time.monotonic() + self.plan.drain_timeout_s
+        while time.monotonic() < deadline:
+            self.revive_crashed()
+            rows = await self._query("SELECT count(*) AS n FROM events WHERE id = ANY($1) AND status = 'queued'", ids)
+            if rows[0]["n"] == 0:
+                break
+            await asyncio.sleep(0.5)
+        poison_ids = {uuid.UUID(accepted[k]) for k in (extra or {}) if k in accepted}
+        rows = await self._query(
+            "SELECT e.id, e.status, e.requeues, (SELECT count(*) FROM results r WHERE r.event_id = e.id) AS results, "
+            "(SELECT count(*) FROM results r, jsonb_array_elements(r.moments) m WHERE r.event_id = e.id "
+            " AND m->>'error' IS NOT NULL) AS errors, "
+            "(SELECT count(*) FROM results r, jsonb_array_elements(r.moments) m WHERE r.event_id = e.id "
+            " AND m->>'error' IS NULL) AS reviewed FROM events e WHERE e.id = ANY($1)", ids)
+        errors = await self._query(
+            "SELECT m->>'error' AS error, count(*) AS n FROM results r, jsonb_array_elements(r.moments) m "
+            "WHERE r.event_id = ANY($1) AND m->>'error' IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 5", ids)
+        phase.notes += [f"{e['n']}× moment error: {e['error'][:160]}" for e in errors]
+        stored = {r["id"] for r in rows}
+        phase.unstored_202 = len(set(ids) - stored)
+        for r in rows:
+            if r["status"] == "queued" or (r["status"] == "done" and r["results"] == 0):
+                phase.lost += 1
+            if r["status"] == "failed" and r["id"] not in poison_ids:
+                phase.unexpected_failed += 1
+            phase.duplicate_rows += max(0, r["results"] - 1)
+            phase.requeued += r["requeues"]
+            phase.moment_errors += r["errors"]
+            phase.moments_reviewed += r["reviewed"]
+        phase.lost += phase.unstored_202
+        for poison in poison_ids:
+            phase.poison_status = next(r["status"] for r in rows if r["id"] == poison)
+        after = await self.metrics()
+        phase.re_reviews = int(after["duplicate"] - before["duplicate"])
+        phase.dead_letters = int(after["dead"] - before["dead"])
+        phase.crashes = self.crashes - crashes_before
+        phase.seconds = round(time.monotonic() - t0, 1)
+        self.echo(f"  {name}: {asdict(phase)}")
+        return phase
+
+    # ----- the faults --------------------------------------------------------------------------
+
+    async def _result_count(self, worker_id: str) -> int:
+        rows = await self._query("SELECT count(*) AS n FROM results WHERE worker_id = $1", uuid.UUID(worker_id))
+        return rows[0]["n"]
+
+    async def kill_workers(self, phase: Phase, offer_s: float) -> None:
+        kills = self.plan.worker_kills
+        for i in range(kills):
+            await asyncio.sleep(self.rng.uniform(0.3, 1.7) * offer_s / kills)
+            slot = self.rng.choice(sorted(self.workers))
+            if i % 2:
+                # Right after the relay stored one of its results: it dies before it reads the answer,
+                # with more results computed and leases held that nobody will ack for it.
+                start = await self._result_count(self.tokens[slot][0])
+                for _ in range(500):
+                    if await self._result_count(self.tokens[slot][0]) != start:
+                        break
+                    await asyncio.sleep(0.01)
+            await asyncio.get_running_loop().run_in_executor(self.forker, self.kill_worker, slot)
+            phase.faults += 1
+
+    async def kill_redis(self, phase: Phase, offer_s: float) -> None:
+        kills = self.plan.redis_kills
+        for _ in range(kills):
+            await asyncio.sleep(offer_s / (kills + 1))
+            await asyncio.get_running_loop().run_in_executor(self.forker, self.services.restart_redis)
+            phase.faults += 1
+
+    async def stop_postgres(self, phase: Phase, offer_s: float) -> None:
+        await asyncio.sleep(offer_s / 3)
+        await asyncio.get_running_loop().run_in_executor(
+            self.forker, lambda: self.services.restart_postgres(self.plan.pg_down_s))
+        phase.faults += 1
+
+    async def poison_fault(self, phase: Phase, offer_s: float) -> None:
+        phase.faults += 1  # the poison event itself, submitted with the phase's first events
+
+    async def restart_relay(self, phase: Phase, offer_s: float) -> None:
+        await asyncio.sleep(offer_s / 2)
+        last = await self.metrics()
+        self.kill_relay()
+        self.metric_base = last
+        await asyncio.sleep(1.0)
+        await asyncio.get_running_loop().run_in_executor(self.forker, self.start_relay)
+        phase.faults += 1
+
+    # ----- the whole run -----------------------------------------------------------------------
+
+    async def _setup(self) -> None:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30,
+                                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as admin:
+            r = await admin.post("/admin/tenants", json={"name": "chaos", "tier": "guardian"})
+            r.raise_for_status()
+            self.tenant = r.json()["api_key"]
+            for slot in range(self.plan.workers):
+                code = (await admin.post("/admin/enroll-codes", json={})).json()["code"]
+                r = await admin.post("/v1/workers/enroll", json={"code": code, "name": f"chaos-{slot}"})
+                r.raise_for_status()
+                self.tokens[slot] = (r.json()["worker_id"], r.json()["token"])
+
+    async def run(self) -> dict:
+        p = self.plan
+        self.services = EmbeddedServices(durable=True, root=self.dir / "services")
+        self.services.root.mkdir(exist_ok=True)
+        self.services.start()
+        t0 = time.monotonic()
+        try:
+            self.start_relay()
+            await self._setup()
+            for slot in range(p.workers):
+                self.start_worker(slot)
+            poison = {"the-poison": [self.images[0], poison_jpeg(self.images[1]), self.images[2 % len(self.images)]]}
+            plan = {
+                "workers": (p.worker_events, self.kill_workers, None),
+                "redis": (p.redis_events, self.kill_redis, None),
+                "postgres": (p.pg_events, self.stop_postgres, None),
+                "poison": (p.poison_events, self.poison_fault, poison),
+                "relay": (p.relay_events, self.restart_relay, None),
+            }
+            phases = []
+            for name in p.phases:
+                n, fault, extra = plan[name]
+                phase = await self.run_phase(name, n, fault, extra)
+                if name == "poison":
+                    phase.poison_deliveries = self._poison_crashes()
+                    self.echo(f"  poison deliveries: {phase.poison_deliveries}, event {phase.poison_status}")
+                phases.append(phase)
+            dead = await self._dead_letter_ids()
+        finally:
+            if self.db is not None:
+                with contextlib.suppress(Exception):
+                    await self.db.close()
+            self.stop_all()
+            self.forker.submit(self.services.stop).result()
+            self.forker.shutdown()
+            shutil.rmtree(self.services.root, ignore_errors=True)  # the data; the logs stay
+        totals = {key: sum(getattr(ph, key) for ph in phases) for key in (
+            "faults", "submitted", "accepted", "lost", "duplicate_rows", "unexpected_failed", "unstored_202",
+            "requeued", "re_reviews", "dead_letters", "answers_503", "answers_503_without_retry_after", "server_errors",
+            "moment_errors", "moments_reviewed", "crashes")}
+        return {"plan": {k: v for k, v in asdict(p).items() if k != "model"} | {"model": Path(p.model).name},
+                "phases": [asdict(ph) for ph in phases], "totals": totals, "dead_letter_stream": dead,
+                "seconds": round(time.monotonic() - t0, 1), "logs": str(self.dir)}
+
+    def _poison_crashes(self) -> int:
+        try:
+            return len(self.poison_log.read_text().split())
+        except FileNotFoundError:
+            return 0
+
+    async def _dead_letter_ids(self) -> list[str]:
+        import redis.asyncio as aioredis
+
+        from core.streams import DEAD_KEY
+
+        client = aioredis.from_url(self.services.redis_url)
+        try:
+            return [f[b"id"].decode() for _, f in await client.xrange(DEAD_KEY)]
+        finally:
+            await client.aclose()
+
+
+COLUMNS = [("faults", "faults"), ("accepted", "events"), ("lost", "lost"), ("duplicate_rows", "dup rows"),
+           ("re_reviews", "re-reviews"), ("requeued", "re-queued"), ("dead_letters", "dead"),
+           ("unexpected_failed", "failed"), ("unstored_202", "202 unstored"), ("answers_503", "503s"),
+           ("crashes", "crashes"), ("seconds", "s")]
+
+
+def table(report: dict) -> str:
+    rows = [[ph["name"]] + [str(ph[key]) for key, _ in COLUMNS] for ph in report["phases"]]
+    totals = report["totals"]
+    rows.append(["total"] + [str(totals.get(key, report["seconds"] if key == "seconds" else "")) for key, _ in COLUMNS])
+    head = ["phase"] + [label for _, label in COLUMNS]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])

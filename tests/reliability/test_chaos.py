@@ -1,0 +1,63 @@
+"""The fault harness, small: worker SIGKILLs, a Redis SIGKILL, a PostgreSQL outage, a poison event
+and a relay SIGKILL, each against real processes; nothing accepted is lost or stored twice.
+
+The full run with published figures is ``python bench/chaos.py`` (see the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.reliability.harness import Chaos, Plan, table
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def report(small_onnx) -> Iterator[dict]:
+    # Its own temporary folder: PostgreSQL runs as its own user and cannot enter pytest's (mode 0700).
+    got = asyncio.run(Chaos(Plan.quick(str(small_onnx))).run())
+    yield got
+    shutil.rmtree(got["logs"], ignore_errors=True)
+
+
+def phase(report: dict, name: str) -> dict:
+    return next(ph for ph in report["phases"] if ph["name"] == name)
+
+
+def test_no_phase_loses_or_doubles_an_event(report: dict) -> None:
+    plan = Plan.quick("")
+    print(table(report))
+    for ph in report["phases"]:
+        assert ph["accepted"] == ph["submitted"] > 0, ph
+        assert ph["lost"] == 0 and ph["duplicate_rows"] == 0 and ph["unstored_202"] == 0, ph
+        assert ph["unexpected_failed"] == 0 and ph["server_errors"] == 0, ph
+    assert phase(report, "workers")["faults"] == plan.worker_kills
+    assert phase(report, "redis")["faults"] == plan.redis_kills
+    assert phase(report, "relay")["faults"] == 1
+    # Without Redis in the picture, every moment of every event was reviewed (none lost to a fault).
+    for name in ("workers", "postgres", "relay"):
+        ph = phase(report, name)
+        assert ph["moment_errors"] == 0 and ph["moments_reviewed"] == ph["accepted"] * plan.moments, ph
+
+
+def test_postgres_outage_answers_503_with_retry_after_and_never_202(report: dict) -> None:
+    ph = phase(report, "postgres")
+    assert ph["faults"] == 1 and ph["answers_503"] > 0
+    assert ph["answers_503_without_retry_after"] == 0
+    assert ph["unstored_202"] == 0 and ph["lost"] == 0
+
+
+def test_poison_is_delivered_exactly_n_times_then_dead_lettered_once(report: dict) -> None:
+    plan = Plan.quick("")
+    ph = phase(report, "poison")
+    assert ph["poison_deliveries"] == plan.max_deliveries
+    assert ph["crashes"] == plan.max_deliveries  # each delivery killed the worker that decoded it
+    assert ph["poison_status"] == "failed" and ph["dead_letters"] == 1
+    assert len(report["dead_letter_stream"]) == 1
+    # The poison's batch-mates were reviewed, not dead-lettered with it.
+    assert ph["unexpected_failed"] == 0 and ph["lost"] == 0
