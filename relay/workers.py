@@ -170,16 +170,34 @@ def _columns(result: EventResult) -> tuple:
     return (result.k, dump["moments"], dump["verdict"], dump["timings_ms"], result.model, result.provider)
 
 
-async def _store_one(conn, worker: Worker, result: EventResult) -> tuple[str, uuid.UUID | None, datetime | None]:
-    """('stored' | 'duplicate' | 'unknown', tenant id, event created_at)."""
+async def _store_one(conn, worker: Worker, result: EventResult, scope: uuid.UUID | None,
+                     ) -> tuple[str, uuid.UUID | None, datetime | None]:
+    """('stored' | 'duplicate' | 'unknown', tenant id, event created_at); ``scope``: only this tenant's events."""
     if result.backfill:
-        tenant_id = await conn.fetchval(BACKFILL_SQL, result.event_id, worker.dedicated_tenant, *_columns(result))
+        tenant_id = await conn.fetchval(BACKFILL_SQL, result.event_id, scope, *_columns(result))
         if tenant_id is not None:
             return "stored", tenant_id, None
-    row = await conn.fetchrow(STORE_SQL, result.event_id, worker.dedicated_tenant, worker.id, *_columns(result))
+    row = await conn.fetchrow(STORE_SQL, result.event_id, scope, worker.id, *_columns(result))
     if row is None:
         return "unknown", None, None
     return ("stored" if row["stored"] else "duplicate"), row["tenant_id"], row["created_at"]
+
+
+async def _result_scopes(relay, worker: Worker, results: list[EventResult]) -> dict[uuid.UUID, uuid.UUID | None]:
+    """Whose events each result may land on. A shared worker: any event. A dedicated worker leases from
+    the shared lanes too, so it may answer any event whose lease it holds; otherwise (a back-fill, a lapsed
+    lease) only its own tenant's."""
+    scopes: dict[uuid.UUID, uuid.UUID | None] = {r.event_id: worker.dedicated_tenant for r in results}
+    if worker.dedicated_tenant is None:
+        return scopes
+    try:
+        for r in results:
+            held = await relay.streams.holder(r.lease_id) if r.lease_id is not None else None
+            if held is not None and held[0] == worker.consumer:
+                scopes[r.event_id] = None
+    except (RedisError, OSError) as exc:
+        raise unavailable("the queue") from exc
+    return scopes
 
 
 async def results(request: Request) -> Response:
@@ -194,11 +212,12 @@ async def results(request: Request) -> Response:
                 parse_lease_id(r.lease_id)
             except StreamError as exc:
                 raise Problem(422, "invalid-body", str(exc)) from None
+    scopes = await _result_scopes(relay, worker, body.results)
     outcomes = []
     try:
         async with system_tx(relay.pool) as conn:
             for r in body.results:
-                outcomes.append((r, *await _store_one(conn, worker, r)))
+                outcomes.append((r, *await _store_one(conn, worker, r, scopes[r.event_id])))
     except DatabaseUnavailable as exc:
         # Nothing was acked: the worker keeps its results and retries.
         raise unavailable("the database") from exc

@@ -45,6 +45,24 @@ def test_dedicated_worker_cannot_post_results_for_another_tenant(relay: RelaySer
     assert httpx.get(f"{relay.url}/v1/events/{event_a}", headers=a.headers).json()["status"] == "queued"
 
 
+def test_dedicated_worker_answers_what_it_leased_from_the_shared_lanes(relay: RelayServer) -> None:
+    """A dedicated worker leases from the shared lanes: a result for an event whose lease it holds is stored,
+    whichever tenant the event belongs to (else the event would cycle until it is dead-lettered)."""
+    from tests.relayhelp import result_for
+
+    a, b = make_tenant(relay.url), make_tenant(relay.url)
+    dedicated_b = enroll_worker(relay.url, tenant=b.id)
+    event_a = submit(relay, a)
+    ev = lease_until(relay, dedicated_b, event_a)
+    r = httpx.post(f"{relay.url}/v1/worker/results", json={"results": [result_for(ev)]}, headers=dedicated_b.headers)
+    assert r.json() == {"stored": [event_a], "duplicates": [], "acked": 1}
+    assert httpx.get(f"{relay.url}/v1/events/{event_a}", headers=a.headers).json()["status"] == "done"
+    # Once the lease is acked it is no longer held: a back-fill for A's event is refused.
+    again = dict(result_for(ev, k=5), lease_id=None, backfill=True)
+    r = httpx.post(f"{relay.url}/v1/worker/results", json={"results": [again]}, headers=dedicated_b.headers)
+    assert r.json()["stored"] == []
+
+
 def test_blob_of_another_workers_lease_is_404(relay: RelayServer) -> None:
     a = make_tenant(relay.url)
     w1, w2 = enroll_worker(relay.url), enroll_worker(relay.url)
