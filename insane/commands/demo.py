@@ -1,11 +1,26 @@
-"""``insane demo``: the product's main job on embedded defaults."""
+"""``insane demo``: the product's main job on embedded defaults, start to finish, on this machine.
+
+Throwaway Redis and PostgreSQL (fsync on, as deployed), the relay on loopback, a Guardian tenant that
+uploads its moments and a Pro tenant whose camera serves them over HTTP, one worker; real photos in,
+verdicts and measured figures out; then everything it started is stopped.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import secrets
+import socket
+import statistics
 import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -18,45 +33,269 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run everything on this machine: throwaway Redis and PostgreSQL, a relay, a worker, real events",
-        description="Start throwaway Redis and PostgreSQL, a relay on loopback and a worker; post real "
-        "events and print their verdicts and the measured figures; then stop everything it started.",
+        description="Start throwaway Redis and PostgreSQL, a relay on loopback, a Guardian and a Pro tenant "
+        "and a worker; post events made from real photos (uploads and URLs served by a local camera server), "
+        "show them being reviewed, print the verdicts and the measured figures, then stop everything.",
     )
-    p.set_defaults(func=demo_command)
+    p.add_argument("--events", type=int, default=3, metavar="N", help="events per tenant (default 3)")
+    p.add_argument("--moments", type=int, default=24, metavar="M", help="moments per event (default 24)")
+    p.add_argument("--photos", type=Path, metavar="DIR", help="a folder of JPEG photos to make the events from")
+    p.add_argument("--model", help="override INSANE_MODEL (a name from `insane model list` or a .onnx path)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object at the end")
+    p.set_defaults(func=demo_command, settings_overrides=lambda a: {"model": a.model})
+
+
+@dataclass
+class Posted:
+    tenant: str
+    tier: str
+    source: str  # "upload" or "url"
+    photo: str
+    moments: int
+    id: str | None = None
+    refused: str | None = None
+    view: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.view.get("status") in ("done", "failed")
+
+    @property
+    def latency_s(self) -> float:
+        start, end = self.view.get("created_at"), self.view.get("done_at")
+        if not (start and end):
+            return float("nan")
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def demo_command(args: argparse.Namespace, settings) -> int:
+    from insane.demo_media import DemoError, choose_model, find_photos
+
+    if not 1 <= args.events <= 50 or not 1 <= args.moments <= settings.max_moments:
+        print(f"insane demo: --events takes 1 to 50, --moments 1 to {settings.max_moments}", file=sys.stderr)
+        return 2
+    try:
+        photos = find_photos(args.photos)
+        model_path, model_name, notes = choose_model(settings)
+    except DemoError as exc:
+        print(f"insane demo: {exc}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"note: {note}")
+    print(f"model:    {model_name} ({model_path})")
+    print(f"photos:   {', '.join(p.name for p in photos)}")
     try:
         with EmbeddedServices(durable=True) as services:
             print(f"redis:    {services.redis_url}")
             print(f"postgres: {services.database_url}")
-            demo_settings = settings.model_copy(
-                update={"database_url": services.database_url, "redis_url": services.redis_url, "relay_port": 0}
-            )
-            return asyncio.run(_run(demo_settings))
+            demo_settings = settings.model_copy(update={
+                "database_url": services.database_url, "redis_url": services.redis_url, "model": model_name,
+                "admin_token": _secret(secrets.token_urlsafe(24)),
+            })
+            return asyncio.run(_run(demo_settings, args, photos))
     except ServiceError as exc:
         print(f"insane demo: {exc}", file=sys.stderr)
         return 1
 
 
-async def _run(settings) -> int:
+def _secret(value: str):
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+async def _run(settings, args: argparse.Namespace, photos: list[Path]) -> int:
     import uvicorn
 
+    from insane.demo_media import ImageServer
     from relay.app import create_app
+    from relay.db import migrate
 
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    await migrate(settings.database_url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY on accept
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_config=None, access_log=False,
+                                           lifespan="on", timeout_graceful_shutdown=5))
+    relay_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
-            if task.done():
+            if relay_task.done():
+                print("insane demo: the relay did not start (see the log above)", file=sys.stderr)
                 return 1
             await asyncio.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            ready = (await client.get("/readyz")).json()
-        print(f"relay:    {url} readiness {ready}")
-        return 0 if ready.get("status") == "ok" else 1
+        print(f"relay:    {url}")
+        with ImageServer() as camera:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                return await _review(client, settings.model_copy(update={"relay_url": url}), args, photos, camera)
     finally:
         server.should_exit = True
-        await task
+        await relay_task
+        sock.close()
+
+
+async def _review(client: httpx.AsyncClient, settings, args, photos: list[Path], camera) -> int:
+    from core.detect import DetectorError
+    from core.worker import WorkerSetupError, build_worker
+    from insane.demo_media import moments_from_photo
+
+    admin = {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
+    home = await _admin(client, "POST", "/admin/tenants", admin, {"name": "home", "tier": "guardian"})
+    shop = await _admin(client, "POST", "/admin/tenants", admin, {"name": "shop", "tier": "pro"})
+    # The shop's camera serves its snapshots on the local network: only a worker dedicated to the shop may
+    # fetch from a private address, and only from the hosts on the shop's allow-list.
+    await _admin(client, "PUT", f"/admin/tenants/{shop['id']}/private-hosts", admin, {"hosts": [camera.host]})
+    code = await _admin(client, "POST", "/admin/enroll-codes", admin, {"tenant": shop["id"]})
+    enrolled = (await client.post("/v1/workers/enroll", json={"code": code["code"], "name": "demo-pc"})).json()
+    print(f"tenants:  home (guardian, uploads), shop (pro, camera URLs); worker {enrolled['worker_id']}")
+
+    try:
+        worker = build_worker(settings, token=enrolled["token"], dedicated_tenant=uuid.UUID(shop["id"]))
+    except (WorkerSetupError, DetectorError) as exc:
+        print(f"insane demo: {exc}", file=sys.stderr)
+        return 1
+    snap = worker.snapshot()
+    print(f"worker:   {snap.model} on {snap.provider}, {snap.threads} threads")
+    worker_task = asyncio.create_task(worker.run())
+    try:
+        frames = {p: await asyncio.to_thread(moments_from_photo, p, args.moments) for p in photos}
+        posted: list[Posted] = []
+        started = time.perf_counter()
+        for i in range(args.events):
+            photo = photos[i % len(photos)]
+            posted.append(await _post_upload(client, home, photo, frames[photo]))
+            photo = photos[(i + 1) % len(photos)]
+            posted.append(await _post_urls(client, shop, photo, frames[photo], camera, i))
+        accepted = [p for p in posted if p.id]
+        images = sum(p.moments for p in accepted)
+        print(f"posted:   {len(accepted)} events, {images} moments; reviewing…")
+        await _follow(client, accepted, worker, {"home": home, "shop": shop})
+        elapsed = time.perf_counter() - started
+    finally:
+        await worker.stop(drain=True)
+        await worker_task
+    _print_table(posted)
+    figures = _figures(accepted, images, elapsed, worker.snapshot())
+    _print_figures(figures)
+    if args.json:
+        print(json.dumps({"figures": figures, "events": [_event_json(p) for p in posted]}))
+    return 0 if accepted and all(p.view.get("status") == "done" for p in accepted) else 1
+
+
+async def _admin(client: httpx.AsyncClient, method: str, path: str, headers, body) -> dict[str, Any]:
+    r = await client.request(method, path, json=body, headers=headers)
+    r.raise_for_status()
+    return r.json()
+
+
+def _auth(tenant: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tenant['api_key']}"}
+
+
+def _event(camera: str, photo: Path) -> dict[str, Any]:
+    return {"camera": camera, "time": datetime.now(UTC).isoformat(), "hint": f"motion ({photo.name})"}
+
+
+async def _post_upload(client: httpx.AsyncClient, tenant, photo: Path, frames: list[bytes]) -> Posted:
+    files = [("event", (None, json.dumps(_event("front-door", photo)), "application/json"))]
+    files += [("moment", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(frames)]
+    r = await client.post("/v1/events", files=files, headers=_auth(tenant))
+    return _accepted(r, Posted("home", "guardian", "upload", photo.name, len(frames)))
+
+
+async def _post_urls(client: httpx.AsyncClient, tenant, photo: Path, frames: list[bytes], camera, n: int) -> Posted:
+    moments = [camera.add(f"yard/{n}/{i}.jpg", data) for i, data in enumerate(frames)]
+    body = {**_event("yard", photo), "moments": moments}
+    r = await client.post("/v1/events", json=body, headers=_auth(tenant))
+    return _accepted(r, Posted("shop", "pro", "url", photo.name, len(frames)))
+
+
+def _accepted(r: httpx.Response, posted: Posted) -> Posted:
+    if r.status_code == 202:
+        posted.id = r.json()["id"]
+    else:
+        problem = r.json() if r.headers.get("content-type", "").endswith("json") else {}
+        posted.refused = f"{r.status_code} {problem.get('detail') or problem.get('title') or r.text[:80]}"
+        print(f"refused:  {posted.tenant} ({posted.tier}): {posted.refused}")
+    return posted
+
+
+async def _follow(client: httpx.AsyncClient, events: list[Posted], worker, tenants: dict[str, Any],
+                  timeout_s: float = 900.0) -> None:
+    """Poll each event until it has a result; one line per finished event, a live status line on a terminal."""
+    from insane.commands.worker import status_line
+
+    tty = sys.stdout.isatty()
+    deadline = time.monotonic() + timeout_s
+    while (waiting := [p for p in events if not p.done]) and time.monotonic() < deadline:
+        for p in waiting:
+            r = await client.get(f"/v1/events/{p.id}", headers=_auth(tenants[p.tenant]))
+            r.raise_for_status()
+            p.view = r.json()
+            if p.done:
+                line = f"done:     {p.tenant:<5} {p.source:<6} {p.photo:<12} {p.latency_s:5.1f} s  {_verdict(p)}"
+                print(("\r\x1b[2K" if tty else "") + line)
+        if tty:
+            print("\r\x1b[2K" + status_line(worker.snapshot())[:160], end="", flush=True)
+        await asyncio.sleep(0.25)
+    if tty:
+        print("\r\x1b[2K", end="")
+    for p in events:
+        if not p.done:
+            print(f"timeout:  event {p.id} still {p.view.get('status', 'queued')} after {timeout_s:.0f} s")
+
+
+def _verdict(p: Posted) -> str:
+    if p.view.get("status") == "failed":
+        return f"failed: {p.view.get('error')}"
+    verdict = p.view.get("verdict") or []
+    if not verdict:
+        return "nothing found"
+    k = p.view.get("k")
+    return ", ".join(f"{v['label']} in {v['moments']}/{k} (best {v['best']:.2f}, median {v['median']:.2f})"
+                     for v in verdict)
+
+
+def _print_table(posted: list[Posted]) -> None:
+    print()
+    print(f"{'event':<9} {'tenant':<16} {'moments':<8} {'from':<17} {'latency':>8}  verdict")
+    for p in posted:
+        ident = p.id[:8] if p.id else "-"
+        errors = sum(1 for m in p.view.get("moments", []) if m.get("error"))
+        latency = f"{p.latency_s:.1f} s" if p.done else "-"
+        verdict = p.refused or _verdict(p)
+        if errors:
+            verdict += f"  ({errors} moments failed)"
+        print(f"{ident:<9} {p.tenant + ' (' + p.tier + ')':<16} {p.moments:<8} {p.source + ' ' + p.photo:<17.17} "
+              f"{latency:>8}  {verdict}")
+
+
+def _figures(events: list[Posted], images: int, elapsed: float, snap) -> dict[str, Any]:
+    lat = sorted(p.latency_s for p in events if p.done)
+    reviewed = sum(p.view.get("k") or 0 for p in events)
+    return {
+        "events": len(events), "moments_posted": images, "moments_reviewed": reviewed,
+        "wall_s": round(elapsed, 2), "images_per_s": round(reviewed / elapsed, 2) if elapsed else 0.0,
+        "event_p50_s": round(statistics.median(lat), 2) if lat else None,
+        "event_p95_s": round(_p95(lat), 2) if lat else None,
+        "model": snap.model, "provider": snap.provider, "threads": snap.threads,
+    }
+
+
+def _p95(values: list[float]) -> float:
+    return values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+
+
+def _print_figures(f: dict[str, Any]) -> None:
+    print()
+    print(f"reviewed {f['moments_reviewed']} of {f['moments_posted']} moments in {f['events']} events "
+          f"in {f['wall_s']:.1f} s: {f['images_per_s']:.1f} images/s on {f['provider']} ({f['threads']} threads, "
+          f"{f['model']})")
+    if f["event_p50_s"] is not None:
+        print(f"event latency, post to stored result: p50 {f['event_p50_s']:.1f} s, p95 {f['event_p95_s']:.1f} s")
+
+
+def _event_json(p: Posted) -> dict[str, Any]:
+    return {"id": p.id, "tenant": p.tenant, "tier": p.tier, "source": p.source, "photo": p.photo,
+            "moments": p.moments, "refused": p.refused, "status": p.view.get("status"), "k": p.view.get("k"),
+            "latency_s": round(p.latency_s, 3) if p.done else None, "verdict": p.view.get("verdict")}
