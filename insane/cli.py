@@ -24,6 +24,7 @@ COMMANDS = [
     ("services", "insane.commands.services"),
     ("detect", "insane.commands.detect"),
     ("model", "insane.commands.model"),
+    ("bench", "insane.commands.bench"),
 ]
 
 

@@ -56,7 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one int8 scale per convolution output channel (default; usually more accurate)")
     q.add_argument("--name", help="output name before -int8 (default: the model's name)")
     q.set_defaults(func=quantize_command)
-    b = actions.add_parser("bench", help="this machine's images/s for a model, or two models compared")
+    add_bench_arguments(actions.add_parser("bench", help="this machine's images/s for a model, or two models compared"))
+
+
+def add_bench_arguments(b: argparse.ArgumentParser) -> None:
+    """The options of ``insane model bench`` (also ``insane bench``)."""
     b.add_argument("--model", help="name or path (default: the model setting)")
     b.add_argument("--against", metavar="MODEL",
                    help="a second model (e.g. NAME-int8) measured in turn with the first; prints the median ratio")
@@ -146,8 +150,10 @@ def bench_command(args: argparse.Namespace, settings) -> int:
 
     from core.detect.speed import alternate, measure_pipeline, measure_raw
 
+    prog = "insane bench" if args.command == "bench" else "insane model bench"
+
     if args.rounds < 1 or args.seconds <= 0:
-        print("insane model bench: --rounds must be at least 1 and --seconds above 0", file=sys.stderr)
+        print(f"{prog}: --rounds must be at least 1 and --seconds above 0", file=sys.stderr)
         return 2
     names = [args.model] if args.against is None else [args.model, args.against]
     dets = []
@@ -158,7 +164,7 @@ def bench_command(args: argparse.Namespace, settings) -> int:
     except (DetectorError, ValueError) as exc:
         for det in dets:
             det.close()
-        print(f"insane model bench: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     if args.images:
         jpegs = [p.read_bytes() for p in args.images]
