@@ -70,7 +70,7 @@ async def run(args: argparse.Namespace) -> dict:
     model = Path(args.model) if args.model else models.export_onnx(models.fall_model_pt(cache), cache, 640)
     image = models.sample_images()["frame1080.jpg"]
     threads = args.threads
-    with EmbeddedServices(durable=False) as services:
+    with EmbeddedServices(durable=True) as services:  # fsync and synchronous commit on, as deployed
         db = fresh_database(services)
         with RelayServer(relay_settings(services, db, lease_idle_s=60.0, max_moments=64)) as relay:
             tenant = make_tenant(relay.url, tier="pro")

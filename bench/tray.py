@@ -66,7 +66,7 @@ def measure(model: str, idle_s: float) -> dict[str, object]:
     from core.services import EmbeddedServices
     from tests.relayhelp import RelayServer, enroll_worker, fresh_database, relay_settings
 
-    with EmbeddedServices(durable=False) as services, tempfile.TemporaryDirectory() as tmpdir:
+    with EmbeddedServices(durable=True) as services, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         with RelayServer(relay_settings(services, fresh_database(services))) as relay:
             token = enroll_worker(relay.url).secret
