@@ -75,7 +75,7 @@ async def run(args: argparse.Namespace) -> dict:
         with RelayServer(relay_settings(services, db, lease_idle_s=60.0, max_moments=64)) as relay:
             tenant = make_tenant(relay.url, tier="pro")
             creds = enroll_worker(relay.url)
-            det = load_detector(OnnxConfig(type="onnx", path=str(model), threads=threads))
+            det = load_detector(OnnxConfig(type="onnx", path=str(model), threads=threads, rect=args.rect))
             batch = min(args.batch, det.max_batch or args.batch)
             raw = raw_ceiling(det, image, batch, args.raw_seconds)
             config = WorkerConfig(max_batch=args.batch, lease_wait_s=2.0, threads=threads,
@@ -145,6 +145,8 @@ def main() -> int:
     p.add_argument("--model", help="a .onnx file (default: the real YOLOv8s the tests build)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--rect", action=argparse.BooleanOptionalAction, default=True,
+                   help="384×640 input for the 16:9 frames, as the worker runs by default (INSANE_DETECT_RECT)")
     p.add_argument("--raw-seconds", type=float, default=5.0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
