@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     relay_migrate_on_start: bool = Field(False, description="true or false: apply migrations when the relay starts")
     db_pool_size: int = Field(32, ge=2, le=500, description="PostgreSQL connections per relay process, 2 to 500")
     lease_idle_s: float = Field(60.0, gt=0, le=3600, description="seconds before a leased entry is reclaimed")
-    max_deliveries: int = Field(5, ge=1, le=100, description="deliveries before an entry goes to the dead-letter stream")
+    max_deliveries: int = Field(
+        5, ge=1, le=100, description="deliveries before an entry goes to the dead-letter stream"
+    )
     lane_backlog_max: int = Field(20000, ge=1, description="entries in a lane before new events get 503")
     blob_ttl_s: int = Field(3600, ge=10, description="seconds an uploaded JPEG is kept in Redis")
     requeue_after_s: float = Field(300.0, gt=0, description="seconds without a result before an event is re-queued")
