@@ -21,6 +21,8 @@ from pathlib import Path
 FORBIDDEN_PACKAGES = frozenset({
     "torch", "torchvision", "torchaudio", "ultralytics", "starlette", "asyncpg", "uvicorn", "relay",
     "tkinter", "matplotlib", "IPython", "pytest",
+    # OpenCV with its FFmpeg and OpenBLAS is 150 MB; Pillow decodes for the tray app (core/detect/preprocess.py).
+    "cv2",
 })
 # Shared libraries of the same stacks, and the Qt modules the app does not use.
 FORBIDDEN_LIBRARIES = (

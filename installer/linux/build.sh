@@ -7,9 +7,11 @@
 #
 # Output: dist/<flavour>/insane-desktop/ (the one-folder bundle) and
 #         dist/insane-desktop-<version>-linux-<arch>[-gpu].tar.gz (bundle + .desktop entry + icons + install.sh).
-# Fails when the bundle holds torch, Ultralytics, Starlette, asyncpg or uvicorn, when it is over
-# INSANE_BUNDLE_MAX_MB (250 for cpu, 1500 for gpu: the CUDA provider alone is hundreds of MB), or when
-# `insane-desktop --self-test` fails from the unpacked archive.
+# Fails when the bundle holds torch, Ultralytics, OpenCV, Starlette, asyncpg or uvicorn, when it is over
+# INSANE_BUNDLE_MAX_MB (250 for cpu, 1500 for gpu: the CUDA provider alone is hundreds of MB), model
+# included, or when `insane-desktop --self-test` fails from the unpacked archive.
+# INSANE_BUNDLE_MODEL=path.onnx: the model to carry (see pyinstaller.spec; `./dev.sh bundle` finds one).
+# Needs binutils (strip, objdump) and cc (installer/icu_filter.py) besides Python.
 # No AppImage: appimagetool is in neither Debian's nor PyPI's packages (its own installer downloads it
 # from GitHub), and this project installs only from the package registries.
 set -euo pipefail
@@ -38,8 +40,9 @@ else
   rm -rf "$venv"
   "$PY" -m venv "$venv"
   pip_install -U pip
-  # Editable: the bundle is built from this checkout's code (the spec analyses it in place).
-  pip_install 'pyinstaller>=6.10,<7' -e ".[desktop]"
+  # Editable: the bundle is built from this checkout's code (the spec analyses it in place). Pinned
+  # (constraints.txt): a new Qt or onnxruntime release changes the size, so it comes in on purpose.
+  pip_install -c installer/linux/constraints.txt 'pyinstaller>=6.10,<7' -e ".[desktop]"
   if [ "$FLAVOUR" = gpu ]; then
     # onnxruntime and onnxruntime-gpu install the same `onnxruntime` package: never both at once.
     "$venv/bin/pip" uninstall -q -y onnxruntime

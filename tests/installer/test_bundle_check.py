@@ -14,12 +14,12 @@ from tests.conftest import ROOT
 
 def test_forbidden_modules_are_found_by_their_top_level_package() -> None:
     names = ["numpy", "numpy.linalg", "torch.nn.functional", "starlette.routing", "asyncpg", "uvicorn.main",
-             "ultralytics.engine", "relay.app", "desktop.tray", "core.detect", "torchmetrics"]
-    assert bundle_check.forbidden_modules(names) == ["asyncpg", "relay", "starlette", "torch", "ultralytics",
+             "ultralytics.engine", "relay.app", "desktop.tray", "core.detect", "torchmetrics", "cv2", "PIL.Image"]
+    assert bundle_check.forbidden_modules(names) == ["asyncpg", "cv2", "relay", "starlette", "torch", "ultralytics",
                                                      "uvicorn"]
 
 
-def test_forbidden_files_catch_torch_libraries_and_unused_qt_modules() -> None:
+def test_forbidden_files_catch_torch_opencv_and_unused_qt_modules() -> None:
     paths = [
         "_internal/torch/lib/libtorch_cpu.so",
         "_internal/libc10.so",
@@ -28,11 +28,13 @@ def test_forbidden_files_catch_torch_libraries_and_unused_qt_modules() -> None:
         "_internal/PySide6/Qt/lib/libQt6Widgets.so.6",
         "_internal/PySide6/Qt/lib/libQt6Network.so.6",
         "_internal/onnxruntime/capi/libonnxruntime_providers_shared.so",
+        "_internal/cv2/cv2.abi3.so",
         "insane-desktop",
     ]
     assert bundle_check.forbidden_files(paths) == [
         "_internal/PySide6/Qt/lib/libQt6Quick.so.6",
         "_internal/PySide6/Qt/lib/libQt6WebEngineCore.so.6",
+        "_internal/cv2/cv2.abi3.so",
         "_internal/libc10.so",
         "_internal/torch/lib/libtorch_cpu.so",
     ]
