@@ -10,50 +10,69 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import sys
-from pathlib import Path
 
 
-def seed_models() -> None:
-    """Copy the models the bundle carries into the model folder once, where the model registry looks.
+def pick_model(args: list[str]) -> None:
+    """Point INSANE_MODEL at the model to run when the configured one is not on this PC.
 
-    The bundle's own folder may be read-only (Program Files, a mounted .dmg); the model folder is the
-    user's. A model already there (downloaded or imported) is never replaced.
+    A fresh install runs the model the bundle carries, or fetches the pinned one once, with progress
+    (desktop/firstrun.py). An explicit choice (``--model``, INSANE_MODEL) is left alone: if it is missing,
+    the app says so.
     """
-    bundled = Path(getattr(sys, "_MEIPASS", "")) / "models"
-    if not getattr(sys, "frozen", False) or not bundled.is_dir():
+    if "INSANE_MODEL" in os.environ or any(a == "--model" or a.startswith("--model=") for a in args):
         return
+    from core.detect.base import DetectorError
+    from core.detect.download import DownloadError
+    from core.detect.registry import ModelRegistry
     from core.settings import SettingsError, load_settings
+    from desktop.firstrun import choose_model, fetch_in_console, fetch_in_dialog
 
     try:
-        model_dir = load_settings().model_dir
+        settings = load_settings()
     except SettingsError:
         return  # the command itself reports the bad setting
-    for source in bundled.glob("*.onnx"):
-        target = model_dir / source.name
-        if target.exists():
-            continue
+    registry = ModelRegistry(settings.model_dir)
+    try:
+        choice = choose_model(settings, registry)
+    except DetectorError as exc:  # a corrupt file where the model should be
+        print(f"insane-desktop: {exc}", file=sys.stderr)
+        return
+    if choice.how == "configured":
+        return
+    if choice.how == "carried":
+        print(f"insane-desktop: model {settings.model} is not on this PC; running {choice.name}, which the app carries")
+    else:
+        print(f"insane-desktop: no model on this PC yet; downloading {choice.name} once into {settings.model_dir}")
+        headless = "--self-test" in args or (
+            sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        )
         try:
-            model_dir.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + ".part")
-            shutil.copyfile(source, partial)
-            os.replace(partial, target)  # atomic: a crash mid-copy leaves no half model behind
-        except OSError as exc:
-            print(f"insane-desktop: could not copy the bundled model to {target}: {exc}", file=sys.stderr)
+            if headless:
+                fetch_in_console(registry, choice.name)
+            else:
+                from desktop.app import make_application
+
+                make_application()
+                fetch_in_dialog(registry, choice.name)
+        except (DownloadError, DetectorError) as exc:
+            print(f"insane-desktop: {exc}", file=sys.stderr)
+            return  # the app starts anyway and shows the missing model as its problem
+    os.environ["INSANE_MODEL"] = choice.name
 
 
 def main() -> int:
     multiprocessing.freeze_support()  # a frozen child process must not start a second tray
     # onnxruntime writes a device id under ~/.cache/Microsoft on import unless told not to.
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    seed_models()
     from insane import cli
 
     cli.COMMANDS[:] = [("tray", "desktop.cli")]
     args = sys.argv[1:]
     if args[:1] == ["tray"]:
         args = args[1:]  # the autostart entries start the bundle as `insane-desktop tray`
+    if "--help" not in args and "-h" not in args:
+        pick_model(args)
     return cli.main(["tray", *args])
 
 
