@@ -12,10 +12,12 @@ tests/reliability/harness.py for what each does and counts):
     redis     3 SIGKILLs of Redis, each restarted from its append-only file (fsync every second)
     postgres  PostgreSQL down 10 s: new events must get 503 + Retry-After, never 202
     poison    one event whose image kills every worker that decodes it: N deliveries, one dead letter
-    relay     the relay SIGKILLed while results flow, started again on the same port
+    relay     the relay SIGKILLed between results' commits and their acks (Redis frozen under it), started
+              again on the same port
 
 Columns: lost = accepted and never done or failed; dup rows = result rows beyond one per event;
-re-reviews = results the relay answered as duplicates (a second review, never a second row);
+dup answers = results the relay answered as duplicates (a second review, or a worker re-posting
+after the relay died under its post; never a second row);
 re-queued = events the reconciler queued again; dead = dead letters; failed = events failed other
 than the poison; 202 unstored = accepted answers for events not in PostgreSQL; 503s = answers that
 made a camera retry. The model is YOLOv8n (random weights, 320×320: the work is real, the labels
@@ -76,6 +78,10 @@ def main() -> int:
         print(f"\n{t['accepted']} events ({plan.total_moments} moments offered, {t['moments_reviewed']} reviewed, "
               f"{t['moment_errors']} moment errors) in {report['seconds']:.0f} s; "
               f"{plan.workers} workers, lease deadline {plan.lease_idle_s:g} s, max deliveries {plan.max_deliveries}")
+        relay = next((ph for ph in report["phases"] if ph["name"] == "relay"), None)
+        if relay:
+            print(f"relay: SIGKILLed with {relay['stored_not_acked']} results stored and not yet acked "
+                  f"(Redis frozen under it); {relay['re_reviews']} duplicate answers, {relay['lost']} lost")
         if poison:
             print(f"poison: delivered {poison['poison_deliveries']} times, event {poison['poison_status']}, "
                   f"dead-letter stream holds {len(report['dead_letter_stream'])} entr"

@@ -128,6 +128,7 @@ class Phase:
     moment_errors: int = 0
     moments_reviewed: int = 0
     crashes: int = 0
+    stored_not_acked: int | None = None  # relay phase: results committed, then the relay killed before acking
     poison_deliveries: int | None = None
     poison_status: str | None = None
     seconds: float = 0.0
@@ -432,9 +433,30 @@ class Chaos:
         phase.faults += 1  # the poison event itself, submitted with the phase's first events
 
     async def restart_relay(self, phase: Phase, offer_s: float) -> None:
+        """SIGKILL the relay between a result's commit and its ack: Redis is frozen (SIGSTOP) so the
+        relay blocks on the ack of the results it keeps storing; once some are stored, it dies."""
         await asyncio.sleep(offer_s / 2)
+        count = "SELECT count(*) AS n FROM results"
+        for _ in range(300):  # wait (up to ~30 s) until results flow: stored ones a second ago and now
+            seen = (await self._query(count))[0]["n"]
+            await asyncio.sleep(0.1)
+            if (await self._query(count))[0]["n"] > seen:
+                break
         last = await self.metrics()
-        self.kill_relay()
+        redis_pid = self.services.servers["redis"].pid
+        before = (await self._query(count))[0]["n"]
+        os.kill(redis_pid, signal.SIGSTOP)
+        try:
+            stored = 0
+            for _ in range(200):  # up to ~5 s for results already under way
+                stored = (await self._query(count))[0]["n"] - before
+                if stored >= 3:
+                    break
+                await asyncio.sleep(0.025)
+            self.kill_relay()
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        phase.stored_not_acked = stored
         self.metric_base = last
         await asyncio.sleep(1.0)
         await asyncio.get_running_loop().run_in_executor(self.forker, self.start_relay)
@@ -517,7 +539,7 @@ class Chaos:
 
 
 COLUMNS = [("faults", "faults"), ("accepted", "events"), ("lost", "lost"), ("duplicate_rows", "dup rows"),
-           ("re_reviews", "re-reviews"), ("requeued", "re-queued"), ("dead_letters", "dead"),
+           ("re_reviews", "dup answers"), ("requeued", "re-queued"), ("dead_letters", "dead"),
            ("unexpected_failed", "failed"), ("unstored_202", "202 unstored"), ("answers_503", "503s"),
            ("crashes", "crashes"), ("seconds", "s")]
 

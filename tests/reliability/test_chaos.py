@@ -39,6 +39,7 @@ def test_no_phase_loses_or_doubles_an_event(report: dict) -> None:
     assert phase(report, "workers")["faults"] == plan.worker_kills
     assert phase(report, "redis")["faults"] == plan.redis_kills
     assert phase(report, "relay")["faults"] == 1
+    assert phase(report, "relay")["stored_not_acked"] > 0  # the kill landed between a commit and its ack
     # Without Redis in the picture, every moment of every event was reviewed (none lost to a fault).
     for name in ("workers", "postgres", "relay"):
         ph = phase(report, name)
