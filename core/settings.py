@@ -234,3 +234,16 @@ def reference() -> list[tuple[str, str, str]]:
             default = "" if field.default is None else str(field.default)
         rows.append((f"{ENV_PREFIX}{name.upper()}", default, field.description or ""))
     return rows
+
+
+def markdown_table() -> str:
+    """The README's settings table (``python -m core.settings`` prints it)."""
+    lines = ["| variable | default | expected |", "| --- | --- | --- |"]
+    for name, default, expected in reference():
+        escaped = expected.replace("|", "\\|")
+        lines.append(f"| `{name}` | {default} | {escaped} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
