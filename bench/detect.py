@@ -15,6 +15,7 @@ threads, and one single-thread session per core with the batch split between the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -100,7 +101,8 @@ def main() -> int:
                pipeline_full_decode_img_s=pipe[best + ", full decode"],
                layouts={k: {"raw_img_s": raw[k], "pipeline_img_s": pipe[k]} for k in layouts})
     if not args.skip_ultralytics:
-        with tempfile.TemporaryDirectory() as tmp:
+        # Ultralytics prints its own lines to stdout; --json promises one object there.
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
             files = []
             for i, j in enumerate(jpegs):
                 files.append(Path(tmp) / f"{i}.jpg")
