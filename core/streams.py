@@ -57,7 +57,8 @@ def parse_lease_id(lease_id: str) -> tuple[Lane, str]:
     """``"pro:1700000000000-0"`` -> ("pro", "1700000000000-0"); raises StreamError otherwise."""
     lane, _, entry_id = lease_id.partition(":")
     ms, _, seq = entry_id.partition("-")
-    if lane not in LANES or not ms.isdigit() or not seq.isdigit():
+    if (lane not in LANES or not ms.isascii() or not ms.isdigit() or not seq.isascii() or not seq.isdigit()
+            or int(ms) >= 2**64 or int(seq) >= 2**64):  # what Redis takes as a stream id, no more
         raise StreamError(f"not a lease id: {lease_id[:80]!r}")
     return lane, entry_id  # type: ignore[return-value]
 

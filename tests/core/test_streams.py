@@ -116,7 +116,7 @@ async def test_a_lost_group_is_recreated(streams: Streams) -> None:
 
 def test_lease_ids_are_checked() -> None:
     assert parse_lease_id("pro:17-0") == ("pro", "17-0")
-    for bad in ("gold:1-0", "pro:abc", "pro:", "standard:1-x", ""):
+    for bad in ("gold:1-0", "pro:abc", "pro:", "standard:1-x", "", "pro:18446744073709551616-0", "pro:１-0"):
         with pytest.raises(StreamError):
             parse_lease_id(bad)
 
