@@ -28,7 +28,7 @@ from desktop import autostart
 from desktop.alerts import AlertPolicy
 from desktop.configfile import ConfigWriteError, save_settings
 from desktop.dashboard import Dashboard
-from desktop.enroll import EnrollError, enroll
+from core.enroll import EnrollError, enroll
 from desktop.settings_dialog import EDITABLE, SettingsDialog
 from desktop.status import APP_TITLE, gpu_choice, is_on_gpu
 from desktop.tokens import TokenStore, TokenStoreError

@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="override INSANE_WORKER_THREADS")
     p.add_argument("--json", action="store_true", help="print one JSON object per second instead of a status line")
     p.add_argument("--dedicated-tenant", help="the tenant id this worker is dedicated to (honours its allow-list)")
+    p.add_argument("--enroll", metavar="CODE",
+                   help="exchange a one-time enrollment code for this worker's token, print it and exit "
+                   "(then run with INSANE_WORKER_TOKEN set to it)")
+    p.add_argument("--name", help="the name the relay shows for this worker when enrolling (default: host name)")
     p.set_defaults(func=worker_command, settings_overrides=_overrides)
 
 
@@ -59,9 +63,34 @@ def snapshot_json(s) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
+def enroll_command(args: argparse.Namespace, settings) -> int:
+    import httpx
+
+    from core.enroll import EnrollError, enroll
+
+    async def go():
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await enroll(client, settings.relay_url, args.enroll, args.name)
+
+    try:
+        reply = asyncio.run(go())
+    except EnrollError as exc:
+        print(f"insane worker: {exc}", file=sys.stderr)
+        return 2
+    print(f"enrolled with {settings.relay_url} as worker {reply.worker_id}", file=sys.stderr)
+    if reply.dedicated_tenant:
+        print(f"dedicated to tenant {reply.dedicated_tenant}: run with --dedicated-tenant {reply.dedicated_tenant}",
+              file=sys.stderr)
+    print("keep this token secret; the relay shows it only once:", file=sys.stderr)
+    print(reply.token)
+    return 0
+
+
 def worker_command(args: argparse.Namespace, settings) -> int:
     from uuid import UUID
 
+    if args.enroll:
+        return enroll_command(args, settings)
     from core.detect import DetectorError
     from core.worker import WorkerSetupError, build_worker
 

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from desktop.enroll import EnrollError, enroll
+from core.enroll import EnrollError, enroll
 
 
 def client_for(handler) -> httpx.AsyncClient:
