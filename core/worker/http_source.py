@@ -119,7 +119,14 @@ class HttpLeaseSource:
         path = f"/v1/worker/blobs/{quote(blob, safe='')}"
         # More patience than other calls: a moment that cannot be fetched is reviewed as an error for
         # good, so a relay restart or a database outage is waited out (the preloader's deadline bounds it).
-        resp = await self._call("GET", path, attempts=self.blob_attempts)
+        try:
+            resp = await self._call("GET", path, attempts=self.blob_attempts)
+        except RequestRejected as exc:
+            if exc.status != 404:
+                raise
+            # The words the tenant reads in the moment's error.
+            raise RequestRejected(f"uploaded image {blob} is gone (expired, lost by Redis, or this worker's "
+                                  "lease on it was taken over)", 404) from exc
         if len(resp.content) > self.max_blob_bytes:
             raise RequestRejected(f"blob {blob} is larger than {self.max_blob_bytes} bytes")
         return resp.content

@@ -69,3 +69,24 @@ async def test_an_answer_outside_the_contract_is_refused():
     with pytest.raises(RequestRejected, match="does not understand"):
         await s.lease(1, 0)
     await s.aclose()
+
+
+async def test_blob_fetch_waits_out_a_relay_restart_and_names_a_gone_image():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if request.url.path.endswith("/gone"):
+            return httpx.Response(404, json={"type": "not-found"})
+        if len(calls) <= 4:  # the relay restarting: refused, then 503s, longer than the 3 tries other calls get
+            if len(calls) == 1:
+                raise httpx.ConnectError("refused")
+            return httpx.Response(503, headers={"Retry-After": "0"})
+        return httpx.Response(200, content=b"\xff\xd8jpeg")
+
+    s = source(handler)
+    s._backoff.low = s._backoff.high = 0.0
+    assert await s.fetch_blob("abc", None) == b"\xff\xd8jpeg" and len(calls) == 5
+    with pytest.raises(RequestRejected, match="uploaded image gone is gone") as caught:
+        await s.fetch_blob("gone", None)
+    assert caught.value.status == 404
