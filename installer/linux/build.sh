@@ -96,6 +96,7 @@ archive_mb=$(du -b "$archive" | awk '{printf "%.1f", $1/1e6}')
 echo "build.sh: archive $archive $archive_mb MB"
 
 # The self-test runs from a fresh unpacking of the archive, with empty home folders: what a user gets.
+# A bundle without a model fetches it here; it keeps this machine's CA and proxy settings for that.
 run=$(mktemp -d)
 trap 'rm -rf "$stage" "$run"' EXIT
 tar -C "$run" -xzf "$archive"
@@ -104,6 +105,8 @@ set +e
 env -i PATH=/usr/bin:/bin HOME="$run/home" XDG_CONFIG_HOME="$run/home/.config" XDG_CACHE_HOME="$run/home/.cache" \
   XDG_STATE_HOME="$run/home/.local/state" XDG_RUNTIME_DIR="$run/runtime" QT_QPA_PLATFORM=offscreen \
   ORT_DISABLE_TELEMETRY=1 ${INSANE_MODEL:+INSANE_MODEL=$INSANE_MODEL} \
+  ${SSL_CERT_FILE:+SSL_CERT_FILE=$SSL_CERT_FILE} ${SSL_CERT_DIR:+SSL_CERT_DIR=$SSL_CERT_DIR} \
+  ${HTTPS_PROXY:+HTTPS_PROXY=$HTTPS_PROXY} ${https_proxy:+https_proxy=$https_proxy} \
   timeout 300 "$run/$name/insane-desktop" --self-test
 status=$?
 set -e
