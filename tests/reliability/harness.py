@@ -448,7 +448,7 @@ class Chaos:
         os.kill(redis_pid, signal.SIGSTOP)
         try:
             stored = 0
-            for _ in range(200):  # up to ~5 s for results already under way
+            for _ in range(800):  # up to ~20 s for results already under way (a loaded machine is slow)
                 stored = (await self._query(count))[0]["n"] - before
                 if stored >= 3:
                     break
