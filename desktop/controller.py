@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core.detect import DetectorError
 from core.detect.registry import ModelRegistry
+from core.enroll import EnrollError, enroll
 from core.settings import Settings, SettingsError, load_settings
 from core.worker import MetricsSnapshot, Worker, WorkerState, build_worker
 from core.worker.build import WorkerSetupError
@@ -28,7 +29,6 @@ from desktop import autostart
 from desktop.alerts import AlertPolicy
 from desktop.configfile import ConfigWriteError, save_settings
 from desktop.dashboard import Dashboard
-from core.enroll import EnrollError, enroll
 from desktop.settings_dialog import EDITABLE, SettingsDialog
 from desktop.status import APP_TITLE, gpu_choice, is_on_gpu
 from desktop.tokens import TokenStore, TokenStoreError
