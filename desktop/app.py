@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from core.settings import Settings
 from desktop.controller import Controller
+from desktop.gcpolicy import collect_on_gui_thread
 from desktop.icons import app_icon
 from desktop.single import SingleInstance
 from desktop.status import APP_TITLE
@@ -60,11 +61,13 @@ def run(settings: Settings, force_window: bool = False) -> int:
         await controller.start()
         await controller.finished()
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        wake.stop()
-        instance.release()
-        loop.close()
-        asyncio.set_event_loop(None)
+    # Worker threads allocate far more than the GUI; left to itself Python would free Qt objects there.
+    with collect_on_gui_thread():
+        try:
+            loop.run_until_complete(main())
+        finally:
+            wake.stop()
+            instance.release()
+            loop.close()
+            asyncio.set_event_loop(None)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,26 @@ class MemoryKeyring(KeyringBackend):
             del self.secrets[(service, username)]
         except KeyError:
             raise PasswordDeleteError("not stored") from None
+
+
+@pytest.fixture(autouse=True)
+def _gc_on_gui_thread() -> Iterator[None]:
+    """No automatic collection during a test; what it leaves is collected at its end, on this (the GUI) thread.
+
+    A test holds its controller, and through it the qasync loop it closed, until it returns; after that they
+    are garbage in reference cycles. Collected by a thread that happens to allocate (the relay's, a worker's
+    executor building a model in the next test), the loop's timer object would be destroyed off the GUI
+    thread with its timers still registered there, and their next tick would crash the GUI thread. The app
+    itself runs under desktop.gcpolicy for the same reason.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect()
+        if was_enabled:
+            gc.enable()
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from typing import Any
 import PySide6  # noqa: F401  # before qasync
 import qasync
 
+from desktop.gcpolicy import collect_on_gui_thread
+
 
 def run_qt(qapp: Any, coro: Coroutine[Any, Any, Any], timeout_s: float = 240.0) -> Any:
     """Run ``coro`` to completion on a fresh qasync loop, then close the loop (and its executor)."""
@@ -18,11 +20,14 @@ def run_qt(qapp: Any, coro: Coroutine[Any, Any, Any], timeout_s: float = 240.0) 
             return await coro
 
     qapp.setQuitOnLastWindowClosed(False)  # as the app itself does: Quit is explicit, not the last window
-    loop = qasync.QEventLoop(qapp)
-    try:
-        return loop.run_until_complete(bounded())
-    finally:
-        loop.close()
+    # As the app does: the loop's Qt timers, and the scenario's widgets, are freed on this thread only.
+    with collect_on_gui_thread():
+        loop = qasync.QEventLoop(qapp)
+        try:
+            return loop.run_until_complete(bounded())
+        finally:
+            loop.close()
+            del loop  # garbage from here (unless the scenario's objects hold it): collected on leaving, here
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
