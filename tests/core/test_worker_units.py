@@ -91,6 +91,7 @@ class RecordingDetector:
         self.threads: set[int] = set()
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # set once a batch is in detect()
         self.fail_provider = fail_provider
         self.pending: str | None = None
 
@@ -101,6 +102,7 @@ class RecordingDetector:
         self.pending = name
 
     def detect(self, batch):
+        self.entered.set()
         self.gate.wait(10)
         if self.pending:
             pending, self.pending = self.pending, None
@@ -120,7 +122,7 @@ async def test_batcher_fills_batches_by_priority_off_the_loop():
     b = Batcher(d, max_batch=8, max_wait_s=0.05, latency_target_s=10)
     b.start()
     first = b.submit(0, (1, 0))
-    await asyncio.sleep(0.1)  # the first batch (one image) is now running and blocked
+    assert await asyncio.to_thread(d.entered.wait, 10)  # the first batch (one image) is running and blocked
     futures = [b.submit(i, (1, i)) for i in range(1, 6)] + [b.submit(100, (0, 0))]
     d.gate.set()
     results = await asyncio.gather(first, *futures)
