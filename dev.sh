@@ -38,7 +38,7 @@ setup() {
   # Qt offscreen and under Xvfb with a tray host (desktop tests and screenshots).
   pkgs+=(libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 xvfb xauth libxcb-icccm4 libxcb-keysyms1
          libxcb-cursor0 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 trayer
-         imagemagick)
+         imagemagick desktop-file-utils)
   apt_install "${pkgs[@]}"
   if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --no-create-home postgres
