@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import importlib.util
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import asyncpg
 import httpx
@@ -21,6 +18,7 @@ from core.settings import load_settings
 from core.worker import Worker, WorkerConfig
 from core.worker.build import preloader_factory
 from core.worker.http_source import HttpLeaseSource
+from insane.demo_media import ImageServer
 from tests import models
 from tests.relayhelp import RelayServer, enroll_worker, fresh_database, make_tenant, relay_settings, run_sync
 
@@ -52,36 +50,18 @@ def photos() -> dict[str, bytes]:
     return models.sample_images()
 
 
-class _Images(http.server.BaseHTTPRequestHandler):
-    photos: ClassVar[dict[str, bytes]] = {}
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        name = self.path.rsplit("/", 1)[-1]
-        data = self.photos.get(name)
-        self.hits.append(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
+def serve_images(files: dict[str, bytes]) -> ImageServer:
+    """A camera's snapshot server on loopback serving ``files`` by name (the demo's own)."""
+    server = ImageServer()
+    for name, data in files.items():
+        server.add(name, data)
+    return server
 
 
 @pytest.fixture(scope="module")
 def image_server(photos) -> Iterator[str]:
-    handler = type("Images", (_Images,), {"photos": photos, "hits": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_images(photos) as server:
+        yield server.base
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,14 @@ and the worker keeps running (the next event is reviewed normally)."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import struct
-import threading
 import zlib
 from collections.abc import Iterator
 
 import pytest
 
 from core.worker.state import WorkerState
-from tests.e2e.conftest import _Images, allow_private, enroll_worker, make_worker, post_event, wait_done
+from tests.e2e.conftest import allow_private, enroll_worker, make_worker, post_event, serve_images, wait_done
 from tests.relayhelp import RelayServer, fresh_database, make_tenant, relay_settings
 
 pytestmark = pytest.mark.timeout(120)
@@ -59,12 +57,8 @@ def files(photos) -> Iterator[tuple[str, dict]]:
     served = {name: data for name, (data, _) in cases.items()}
     served.update({"bus.jpg": photos["bus.jpg"], "zidane.jpg": photos["zidane.jpg"],
                    "jpeg-zip.jpg": photos["zidane.jpg"] + b"PK\x03\x04" + b"\0" * 64})  # a JPEG that is also a ZIP
-    handler = type("Hostile", (_Images,), {"photos": served, "hits": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", cases
-    server.shutdown()
-    server.server_close()
+    with serve_images(served) as server:
+        yield server.base, cases
 
 
 async def test_each_hostile_image_is_one_clear_moment_error(relay, files, small_onnx) -> None:
