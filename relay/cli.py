@@ -99,6 +99,7 @@ async def serve(settings) -> int:
     import uvicorn
 
     from relay.app import create_app
+    from relay.server import DrainingServer
 
     # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without
     # it a keep-alive response written in two parts waits ~40 ms for the client's delayed ACK.
@@ -111,7 +112,7 @@ async def serve(settings) -> int:
     config = uvicorn.Config(
         create_app(settings), log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config)
     log.info("relay listening on http://%s:%d", host, port)
     print(f"relay listening on http://{host}:{port}", flush=True)
     # uvicorn drains and shuts down on SIGINT/SIGTERM, then re-raises the signal to the handler that was

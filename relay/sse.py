@@ -25,6 +25,7 @@ from relay.views import EVENT_SQL, summary
 log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 15.0
+_DRAINED = object()
 
 
 async def stream_events(request: Request) -> StreamingResponse:
@@ -42,10 +43,13 @@ async def stream_events(request: Request) -> StreamingResponse:
             yield ": connected\n\n"
             while True:
                 try:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=KEEPALIVE_S)
+                    msg = await relay.unless_draining(
+                        pubsub.get_message(ignore_subscribe_messages=True, timeout=KEEPALIVE_S), _DRAINED)
                 except (RedisError, OSError) as exc:
                     log.warning("result stream for tenant %s ended: %s", tenant.id, exc)
                     return
+                if msg is _DRAINED:
+                    return  # the relay is shutting down: the client reconnects (to another relay)
                 if msg is None:
                     if await request.is_disconnected():
                         return

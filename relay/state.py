@@ -8,9 +8,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -24,6 +27,8 @@ from relay.db import DatabaseUnavailable, system_tx
 from relay.metrics import Metrics
 from relay.problems import Problem, unavailable
 from relay.ratelimit import RateLimiter
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,9 @@ class RelayState:
     keys: TTLCache = field(init=False)
     workers: TTLCache = field(init=False)
     webhooks_due: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the server starts to shut down: long-polls and result streams end at once instead of
+    # holding the shutdown until uvicorn's graceful timeout cancels them.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.keys = TTLCache(self.settings.key_cache_s)
@@ -68,6 +76,22 @@ class RelayState:
 
     def webhook_wakeup(self) -> None:
         self.webhooks_due.set()
+
+    async def unless_draining(self, awaitable: Awaitable[T], drained: T) -> T:
+        """``await awaitable``, or ``drained`` as soon as the relay starts to drain (the awaitable is cancelled)."""
+        task = asyncio.ensure_future(awaitable)
+        stop = asyncio.ensure_future(self.draining.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()  # draining, or this request itself was cancelled
+        if task.cancelled() or not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return drained
+        return task.result()
 
     def forget_credentials(self) -> None:
         """After an admin change (revocation, tier) this process stops trusting its cache at once."""

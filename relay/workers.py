@@ -87,8 +87,10 @@ async def lease(request: Request) -> Response:
     body = await parse_body(request, LeaseRequest)
     settings = relay.settings
     try:
-        entries = await relay.streams.lease(worker.consumer, body.max_events, int(body.wait_s * 1000),
-                                            int(settings.lease_idle_s * 1000))
+        # A shutdown ends the long-poll with no events; the worker asks the next relay.
+        entries = await relay.unless_draining(
+            relay.streams.lease(worker.consumer, body.max_events, int(body.wait_s * 1000),
+                                int(settings.lease_idle_s * 1000)), [])
         events, holds = [], {}
         for entry in entries:
             reason = None

@@ -99,10 +99,11 @@ class RelayServer:
 
     def __init__(self, settings: Settings, **app_kwargs: Any) -> None:
         from relay.app import create_app
+        from relay.server import DrainingServer
 
         self.settings = settings
         self.app = create_app(settings, **app_kwargs)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on",
+        self.server = DrainingServer(uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on",
                                                     timeout_graceful_shutdown=5))
         # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (else ~40 ms per response).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

@@ -110,12 +110,13 @@ async def _run(settings, args: argparse.Namespace, photos: list[Path]) -> int:
     from insane.demo_media import ImageServer
     from relay.app import create_app
     from relay.db import migrate
+    from relay.server import DrainingServer
 
     await migrate(settings.database_url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY on accept
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_config=None, access_log=False,
+    server = DrainingServer(uvicorn.Config(create_app(settings), log_config=None, access_log=False,
                                            lifespan="on", timeout_graceful_shutdown=5))
     relay_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
