@@ -128,7 +128,7 @@ async def _run(settings, args: argparse.Namespace, photos: list[Path]) -> int:
         print(f"relay:    {url}")
         with ImageServer() as camera:
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                # Short long-polls: the relay's graceful shutdown (5 s) then never waits on a worker's lease.
+                # Short long-polls: the worker notices the end of the demo at once.
                 worker_settings = settings.model_copy(update={"relay_url": url, "worker_lease_wait_s": 2.0})
                 return await _review(client, worker_settings, args, photos, camera)
     finally:
