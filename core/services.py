@@ -138,7 +138,9 @@ class EmbeddedServices:
 
     def start(self) -> None:
         if self.root is None:
-            self.root = Path(tempfile.mkdtemp(prefix="insane-services-"))
+            sweep_orphans()
+            self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+            (self.root / OWNER_FILE).write_text(str(os.getpid()))
             self._own_root = True
         self.root.chmod(0o755)
         try:
@@ -271,6 +273,36 @@ class EmbeddedServices:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
             self._own_root = False
+
+
+ROOT_PREFIX = "insane-services-"
+OWNER_FILE = "owner.pid"
+
+
+def sweep_orphans(parent: Path | None = None) -> list[Path]:
+    """Remove the folders of earlier services whose owner died without cleaning up (SIGKILL, power loss).
+
+    Their servers died with the owner (parent-death signal); only the data folders stay. A folder whose
+    owner may still run, or that has no owner file, is left alone. Returns what was removed.
+    """
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or a reused pid): not ours to judge
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's live process
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed %d folder(s) of services whose owner had died", len(removed))
+    return removed
 
 
 def _stop_process(process: subprocess.Popen, sig: int, grace: float = 10.0) -> None:

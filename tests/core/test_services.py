@@ -170,3 +170,26 @@ def test_exception_during_start_in_process_stops_redis(monkeypatch: pytest.Monke
     with pytest.raises(KeyboardInterrupt):
         running.start()
     assert running.servers == {}
+
+
+def test_folders_of_dead_owners_are_swept_and_live_ones_kept(tmp_path) -> None:
+    from core.services import OWNER_FILE, ROOT_PREFIX, sweep_orphans
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan, alive, unowned = (tmp_path / f"{ROOT_PREFIX}{n}" for n in ("orphan", "alive", "unowned"))
+    for folder in (orphan, alive, unowned):
+        (folder / "pgdata").mkdir(parents=True)
+    (orphan / OWNER_FILE).write_text(str(dead.pid))
+    (alive / OWNER_FILE).write_text(str(os.getpid()))
+    assert sweep_orphans(tmp_path) == [orphan]
+    assert not orphan.exists() and alive.exists() and unowned.exists()
+
+
+def test_services_write_their_owner_and_remove_their_folder() -> None:
+    from core.services import OWNER_FILE
+
+    with EmbeddedServices(postgres=False) as running:
+        root = running.root
+        assert (root / OWNER_FILE).read_text() == str(os.getpid())
+    assert not root.exists()
