@@ -14,7 +14,7 @@ import pytest
 
 from tests.reliability.harness import Chaos, Plan, table
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.chaos]
 
 
 @pytest.fixture(scope="module")
