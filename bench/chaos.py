@@ -75,17 +75,23 @@ def main() -> int:
     else:
         print(table(report))
         poison = next((ph for ph in report["phases"] if ph["name"] == "poison"), None)
-        print(f"\n{t['accepted']} events ({plan.total_moments} moments offered, {t['moments_reviewed']} reviewed, "
-              f"{t['moment_errors']} moment errors) in {report['seconds']:.0f} s; "
-              f"{plan.workers} workers, lease deadline {plan.lease_idle_s:g} s, max deliveries {plan.max_deliveries}")
+        print(
+            f"\n{t['accepted']} events ({plan.total_moments} moments offered, {t['moments_reviewed']} reviewed, "
+            f"{t['moment_errors']} moment errors) in {report['seconds']:.0f} s; "
+            f"{plan.workers} workers, lease deadline {plan.lease_idle_s:g} s, max deliveries {plan.max_deliveries}"
+        )
         relay = next((ph for ph in report["phases"] if ph["name"] == "relay"), None)
         if relay:
-            print(f"relay: SIGKILLed with {relay['stored_not_acked']} results stored and not yet acked "
-                  f"(Redis frozen under it); {relay['re_reviews']} duplicate answers, {relay['lost']} lost")
+            print(
+                f"relay: SIGKILLed with {relay['stored_not_acked']} results stored and not yet acked "
+                f"(Redis frozen under it); {relay['re_reviews']} duplicate answers, {relay['lost']} lost"
+            )
         if poison:
-            print(f"poison: delivered {poison['poison_deliveries']} times, event {poison['poison_status']}, "
-                  f"dead-letter stream holds {len(report['dead_letter_stream'])} entr"
-                  f"{'y' if len(report['dead_letter_stream']) == 1 else 'ies'}")
+            print(
+                f"poison: delivered {poison['poison_deliveries']} times, event {poison['poison_status']}, "
+                f"dead-letter stream holds {len(report['dead_letter_stream'])} entr"
+                f"{'y' if len(report['dead_letter_stream']) == 1 else 'ies'}"
+            )
         if any(ph["notes"] for ph in report["phases"]):
             print("notes:", "; ".join(n for ph in report["phases"] for n in ph["notes"][:5]))
     return 0 if t["lost"] == 0 and t["duplicate_rows"] == 0 and t["unstored_202"] == 0 else 1

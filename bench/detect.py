@@ -83,13 +83,24 @@ def main() -> int:
     os.environ["YOLO_OFFLINE"] = "1"
     shape = tuple(args.imgsz)
     jpegs = _images(args.images)
-    res: dict[str, object] = {"model": args.onnx.name, "input_shape": list(shape), "images": len(jpegs),
-                              "image_size": "1920x1080", "batch": args.batch, "threads": args.threads}
+    res: dict[str, object] = {
+        "model": args.onnx.name,
+        "input_shape": list(shape),
+        "images": len(jpegs),
+        "image_size": "1920x1080",
+        "batch": args.batch,
+        "threads": args.threads,
+    }
     layouts = {f"1 session × {args.threads} threads": 1, f"{args.threads} sessions × 1 thread": args.threads}
     raw, pipe = {}, {}
     for label, sessions in layouts.items():
-        cfg = {"type": "onnx", "path": str(args.onnx), "imgsz": list(shape), "threads": args.threads,
-               "sessions": sessions}
+        cfg = {
+            "type": "onnx",
+            "path": str(args.onnx),
+            "imgsz": list(shape),
+            "threads": args.threads,
+            "sessions": sessions,
+        }
         with load_detector(cfg) as det:
             tensors = [det.prepare(j).tensor for j in jpegs]
             raw[label] = measure_raw(det, tensors, args.batch, args.seconds)
@@ -97,9 +108,13 @@ def main() -> int:
         with load_detector({**cfg, "reduced_decode": False}) as det:
             pipe[label + ", full decode"] = measure_pipeline(det, jpegs, args.batch, args.seconds)
     best = max(layouts, key=lambda k: raw[k])
-    res.update(raw_img_s=raw[best], raw_layout=best, pipeline_img_s=pipe[best],
-               pipeline_full_decode_img_s=pipe[best + ", full decode"],
-               layouts={k: {"raw_img_s": raw[k], "pipeline_img_s": pipe[k]} for k in layouts})
+    res.update(
+        raw_img_s=raw[best],
+        raw_layout=best,
+        pipeline_img_s=pipe[best],
+        pipeline_full_decode_img_s=pipe[best + ", full decode"],
+        layouts={k: {"raw_img_s": raw[k], "pipeline_img_s": pipe[k]} for k in layouts},
+    )
     if not args.skip_ultralytics:
         # Ultralytics prints its own lines to stdout; --json promises one object there.
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
@@ -115,8 +130,10 @@ def main() -> int:
     print(f"{res['model']} at {shape[0]}x{shape[1]}, {len(jpegs)} JPEGs of 1920x1080, batch {args.batch}")
     rows = [(f"(a) raw, {k}", raw[k]) for k in layouts] + [(f"(b) pipeline, {k}", v) for k, v in pipe.items()]
     if "ultralytics_onnx_img_s" in res:
-        rows += [("(c) Ultralytics predict, ONNX", res["ultralytics_onnx_img_s"]),
-                 ("(d) Ultralytics predict, .pt", res["ultralytics_pt_img_s"])]
+        rows += [
+            ("(c) Ultralytics predict, ONNX", res["ultralytics_onnx_img_s"]),
+            ("(d) Ultralytics predict, .pt", res["ultralytics_pt_img_s"]),
+        ]
     for name, v in rows:
         print(f"  {name:<48} {v:7.1f} img/s {1000 / v:7.1f} ms/img")
     p = res["pipeline_img_s"]

@@ -78,10 +78,14 @@ async def run(args: argparse.Namespace) -> dict:
             det = load_detector(OnnxConfig(type="onnx", path=str(model), threads=threads, rect=args.rect))
             batch = min(args.batch, det.max_batch or args.batch)
             raw = raw_ceiling(det, image, batch, args.raw_seconds)
-            config = WorkerConfig(max_batch=args.batch, lease_wait_s=2.0, threads=threads,
-                                  lease_ahead_images=max(64, 3 * args.moments), k_max={"pro": 64, "standard": 64})
-            worker = Worker(config, HttpLeaseSource(relay.url, creds.secret), det,
-                            preloader_factory(load_settings()))
+            config = WorkerConfig(
+                max_batch=args.batch,
+                lease_wait_s=2.0,
+                threads=threads,
+                lease_ahead_images=max(64, 3 * args.moments),
+                k_max={"pro": 64, "standard": 64},
+            )
+            worker = Worker(config, HttpLeaseSource(relay.url, creds.secret), det, preloader_factory(load_settings()))
             done: dict[uuid.UUID, float] = {}
             progress = asyncio.Event()
 
@@ -128,12 +132,21 @@ async def run(args: argparse.Namespace) -> dict:
                 await worker.stop()
                 await worker_task
     return {
-        "model": model.name, "input_shape": [batch, 3, *det.input_size], "provider": "CPUExecutionProvider",
-        "threads": threads, "events": args.events, "moments": args.moments,
-        "e2e_img_s": round(e2e, 2), "raw_img_s": round(raw, 2), "ratio": round(e2e / raw, 3),
-        "event_p50_s": round(percentile(idle, 50), 3), "event_p95_s": round(percentile(idle, 95), 3),
-        "loaded_event_p50_s": round(percentile(loaded, 50), 3), "loaded_event_p95_s": round(percentile(loaded, 95), 3),
-        "idle_events": len(idle), "image": "1920x1080 JPEG",
+        "model": model.name,
+        "input_shape": [batch, 3, *det.input_size],
+        "provider": "CPUExecutionProvider",
+        "threads": threads,
+        "events": args.events,
+        "moments": args.moments,
+        "e2e_img_s": round(e2e, 2),
+        "raw_img_s": round(raw, 2),
+        "ratio": round(e2e / raw, 3),
+        "event_p50_s": round(percentile(idle, 50), 3),
+        "event_p95_s": round(percentile(idle, 95), 3),
+        "loaded_event_p50_s": round(percentile(loaded, 50), 3),
+        "loaded_event_p95_s": round(percentile(loaded, 95), 3),
+        "idle_events": len(idle),
+        "image": "1920x1080 JPEG",
     }
 
 
@@ -145,8 +158,12 @@ def main() -> int:
     p.add_argument("--model", help="a .onnx file (default: the real YOLOv8s the tests build)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--rect", action=argparse.BooleanOptionalAction, default=True,
-                   help="384×640 input for the 16:9 frames, as the worker runs by default (INSANE_DETECT_RECT)")
+    p.add_argument(
+        "--rect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="384×640 input for the 16:9 frames, as the worker runs by default (INSANE_DETECT_RECT)",
+    )
     p.add_argument("--raw-seconds", type=float, default=5.0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()

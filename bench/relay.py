@@ -42,16 +42,24 @@ app = Starlette(routes=[Route("/v1/events", post, methods=["POST"])])
 
 
 def body_bytes(moments: int) -> bytes:
-    return json.dumps({
-        "camera": "front-door", "time": datetime.now(UTC).isoformat(), "hint": "person",
-        "moments": [f"https://nvr.example.com/api/events/{uuid.uuid4().hex}/snapshot-{i}.jpg" for i in range(moments)],
-    }).encode()
+    return json.dumps(
+        {
+            "camera": "front-door",
+            "time": datetime.now(UTC).isoformat(),
+            "hint": "person",
+            "moments": [
+                f"https://nvr.example.com/api/events/{uuid.uuid4().hex}/snapshot-{i}.jpg" for i in range(moments)
+            ],
+        }
+    ).encode()
 
 
 def request_bytes(host: str, port: int, key: str | None, body: bytes) -> bytes:
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
-    return (f"POST /v1/events HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{auth}"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST /v1/events HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{auth}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
@@ -66,8 +74,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def load(host: str, port: int, key: str | None, connections: int, total: int, limit_s: float,
-               moments: int) -> dict:
+async def load(
+    host: str, port: int, key: str | None, connections: int, total: int, limit_s: float, moments: int
+) -> dict:
     """``total`` requests over ``connections`` keep-alive connections, or until ``limit_s``."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -96,7 +105,10 @@ async def load(host: str, port: int, key: str | None, connections: int, total: i
     latencies.sort()
     ok = sum(c for s, c in statuses.items() if s in (200, 202))
     return {
-        "requests": len(latencies), "ok": ok, "statuses": statuses, "seconds": round(elapsed, 2),
+        "requests": len(latencies),
+        "ok": ok,
+        "statuses": statuses,
+        "seconds": round(elapsed, 2),
         "rps": round(ok / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
@@ -146,8 +158,10 @@ async def setup_tenant(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         # A tier without a daily quota or bucket, so every post is stored and queued.
-        await conn.execute("INSERT INTO tiers (name, lane, daily_deep_reviews, deep_min_moments, rate_per_s, burst, "
-                           "max_k) VALUES ('bench', 'standard', NULL, 20, NULL, 1, 20) ON CONFLICT DO NOTHING")
+        await conn.execute(
+            "INSERT INTO tiers (name, lane, daily_deep_reviews, deep_min_moments, rate_per_s, burst, "
+            "max_k) VALUES ('bench', 'standard', NULL, 20, NULL, 1, 20) ON CONFLICT DO NOTHING"
+        )
     finally:
         await conn.close()
 
@@ -170,8 +184,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per phase, at most")
     parser.add_argument("--warmup", type=int, default=3000, help="events stored before measuring (then ANALYZE)")
     parser.add_argument("--moments", type=int, default=20)
-    parser.add_argument("--no-durable", action="store_true",
-                        help="fsync and synchronous_commit off (diagnosis only; not the published figure)")
+    parser.add_argument(
+        "--no-durable",
+        action="store_true",
+        help="fsync and synchronous_commit off (diagnosis only; not the published figure)",
+    )
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
@@ -182,37 +199,53 @@ def main() -> int:
 
     with EmbeddedServices(durable=not args.no_durable) as services:
         asyncio.run(setup_tenant(services.database_url))
-        env = dict(os.environ, INSANE_DATABASE_URL=services.database_url, INSANE_REDIS_URL=services.redis_url,
-                   INSANE_LANE_BACKLOG_MAX="100000000", INSANE_LOG_LEVEL="WARNING",
-                   INSANE_DB_POOL_SIZE=str(max(4, args.connections)), PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ,
+            INSANE_DATABASE_URL=services.database_url,
+            INSANE_REDIS_URL=services.redis_url,
+            INSANE_LANE_BACKLOG_MAX="100000000",
+            INSANE_LOG_LEVEL="WARNING",
+            INSANE_DB_POOL_SIZE=str(max(4, args.connections)),
+            PYTHONPATH=str(ROOT),
+        )
         env.pop("INSANE_CONFIG", None)
-        made = subprocess.run([sys.executable, "-m", "insane", "tenant", "--json", "create", "bench",
-                               "--tier", "bench"], env=env, capture_output=True, text=True, cwd=ROOT, check=True)
+        made = subprocess.run(
+            [sys.executable, "-m", "insane", "tenant", "--json", "create", "bench", "--tier", "bench"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
         key = json.loads(made.stdout)["api_key"]
 
         relay, host, port = start([sys.executable, "-m", "insane", "relay", "--port", "0"], env)
         try:
             asyncio.run(load(host, port, key, args.connections, args.warmup, 60, args.moments))
             asyncio.run(analyze(services.database_url))
-            relay_run = asyncio.run(load(host, port, key, args.connections, args.requests, args.seconds,
-                                         args.moments))
+            relay_run = asyncio.run(load(host, port, key, args.connections, args.requests, args.seconds, args.moments))
         finally:
             stop(relay)
         bare, host, port = start([sys.executable, str(Path(__file__).resolve()), "--serve-bare"], env)
         try:
             asyncio.run(load(host, port, None, args.connections, 2000, 10, args.moments))
-            bare_run = asyncio.run(load(host, port, None, args.connections, args.requests, args.seconds,
-                                        args.moments))
+            bare_run = asyncio.run(load(host, port, None, args.connections, args.requests, args.seconds, args.moments))
         finally:
             stop(bare)
 
     result = {
-        "events_s": relay_run["rps"], "bare_s": bare_run["rps"],
+        "events_s": relay_run["rps"],
+        "bare_s": bare_run["rps"],
         "ratio": round(relay_run["rps"] / bare_run["rps"], 3) if bare_run["rps"] else None,
-        "p50_ms": relay_run["p50_ms"], "p99_ms": relay_run["p99_ms"],
-        "bare_p50_ms": bare_run["p50_ms"], "bare_p99_ms": bare_run["p99_ms"],
-        "relay_statuses": relay_run["statuses"], "connections": args.connections, "moments": args.moments,
-        "durable": not args.no_durable, "cpus": os.cpu_count(),
+        "p50_ms": relay_run["p50_ms"],
+        "p99_ms": relay_run["p99_ms"],
+        "bare_p50_ms": bare_run["p50_ms"],
+        "bare_p99_ms": bare_run["p99_ms"],
+        "relay_statuses": relay_run["statuses"],
+        "connections": args.connections,
+        "moments": args.moments,
+        "durable": not args.no_durable,
+        "cpus": os.cpu_count(),
     }
     if args.json:
         print(json.dumps(result))
@@ -220,8 +253,9 @@ def main() -> int:
         fsync = "off" if args.no_durable else "on"
         print(f"POST /v1/events ({args.moments} moments, {args.connections} connections, fsync {fsync})")
         print(f"  relay: {result['events_s']:>8} events/s  p50 {result['p50_ms']} ms  p99 {result['p99_ms']} ms")
-        print(f"  bare:  {result['bare_s']:>8} req/s     p50 {result['bare_p50_ms']} ms  "
-              f"p99 {result['bare_p99_ms']} ms")
+        print(
+            f"  bare:  {result['bare_s']:>8} req/s     p50 {result['bare_p50_ms']} ms  p99 {result['bare_p99_ms']} ms"
+        )
         print(f"  ratio: {result['ratio']}  (goal >= 0.5, p99 <= 50 ms)  statuses {relay_run['statuses']}")
     return 0
 

@@ -44,14 +44,20 @@ def start_display(tmp: Path) -> tuple[dict[str, str], list[subprocess.Popen]]:
     if not all(shutil.which(b) for b in ("Xvfb", "trayer")):
         return {"QT_QPA_PLATFORM": "offscreen"}, []
     read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stderr=subprocess.DEVNULL)
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write_fd)
     with os.fdopen(read_fd) as fh:
         display = f":{fh.readline().strip()}"
     env = {"DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
-    trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--height", "32"],
-                              env={**os.environ, **env}, stderr=subprocess.DEVNULL)
+    trayer = subprocess.Popen(
+        ["trayer", "--edge", "top", "--align", "right", "--height", "32"],
+        env={**os.environ, **env},
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(0.5)  # trayer claims the tray selection; the app would otherwise start without a tray
     return env, [trayer, xvfb]
 
@@ -72,15 +78,27 @@ def measure(model: str, idle_s: float) -> dict[str, object]:
             token = enroll_worker(relay.url).secret
             display_env, helpers = start_display(tmp)
             (tmp / "config.toml").write_text("")
-            env = {**os.environ, **display_env, "INSANE_CONFIG": str(tmp / "config.toml"),
-                   "XDG_CONFIG_HOME": str(tmp / "cfg"), "XDG_RUNTIME_DIR": str(tmp / "run"),
-                   "INSANE_WORKER_TOKEN": token, "INSANE_LOG_LEVEL": "INFO", "ORT_DISABLE_TELEMETRY": "1"}
+            env = {
+                **os.environ,
+                **display_env,
+                "INSANE_CONFIG": str(tmp / "config.toml"),
+                "XDG_CONFIG_HOME": str(tmp / "cfg"),
+                "XDG_RUNTIME_DIR": str(tmp / "run"),
+                "INSANE_WORKER_TOKEN": token,
+                "INSANE_LOG_LEVEL": "INFO",
+                "ORT_DISABLE_TELEMETRY": "1",
+            }
             (tmp / "run").mkdir(mode=0o700)
             lines: queue.Queue[tuple[float, str]] = queue.Queue()
             t0 = time.perf_counter()
-            child = subprocess.Popen([sys.executable, "-m", "insane", "tray", "--model", model,
-                                      "--relay-url", relay.url], env=env, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            child = subprocess.Popen(
+                [sys.executable, "-m", "insane", "tray", "--model", model, "--relay-url", relay.url],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
 
             def read() -> None:
                 for line in child.stderr:

@@ -1,8 +1,8 @@
 """Enrollment: exchange a one-time code for a worker token (``POST /v1/workers/enroll``).
 
-    async with httpx.AsyncClient(timeout=15) as client:
-        reply = await enroll(client, "https://relay.example", "ABCD-1234", name=socket.gethostname())
-    TokenStore().save(relay_url, reply.token)
+async with httpx.AsyncClient(timeout=15) as client:
+    reply = await enroll(client, "https://relay.example", "ABCD-1234", name=socket.gethostname())
+TokenStore().save(relay_url, reply.token)
 """
 
 from __future__ import annotations

@@ -71,8 +71,9 @@ def probe(data: bytes) -> ImageInfo:
         width, height = struct.unpack(">II", data[16:24])
     else:
         raise UnsupportedImage(
-            f"not a JPEG or PNG image ({kind.upper()} is not supported)" if kind else
-            "not a JPEG or PNG image (unknown file signature)"
+            f"not a JPEG or PNG image ({kind.upper()} is not supported)"
+            if kind
+            else "not a JPEG or PNG image (unknown file signature)"
         )
     if width == 0 or height == 0:
         raise CorruptImage(f"{kind.upper()} header declares an empty image ({width}×{height})")

@@ -280,8 +280,10 @@ class Preloader:
             data = await self._fetch(job)
         except asyncio.CancelledError:
             error = FetchError(
-                "the event was forgotten before this moment was fetched" if job.forgotten
-                else "the preloader was closed before this moment was fetched" if self._closed
+                "the event was forgotten before this moment was fetched"
+                if job.forgotten
+                else "the preloader was closed before this moment was fetched"
+                if self._closed
                 else "the fetch was cancelled"
             )
             raise

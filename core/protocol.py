@@ -125,7 +125,8 @@ class Heartbeat(_Model):
     model: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
     leases: list[str] = Field(
-        default_factory=list, max_length=4096,
+        default_factory=list,
+        max_length=4096,
         description="lease ids this worker still works on or holds a result for; the relay renews them, so a "
         "slow review is not reclaimed and reviewed twice",
     )

@@ -158,12 +158,24 @@ class EmbeddedServices:
         port = port or free_port()
         folder = self.root / "redis"
         folder.mkdir(exist_ok=True)
-        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.durable else [
-            "--appendonly", "no"
-        ]
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.durable else ["--appendonly", "no"]
         cmd = [
-            binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
-            *persistence, "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            *persistence,
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
         ]
         server = self._spawn("redis", cmd, f"redis://127.0.0.1:{port}/0", folder / "redis.log")
         self._wait(server, lambda: _redis_ping(port))
@@ -197,13 +209,27 @@ class EmbeddedServices:
         if (data / "PG_VERSION").exists():
             return self._run_postgres(bin_dir, data, port, log_path, as_user)
         initdb = [
-            str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust", "-E", "UTF8",
-            "--locale=C", "--no-instructions", "--no-sync",
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            PG_USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-instructions",
+            "--no-sync",
         ]
         try:
             result = subprocess.run(
-                initdb, capture_output=True, text=True, preexec_fn=_pdeathsig(signal.SIGKILL),
-                **_as_user_kwargs(as_user), timeout=self.start_timeout, check=False,
+                initdb,
+                capture_output=True,
+                text=True,
+                preexec_fn=_pdeathsig(signal.SIGKILL),
+                **_as_user_kwargs(as_user),
+                timeout=self.start_timeout,
+                check=False,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise ServiceError(f"cannot run initdb ({initdb[0]}): {exc}") from exc
@@ -216,29 +242,58 @@ class EmbeddedServices:
     ) -> Server:
         sync = "on" if self.durable else "off"
         cmd = [
-            str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-            "-c", "unix_socket_directories=", "-c", f"fsync={sync}", "-c", f"synchronous_commit={sync}",
-            "-c", f"full_page_writes={sync}", "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            f"fsync={sync}",
+            "-c",
+            f"synchronous_commit={sync}",
+            "-c",
+            f"full_page_writes={sync}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=128MB",
         ]
         server = self._spawn(
-            "postgres", cmd, f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres", log_path,
-            as_user=as_user, death_signal=signal.SIGQUIT,
+            "postgres",
+            cmd,
+            f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres",
+            log_path,
+            as_user=as_user,
+            death_signal=signal.SIGQUIT,
         )
         pg_isready = bin_dir / "pg_isready"
         self._wait(server, lambda: _pg_ready(pg_isready, port))
         return server
 
     def _spawn(
-        self, name: str, cmd: list[str], url: str, log_path: Path,
-        as_user: pwd.struct_passwd | None = None, death_signal: int = signal.SIGKILL,
+        self,
+        name: str,
+        cmd: list[str],
+        url: str,
+        log_path: Path,
+        as_user: pwd.struct_passwd | None = None,
+        death_signal: int = signal.SIGKILL,
     ) -> Server:
         log_file = open(log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
         if as_user:
             os.chown(log_path, as_user.pw_uid, as_user.pw_gid)
         try:
             process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                preexec_fn=_pdeathsig(death_signal), **_as_user_kwargs(as_user),
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_pdeathsig(death_signal),
+                **_as_user_kwargs(as_user),
             )
         except OSError as exc:
             raise ServiceError(f"cannot start {name} ({cmd[0]}): {exc.strerror}") from exc
@@ -345,6 +400,7 @@ def _redis_ping(port: int) -> bool:
 def _pg_ready(pg_isready: Path, port: int) -> bool:
     result = subprocess.run(
         [str(pg_isready), "-q", "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER, "-t", "1"],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     return result.returncode == 0

@@ -80,13 +80,13 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(8, ge=1, le=50, description="webhook delivery attempts")
 
     # The worker.
-    relay_url: str = Field(
-        "http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]"
-    )
+    relay_url: str = Field("http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]")
     model: str = Field("yolov8n", description="a model name from `insane model list`, or a path to a .onnx file")
     model_dir: Path = Field(default_factory=default_model_dir, description="a folder for downloaded models")
     worker_threads: int = Field(
-        default_factory=lambda: os.cpu_count() or 1, ge=1, le=256,
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=256,
         description="a number of CPU threads for inference, 1 to 256",
     )
     use_gpu: bool = Field(False, description="true or false: prefer a GPU execution provider when present")
@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     # detector: thresholds and input shape of the model (core/detect).
     detect_conf: float = Field(0.25, ge=0, le=1, description="a minimum confidence from 0 to 1")
     detect_classes: list[str] | None = Field(
-        None, description="class names to keep, e.g. [\"person\", \"car\"] (default: all)"
+        None, description='class names to keep, e.g. ["person", "car"] (default: all)'
     )
     detect_rect: bool = Field(
         True, description="true or false: a 384×640 input for 16:9 frames instead of 640×640 (~40% less work)"

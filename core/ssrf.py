@@ -350,7 +350,10 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         raise failure
 
     async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None  # noqa: ASYNC109
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+        socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         raise httpcore.ConnectError("unix sockets are not reachable through the SSRF guard")
 

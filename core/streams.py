@@ -57,8 +57,15 @@ def parse_lease_id(lease_id: str) -> tuple[Lane, str]:
     """``"pro:1700000000000-0"`` -> ("pro", "1700000000000-0"); raises StreamError otherwise."""
     lane, _, entry_id = lease_id.partition(":")
     ms, _, seq = entry_id.partition("-")
-    if (lane not in LANES or not ms.isascii() or not ms.isdigit() or not seq.isascii() or not seq.isdigit()
-            or int(ms) >= 2**64 or int(seq) >= 2**64):  # what Redis takes as a stream id, no more
+    if (
+        lane not in LANES
+        or not ms.isascii()
+        or not ms.isdigit()
+        or not seq.isascii()
+        or not seq.isdigit()
+        or int(ms) >= 2**64
+        or int(seq) >= 2**64
+    ):  # what Redis takes as a stream id, no more
         raise StreamError(f"not a lease id: {lease_id[:80]!r}")
     return lane, entry_id  # type: ignore[return-value]
 
@@ -161,8 +168,9 @@ class Streams:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def add(self, lane: Lane, event_id: str, event_json: str, blobs: dict[str, bytes] | None = None,
-                  blob_ttl_s: int = 3600) -> tuple[str, int]:
+    async def add(
+        self, lane: Lane, event_id: str, event_json: str, blobs: dict[str, bytes] | None = None, blob_ttl_s: int = 3600
+    ) -> tuple[str, int]:
         """Store the blobs, then append the entry; returns (entry id, lane length after it)."""
         pipe = self.redis.pipeline(transaction=False)
         for blob_id, data in (blobs or {}).items():
@@ -221,8 +229,9 @@ class Streams:
             if len(got) >= count:
                 break
             try:
-                reply = await self.redis.xautoclaim(stream_key(lane), self.group, consumer, min_idle_ms,
-                                                    start_id="0-0", count=count - len(got))
+                reply = await self.redis.xautoclaim(
+                    stream_key(lane), self.group, consumer, min_idle_ms, start_id="0-0", count=count - len(got)
+                )
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -262,8 +271,9 @@ class Streams:
 
     async def pending(self, lane: Lane, count: int = 100, min_idle_ms: int = 0) -> list[dict[str, Any]]:
         """Pending entries of a lane: message_id, consumer, time_since_delivered, times_delivered."""
-        rows = await self.redis.xpending_range(stream_key(lane), self.group, min="-", max="+", count=count,
-                                               idle=min_idle_ms or None)
+        rows = await self.redis.xpending_range(
+            stream_key(lane), self.group, min="-", max="+", count=count, idle=min_idle_ms or None
+        )
         return [{**r, "message_id": _text(r["message_id"]), "consumer": _text(r["consumer"])} for r in rows]
 
     async def claim(self, lane: Lane, entry_id: str, consumer: str, min_idle_ms: int) -> Entry | None:
@@ -346,10 +356,21 @@ def acl_rules(name: str, password: str) -> list[str]:
     KEYS, FLUSH*, CONFIG.
     """
     return [
-        name, "reset", "on", f">{password}",
-        *(f"~{stream_key(lane)}" for lane in LANES), f"~{blob_key('*')}",
-        "resetchannels", "-@all",
-        "+xreadgroup", "+xautoclaim", "+xpending", "+xlen", "+get", "+ping", "+select",
+        name,
+        "reset",
+        "on",
+        f">{password}",
+        *(f"~{stream_key(lane)}" for lane in LANES),
+        f"~{blob_key('*')}",
+        "resetchannels",
+        "-@all",
+        "+xreadgroup",
+        "+xautoclaim",
+        "+xpending",
+        "+xlen",
+        "+get",
+        "+ping",
+        "+select",
     ]
 
 

@@ -1,6 +1,6 @@
 """Run the tray app: one QApplication, one asyncio loop (qasync), one Controller.
 
-    exit_code = run(settings)            # blocks until Quit
+exit_code = run(settings)            # blocks until Quit
 """
 
 from __future__ import annotations

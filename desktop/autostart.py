@@ -101,7 +101,7 @@ def xdg_entry(command: list[str], config_home: Path | None = None) -> _FileEntry
 
 
 def _desktop_quote(arg: str) -> str:
-    if arg and not any(c in arg for c in ' \t\n"\'\\><~|&;$*?#()`'):
+    if arg and not any(c in arg for c in " \t\n\"'\\><~|&;$*?#()`"):
         return arg
     escaped = "".join("\\" + c if c in '"`$\\' else c for c in arg)
     return f'"{escaped}"'

@@ -1,7 +1,7 @@
 """A small line chart drawn with QPainter (PySide6-Essentials has no QtCharts).
 
-    chart = LineChart("Latency", "ms", [Series("latency_p50:event", "p50", "#3b7dd8"), ...])
-    chart.set_history(history)         # a desktop.history.MetricsHistory; repaints
+chart = LineChart("Latency", "ms", [Series("latency_p50:event", "p50", "#3b7dd8"), ...])
+chart.set_history(history)         # a desktop.history.MetricsHistory; repaints
 """
 
 from __future__ import annotations
@@ -100,8 +100,11 @@ class LineChart(QWidget):
             y = plot.bottom() - plot.height() * i / 4
             p.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
             p.setPen(text)
-            p.drawText(QRectF(0, y - line_h / 2, plot.left() - 4, line_h),
-                       int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), format_value(top * i / 4))
+            p.drawText(
+                QRectF(0, y - line_h / 2, plot.left() - 4, line_h),
+                int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
+                format_value(top * i / 4),
+            )
             p.setPen(QPen(grid, 1))
 
         if self._history is None or not len(self._history):

@@ -16,13 +16,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Where the desktop has no tray, the dashboard window is shown instead. One instance per user: a "
         "second start brings the first one's dashboard forward.",
     )
-    p.add_argument("--self-test", action="store_true",
-                   help="load the model, run one inference on the bundled sample image, print it and exit")
+    p.add_argument(
+        "--self-test",
+        action="store_true",
+        help="load the model, run one inference on the bundled sample image, print it and exit",
+    )
     p.add_argument("--window", action="store_true", help="show the dashboard window even where a tray exists")
     p.add_argument("--model", help="a model name or .onnx path (INSANE_MODEL)")
     p.add_argument("--relay-url", help="the relay's base URL (INSANE_RELAY_URL)")
-    p.set_defaults(func=tray_command,
-                   settings_overrides=lambda a: {"model": a.model, "relay_url": a.relay_url})
+    p.set_defaults(func=tray_command, settings_overrides=lambda a: {"model": a.model, "relay_url": a.relay_url})
 
 
 def tray_command(args: argparse.Namespace, settings) -> int:

@@ -48,9 +48,21 @@ def default_worker_factory(settings: Settings, token: str | None) -> Worker:
 def placeholder(state: WorkerState, detail: str, settings: Settings) -> MetricsSnapshot:
     """What the UI shows while no worker runs (building, not enrolled, model missing)."""
     return MetricsSnapshot(
-        at=time.time(), state=state, state_detail=detail, images_per_s=0.0, events_per_s=0.0, latency_ms={},
-        queue_depth={}, batch_size=0, k={}, provider="", model=settings.model, threads=settings.worker_threads,
-        images_total=0, events_total=0, errors_total=0,
+        at=time.time(),
+        state=state,
+        state_detail=detail,
+        images_per_s=0.0,
+        events_per_s=0.0,
+        latency_ms={},
+        queue_depth={},
+        batch_size=0,
+        k={},
+        provider="",
+        model=settings.model,
+        threads=settings.worker_threads,
+        images_total=0,
+        events_total=0,
+        errors_total=0,
     )
 
 
@@ -368,4 +380,3 @@ class Controller(QObject):
             return
         data, detections = picture
         self.dashboard.picture.set_moment(data, detections)
-

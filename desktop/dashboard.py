@@ -92,13 +92,22 @@ class Dashboard(QMainWindow):
 
         # Charts.
         charts = QHBoxLayout()
-        self.throughput_chart = LineChart("Throughput", "per s", [
-            Series("images_per_s", "images", "#2e9d4f"), Series("events_per_s", "events", "#911eb4")])
-        self.latency_chart = LineChart("Latency", "ms", [
-            Series(f"latency_p50:{END_TO_END}", "p50", "#3b7dd8"),
-            Series(f"latency_p95:{END_TO_END}", "p95", "#d99a1e")])
-        self.queue_chart = LineChart("Queue depth", "events", [
-            Series(f"queue:{lane}", lane, colour) for lane, colour in LANE_COLOURS.items()])
+        self.throughput_chart = LineChart(
+            "Throughput",
+            "per s",
+            [Series("images_per_s", "images", "#2e9d4f"), Series("events_per_s", "events", "#911eb4")],
+        )
+        self.latency_chart = LineChart(
+            "Latency",
+            "ms",
+            [
+                Series(f"latency_p50:{END_TO_END}", "p50", "#3b7dd8"),
+                Series(f"latency_p95:{END_TO_END}", "p95", "#d99a1e"),
+            ],
+        )
+        self.queue_chart = LineChart(
+            "Queue depth", "events", [Series(f"queue:{lane}", lane, colour) for lane, colour in LANE_COLOURS.items()]
+        )
         for chart in self.charts():
             chart.set_history(self.history)
             charts.addWidget(chart)

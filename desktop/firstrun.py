@@ -96,8 +96,10 @@ def fetch_in_dialog(registry: ModelRegistry, name: str, parent=None) -> Path:
         total = state["total"]
         if isinstance(total, int) and total > 0:
             dialog.setValue(min(999, int(1000 * int(state["done"]) / total)))
-            dialog.setLabelText(f"Downloading the detection model {name} (first run only)…\n"
-                                f"{int(state['done']) / 1e6:.1f} of {total / 1e6:.1f} MB")
+            dialog.setLabelText(
+                f"Downloading the detection model {name} (first run only)…\n"
+                f"{int(state['done']) / 1e6:.1f} of {total / 1e6:.1f} MB"
+            )
         if not thread.is_alive():
             loop.quit()
 

@@ -1,7 +1,7 @@
 """The tray and window icons, drawn with QPainter: a camera lens whose colour and mark show the state.
 
-    icon_for("paused")                 # QIcon with 16..256 px renditions
-    draw_icon("running", 64)           # QImage, also written to assets/icons/ by assets/make_icons.py
+icon_for("paused")                 # QIcon with 16..256 px renditions
+draw_icon("running", 64)           # QImage, also written to assets/icons/ by assets/make_icons.py
 """
 
 from __future__ import annotations
@@ -47,8 +47,11 @@ def _draw_mark(p: QPainter, kind: str, c: QPointF, s: float) -> None:
     p.setBrush(white)
     r = s * 0.15
     if kind == "running":  # a play triangle
-        p.drawPolygon(QPolygonF([QPointF(c.x() - r * 0.7, c.y() - r), QPointF(c.x() - r * 0.7, c.y() + r),
-                                 QPointF(c.x() + r, c.y())]))
+        p.drawPolygon(
+            QPolygonF(
+                [QPointF(c.x() - r * 0.7, c.y() - r), QPointF(c.x() - r * 0.7, c.y() + r), QPointF(c.x() + r, c.y())]
+            )
+        )
     elif kind == "paused":  # two bars
         w = r * 0.6
         p.drawRect(QRectF(c.x() - r * 0.9, c.y() - r, w, 2 * r))

@@ -1,7 +1,7 @@
 """A moment's picture with its detections drawn on it, scaled to fit the widget.
 
-    view = MomentView()
-    view.set_moment(jpeg_bytes, detections)   # core.protocol.Detection boxes, in the image's pixels
+view = MomentView()
+view.set_moment(jpeg_bytes, detections)   # core.protocol.Detection boxes, in the image's pixels
 """
 
 from __future__ import annotations
@@ -78,14 +78,19 @@ class MomentView(QWidget):
             metrics = p.fontMetrics()
             for det in self._detections:
                 x1, y1, x2, y2 = det.box
-                box = QRectF(target.left() + x1 * scale, target.top() + y1 * scale,
-                             (x2 - x1) * scale, (y2 - y1) * scale)
+                box = QRectF(
+                    target.left() + x1 * scale, target.top() + y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale
+                )
                 colour = colour_for(det.class_id)
                 p.setPen(QPen(colour, 2))
                 p.drawRect(box)
                 label = f"{det.label} {det.confidence:.2f}"
-                tag = QRectF(box.left(), max(target.top(), box.top() - metrics.height()),
-                             metrics.horizontalAdvance(label) + 6, metrics.height())
+                tag = QRectF(
+                    box.left(),
+                    max(target.top(), box.top() - metrics.height()),
+                    metrics.horizontalAdvance(label) + 6,
+                    metrics.height(),
+                )
                 p.fillRect(tag, colour)
                 p.setPen(QColor("white"))
                 p.drawText(tag, int(Qt.AlignmentFlag.AlignCenter), label)

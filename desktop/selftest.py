@@ -74,8 +74,10 @@ def self_test(settings: Settings) -> int:
         return 1
     detections = [d for d in candidates if d.confidence >= config.class_conf.get(d.label, threshold)]
     print(f"model: {detector.model_name} ({len(detector.labels)} classes), provider {detector.provider}")
-    print(f"sample: {SAMPLE_NAME}, {len(detections)} detection(s) at confidence {threshold:g}, "
-          f"inference {infer_ms:.0f} ms")
+    print(
+        f"sample: {SAMPLE_NAME}, {len(detections)} detection(s) at confidence {threshold:g}, "
+        f"inference {infer_ms:.0f} ms"
+    )
     for det in detections:
         print(f"  {_describe(det)}")
     below = [d for d in candidates if d not in detections]

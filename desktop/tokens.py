@@ -1,9 +1,9 @@
 """The worker token, kept in the system keyring (never in a plain file), one per relay URL.
 
-    store = TokenStore()
-    store.save("https://relay.example", token)
-    store.load("https://relay.example")      # -> str | None
-    store.forget("https://relay.example")
+store = TokenStore()
+store.save("https://relay.example", token)
+store.load("https://relay.example")      # -> str | None
+store.forget("https://relay.example")
 """
 
 from __future__ import annotations

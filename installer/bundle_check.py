@@ -18,16 +18,38 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # Top-level Python packages that belong to the relay or to model export, never to the tray app.
-FORBIDDEN_PACKAGES = frozenset({
-    "torch", "torchvision", "torchaudio", "ultralytics", "starlette", "asyncpg", "uvicorn", "relay",
-    "tkinter", "matplotlib", "IPython", "pytest",
-    # OpenCV with its FFmpeg and OpenBLAS is 150 MB; Pillow decodes for the tray app (core/detect/preprocess.py).
-    "cv2",
-})
+FORBIDDEN_PACKAGES = frozenset(
+    {
+        "torch",
+        "torchvision",
+        "torchaudio",
+        "ultralytics",
+        "starlette",
+        "asyncpg",
+        "uvicorn",
+        "relay",
+        "tkinter",
+        "matplotlib",
+        "IPython",
+        "pytest",
+        # OpenCV with its FFmpeg and OpenBLAS is 150 MB; Pillow decodes for the tray app (core/detect/preprocess.py).
+        "cv2",
+    }
+)
 # Shared libraries of the same stacks, and the Qt modules the app does not use.
 FORBIDDEN_LIBRARIES = (
-    "libtorch", "libc10", "libQt6WebEngine", "libQt6Quick", "libQt63D", "libQt6Qml", "libQt6Pdf",
-    "libQt6Multimedia", "libQt6Designer", "libQt6Charts", "libQt6Sql", "libQt6Test",
+    "libtorch",
+    "libc10",
+    "libQt6WebEngine",
+    "libQt6Quick",
+    "libQt63D",
+    "libQt6Qml",
+    "libQt6Pdf",
+    "libQt6Multimedia",
+    "libQt6Designer",
+    "libQt6Charts",
+    "libQt6Sql",
+    "libQt6Test",
 )
 DEFAULT_MAX_MB = 250
 

@@ -51,7 +51,7 @@ def _symbol(elf: bytes, pattern: re.Pattern[bytes]) -> tuple[bytes, int, int]:
     """(name, file offset, size) of the first dynamic symbol matching ``pattern`` in an ELF64 LE file."""
     if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
         raise ValueError("not a 64-bit little-endian ELF file")
-    shoff, = struct.unpack_from("<Q", elf, 0x28)
+    (shoff,) = struct.unpack_from("<Q", elf, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", elf, 0x3A)
     sections = [struct.unpack_from("<IIQQQQIIQQ", elf, shoff + i * shentsize) for i in range(shnum)]
     dynsym = next(s for s in sections if s[1] == 11)  # SHT_DYNSYM
@@ -68,11 +68,11 @@ def _symbol(elf: bytes, pattern: re.Pattern[bytes]) -> tuple[bytes, int, int]:
 
 def filter_package(data: bytes) -> tuple[bytes, int, int]:
     """(new package, items kept, items in all) from an ICU common data package."""
-    header_size, = struct.unpack_from("<H", data, 0)
+    (header_size,) = struct.unpack_from("<H", data, 0)
     if data[2:4] != b"\xda\x27" or data[12:16] != b"CmnD":
         raise ValueError("not an ICU common data package")
     toc = data[header_size:]
-    count, = struct.unpack_from("<I", toc, 0)
+    (count,) = struct.unpack_from("<I", toc, 0)
     entries = [struct.unpack_from("<II", toc, 4 + 8 * i) for i in range(count)]
     ends = [offset for _, offset in entries[1:]] + [len(toc)]
     items = []
@@ -110,11 +110,12 @@ def build(source: Path, target: Path, cc: str = "cc") -> tuple[int, int, int]:
         asm = Path(tmp) / "icudata.S"
         sym = symbol.decode()
         asm.write_text(
-            f'\t.section .rodata\n\t.globl {sym}\n\t.type {sym}, @object\n\t.balign 16\n{sym}:\n'
+            f"\t.section .rodata\n\t.globl {sym}\n\t.type {sym}, @object\n\t.balign 16\n{sym}:\n"
             f'\t.incbin "{blob}"\n\t.size {sym}, . - {sym}\n\t.section .note.GNU-stack,"",@progbits\n'
         )
-        subprocess.run([cc, "-shared", "-nostdlib", f"-Wl,-soname,{source.name}", "-o", str(target), str(asm)],
-                       check=True)
+        subprocess.run(
+            [cc, "-shared", "-nostdlib", f"-Wl,-soname,{source.name}", "-o", str(target), str(asm)], check=True
+        )
     return len(elf), target.stat().st_size, kept
 
 

@@ -1,14 +1,14 @@
 """The admin HTTP API (``Authorization: Bearer $INSANE_ADMIN_TOKEN``): what `insane tenant` does, over HTTP.
 
-    GET    /admin/tenants                         list
-    POST   /admin/tenants              {name, tier?}    -> tenant with its first api_key (shown once)
-    POST   /admin/tenants/{tenant}/keys                 -> {api_key}
-    DELETE /admin/keys/{key_id}                         revoke
-    PUT    /admin/tenants/{tenant}/tier  {tier}
-    PUT    /admin/tenants/{tenant}/webhook {url|null}   -> {secret}
-    PUT    /admin/tenants/{tenant}/private-hosts {hosts}
-    POST   /admin/enroll-codes         {tenant?, ttl_s?} -> {code, ...}
-    GET    /admin/workers
+GET    /admin/tenants                         list
+POST   /admin/tenants              {name, tier?}    -> tenant with its first api_key (shown once)
+POST   /admin/tenants/{tenant}/keys                 -> {api_key}
+DELETE /admin/keys/{key_id}                         revoke
+PUT    /admin/tenants/{tenant}/tier  {tier}
+PUT    /admin/tenants/{tenant}/webhook {url|null}   -> {secret}
+PUT    /admin/tenants/{tenant}/private-hosts {hosts}
+POST   /admin/enroll-codes         {tenant?, ttl_s?} -> {code, ...}
+GET    /admin/workers
 """
 
 from __future__ import annotations

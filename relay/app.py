@@ -1,7 +1,7 @@
 """The relay's Starlette application. Resources live in the lifespan, never at import time.
 
-    app = create_app(settings)                 # uvicorn runs it; `insane relay` does exactly that
-    app = create_app(settings, webhook_guard=SsrfGuard(frozenset({"127.0.0.1"})))   # tests on loopback
+app = create_app(settings)                 # uvicorn runs it; `insane relay` does exactly that
+app = create_app(settings, webhook_guard=SsrfGuard(frozenset({"127.0.0.1"})))   # tests on loopback
 """
 
 from __future__ import annotations
@@ -80,8 +80,10 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
             relay = RelayState(settings, pool, redis, streams, RateLimiter(redis), Metrics())
             app.state.relay = relay
             if background:
-                tasks = [asyncio.create_task(reconciler.run(relay), name="reconciler"),
-                         asyncio.create_task(webhooks.run(relay, client), name="webhooks")]
+                tasks = [
+                    asyncio.create_task(reconciler.run(relay), name="reconciler"),
+                    asyncio.create_task(webhooks.run(relay, client), name="webhooks"),
+                ]
             yield
         finally:
             for task in tasks:
@@ -96,6 +98,5 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
     return Starlette(
         routes=ROUTES,
         lifespan=lifespan,
-        exception_handlers={Problem: problem_handler, HTTPException: http_exception_handler,
-                            Exception: _server_error},
+        exception_handlers={Problem: problem_handler, HTTPException: http_exception_handler, Exception: _server_error},
     )

@@ -41,8 +41,9 @@ def new_secret(prefix: str, ident: str | None = None) -> Secret:
 
 def parse_secret(prefix: str, value: str | None) -> Secret:
     if not value:
-        raise Problem(401, "unauthenticated", "send Authorization: Bearer <key>",
-                      headers={"WWW-Authenticate": "Bearer"})
+        raise Problem(
+            401, "unauthenticated", "send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
+        )
     token = value.removeprefix("Bearer ").strip()
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != prefix or not parts[1] or len(parts[2]) < 16 or len(token) > 200:
@@ -60,8 +61,7 @@ def check_admin(header: str | None, token: str | None) -> None:
         raise Problem(403, "admin-disabled", "the admin API is off: set INSANE_ADMIN_TOKEN")
     given = (header or "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(given.encode(), token.encode()):
-        raise Problem(401, "unauthenticated", "a valid admin token is required",
-                      headers={"WWW-Authenticate": "Bearer"})
+        raise Problem(401, "unauthenticated", "a valid admin token is required", headers={"WWW-Authenticate": "Bearer"})
 
 
 class TTLCache:

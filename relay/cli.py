@@ -24,14 +24,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--migrate", action="store_true", help="apply database migrations before serving")
     p.set_defaults(func=serve_command, settings_overrides=lambda a: {"relay_host": a.host, "relay_port": a.port})
     ops = p.add_subparsers(dest="relay_command", metavar="OPERATION")
-    m = ops.add_parser("migrate", help="apply the database migrations (as the owner, INSANE_DATABASE_URL)",
-                       description="Apply relay/migrations/*.sql not yet applied, each in a transaction, and "
-                       "create the insane_app role the relay connects as.")
+    m = ops.add_parser(
+        "migrate",
+        help="apply the database migrations (as the owner, INSANE_DATABASE_URL)",
+        description="Apply relay/migrations/*.sql not yet applied, each in a transaction, and "
+        "create the insane_app role the relay connects as.",
+    )
     m.set_defaults(func=migrate_command)
-    a = ops.add_parser("worker-acl", help="print (or create) a least-privilege Redis user for a LAN worker",
-                       description="A worker on the operator's own network may lease straight from Redis. Its "
-                       "user may XREADGROUP/XAUTOCLAIM/XPENDING/XLEN the lanes and GET blobs, nothing else "
-                       "(no XACK, XADD, XDEL, XTRIM, XGROUP, EVAL, KEYS). Results still go over the relay's API.")
+    a = ops.add_parser(
+        "worker-acl",
+        help="print (or create) a least-privilege Redis user for a LAN worker",
+        description="A worker on the operator's own network may lease straight from Redis. Its "
+        "user may XREADGROUP/XAUTOCLAIM/XPENDING/XLEN the lanes and GET blobs, nothing else "
+        "(no XACK, XADD, XDEL, XTRIM, XGROUP, EVAL, KEYS). Results still go over the relay's API.",
+    )
     a.add_argument("name", help="the Redis user name, e.g. worker-garage")
     a.add_argument("--password", help="its password (default: a new random one, printed)")
     a.add_argument("--apply", action="store_true", help="run ACL SETUSER on INSANE_REDIS_URL instead of printing")
@@ -110,7 +116,11 @@ async def serve(settings) -> int:
     host, port = sock.getsockname()[:2]
     sock.listen(2048)  # connections made right after the line below queue instead of being refused
     config = uvicorn.Config(
-        create_app(settings), log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+        create_app(settings),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
     )
     server = DrainingServer(config)
     log.info("relay listening on http://%s:%d", host, port)

@@ -28,8 +28,15 @@ APP_ROLE = "insane_app"
 SYSTEM = "*"
 # Errors that mean "the database is not there right now": the caller answers 503, never 202.
 # OperatorInterventionError (57P01 admin shutdown, 57P02, 57P03) is what a server going down answers.
-UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-               asyncpg.TooManyConnectionsError, asyncpg.exceptions.OperatorInterventionError, TimeoutError)
+UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,
+    TimeoutError,
+)
 
 
 class DatabaseUnavailable(Exception):
@@ -64,8 +71,10 @@ async def migrate(owner_url: str) -> list[str]:
     conn = await asyncpg.connect(owner_url)
     applied = []
     try:
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
-                           "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         await conn.execute("SELECT pg_advisory_lock(727274)")
         try:
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
@@ -96,8 +105,13 @@ async def _init(conn: asyncpg.Connection) -> None:
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
-        app_url(settings), min_size=2, max_size=settings.db_pool_size, reset=_no_reset, init=_init,
-        max_inactive_connection_lifetime=60, command_timeout=30,
+        app_url(settings),
+        min_size=2,
+        max_size=settings.db_pool_size,
+        reset=_no_reset,
+        init=_init,
+        max_inactive_connection_lifetime=60,
+        command_timeout=30,
     )
 
 

@@ -50,14 +50,29 @@ async def _admit(relay: RelayState, tenant: Tenant) -> None:
         log.warning("queue unavailable: %s", exc)
         raise _reject(relay, "queue-unavailable", unavailable("the queue")) from exc
     if int(replies[0]) >= relay.settings.lane_backlog_max:
-        raise _reject(relay, "overloaded", Problem(
-            503, "overloaded", f"the {tenant.lane} lane has {replies[0]} events waiting; retry later", retry_after=30))
+        raise _reject(
+            relay,
+            "overloaded",
+            Problem(
+                503,
+                "overloaded",
+                f"the {tenant.lane} lane has {replies[0]} events waiting; retry later",
+                retry_after=30,
+            ),
+        )
     if tenant.rate_per_s:
         allowed, retry_after = relay.limiter.outcome(replies[1])
         if not allowed:
-            raise _reject(relay, "rate", Problem(
-                429, "rate-limited", f"over {tenant.rate_per_s:g} events/s (burst {tenant.burst})",
-                retry_after=retry_after))
+            raise _reject(
+                relay,
+                "rate",
+                Problem(
+                    429,
+                    "rate-limited",
+                    f"over {tenant.rate_per_s:g} events/s (burst {tenant.burst})",
+                    retry_after=retry_after,
+                ),
+            )
 
 
 def _seconds_to_midnight() -> float:
@@ -72,14 +87,31 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
     blobs = [None] * len(body.moments) + list(incoming.blobs)
     try:
         return await relay.pool.fetchrow(
-            ACCEPT_SQL, tenant.id, event_id, body.camera, body.time, body.hint, incoming.idem_key, tenant.lane,
-            urls, blobs, tenant.daily_deep_reviews, tenant.deep_min_moments,
+            ACCEPT_SQL,
+            tenant.id,
+            event_id,
+            body.camera,
+            body.time,
+            body.hint,
+            incoming.idem_key,
+            tenant.lane,
+            urls,
+            blobs,
+            tenant.daily_deep_reviews,
+            tenant.deep_min_moments,
         )
     except asyncpg.PostgresError as exc:
         if exc.sqlstate == QUOTA_SQLSTATE:
-            raise _reject(relay, "quota", Problem(
-                429, "quota-exceeded", str(exc.args[0] if exc.args else exc), retry_after=_seconds_to_midnight(),
-            )) from None
+            raise _reject(
+                relay,
+                "quota",
+                Problem(
+                    429,
+                    "quota-exceeded",
+                    str(exc.args[0] if exc.args else exc),
+                    retry_after=_seconds_to_midnight(),
+                ),
+            ) from None
         if isinstance(exc, UNAVAILABLE) or exc.sqlstate in ("57P01", "57P02", "57P03", "08006", "08003"):
             raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
         raise
@@ -95,9 +127,14 @@ async def _restore_blobs(relay: RelayState, tenant: Tenant, event_id: uuid.UUID,
     never over an image already there (SET NX). The reconciler queues the event itself."""
     try:
         async with tenant_tx(relay.pool, tenant.id) as conn:
-            stored = [r["blob"] for r in await conn.fetch(
-                "SELECT blob FROM moments WHERE event_id = $1 AND tenant_id = $2 AND blob IS NOT NULL ORDER BY idx",
-                event_id, tenant.id)]
+            stored = [
+                r["blob"]
+                for r in await conn.fetch(
+                    "SELECT blob FROM moments WHERE event_id = $1 AND tenant_id = $2 AND blob IS NOT NULL ORDER BY idx",
+                    event_id,
+                    tenant.id,
+                )
+            ]
         if len(stored) != len(incoming.blobs):
             return  # not the same upload; keep what the first request stored
         pipe = relay.redis.pipeline(transaction=False)
@@ -115,11 +152,18 @@ def entry_json(tenant: Tenant, event_id: uuid.UUID, incoming: Incoming, created_
     body = incoming.body
     moments = [{"index": i, "url": u} for i, u in enumerate(body.moments)]
     moments += [{"index": len(body.moments) + n, "blob": b} for n, b in enumerate(incoming.blobs)]
-    return json.dumps({
-        "event_id": str(event_id), "tenant_id": str(tenant.id), "lane": tenant.lane, "camera": body.camera,
-        "hint": body.hint, "created_at": created_at.isoformat(), "moments": moments,
-        "allow_private_hosts": list(tenant.allow_private_hosts),
-    })
+    return json.dumps(
+        {
+            "event_id": str(event_id),
+            "tenant_id": str(tenant.id),
+            "lane": tenant.lane,
+            "camera": body.camera,
+            "hint": body.hint,
+            "created_at": created_at.isoformat(),
+            "moments": moments,
+            "allow_private_hosts": list(tenant.allow_private_hosts),
+        }
+    )
 
 
 async def post_event(request: Request) -> JSONResponse:
@@ -136,19 +180,35 @@ async def post_event(request: Request) -> JSONResponse:
     if not row["created"]:
         if incoming.blobs and row["status"] == "queued":
             await _restore_blobs(relay, tenant, event_id, incoming)
-        return JSONResponse({"id": str(event_id), "status": row["status"], "lane": row["lane"],
-                             "queue_position": None, "replayed": True}, status_code=200, headers=location)
+        return JSONResponse(
+            {
+                "id": str(event_id),
+                "status": row["status"],
+                "lane": row["lane"],
+                "queue_position": None,
+                "replayed": True,
+            },
+            status_code=200,
+            headers=location,
+        )
     position = None
     try:
-        _, position = await relay.streams.add(tenant.lane, str(event_id),
-                                              entry_json(tenant, event_id, incoming, row["created_at"]),
-                                              incoming.blobs, relay.settings.blob_ttl_s)
+        _, position = await relay.streams.add(
+            tenant.lane,
+            str(event_id),
+            entry_json(tenant, event_id, incoming, row["created_at"]),
+            incoming.blobs,
+            relay.settings.blob_ttl_s,
+        )
     except (RedisError, OSError) as exc:
         # Stored but not queued: the reconciler queues it after requeue_after_s. 202 stays true.
         log.warning("event %s stored but not queued (%s); the reconciler will queue it", event_id, exc)
     relay.metrics.accepted.labels(tenant.lane).inc()
-    return JSONResponse({"id": str(event_id), "status": "queued", "lane": tenant.lane, "queue_position": position,
-                         "replayed": False}, status_code=202, headers=location)
+    return JSONResponse(
+        {"id": str(event_id), "status": "queued", "lane": tenant.lane, "queue_position": position, "replayed": False},
+        status_code=202,
+        headers=location,
+    )
 
 
 def _uuid_or_404(value: str) -> uuid.UUID:
@@ -208,14 +268,24 @@ async def list_events(request: Request) -> JSONResponse:
     if camera is not None and (not 1 <= len(camera) <= 100 or "\0" in camera):
         raise Problem(400, "invalid-query", "camera: 1 to 100 characters")
     since, until, cursor = _query_time(request, "since"), _query_time(request, "until"), _cursor(q.get("cursor"))
-    sql = ("SELECT e.id, e.camera, e.occurred_at, e.hint, e.status, e.lane, e.error, e.created_at, e.done_at, "
-           "e.n_moments, r.verdict FROM events e LEFT JOIN results r ON r.event_id = e.id "
-           "WHERE e.tenant_id = $1 AND ($2::text IS NULL OR e.camera = $2) AND ($3::text IS NULL OR e.status = $3) "
-           "AND ($4::timestamptz IS NULL OR e.occurred_at >= $4) AND ($5::timestamptz IS NULL OR e.occurred_at < $5) "
-           "AND ($6::timestamptz IS NULL OR (e.created_at, e.id) < ($6, $7)) "
-           "ORDER BY e.created_at DESC, e.id DESC LIMIT $8")
-    args = (tenant.id, camera, status, since, until, cursor[0] if cursor else None,
-            cursor[1] if cursor else None, limit + 1)
+    sql = (
+        "SELECT e.id, e.camera, e.occurred_at, e.hint, e.status, e.lane, e.error, e.created_at, e.done_at, "
+        "e.n_moments, r.verdict FROM events e LEFT JOIN results r ON r.event_id = e.id "
+        "WHERE e.tenant_id = $1 AND ($2::text IS NULL OR e.camera = $2) AND ($3::text IS NULL OR e.status = $3) "
+        "AND ($4::timestamptz IS NULL OR e.occurred_at >= $4) AND ($5::timestamptz IS NULL OR e.occurred_at < $5) "
+        "AND ($6::timestamptz IS NULL OR (e.created_at, e.id) < ($6, $7)) "
+        "ORDER BY e.created_at DESC, e.id DESC LIMIT $8"
+    )
+    args = (
+        tenant.id,
+        camera,
+        status,
+        since,
+        until,
+        cursor[0] if cursor else None,
+        cursor[1] if cursor else None,
+        limit + 1,
+    )
     try:
         async with tenant_tx(relay.pool, tenant.id) as conn:
             rows = await conn.fetch(sql, *args)

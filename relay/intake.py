@@ -75,8 +75,9 @@ def check_url(url: str, limits: Settings, index: int) -> None:
 
 def check_jpeg(data: bytes, limits: Settings, index: int) -> None:
     if len(data) > limits.max_image_bytes:
-        raise _bad(f"moment {index}: {len(data)} bytes is over the limit of {limits.max_image_bytes}",
-                   "image-too-large", 413)
+        raise _bad(
+            f"moment {index}: {len(data)} bytes is over the limit of {limits.max_image_bytes}", "image-too-large", 413
+        )
     try:
         info = probe(data)
         if info.format != "jpeg":
@@ -130,8 +131,9 @@ async def _body(request: Request, limit: int) -> bytes:
 
 async def _read_multipart(request: Request, limits: Settings) -> Incoming:
     try:
-        form = await request.form(max_files=limits.max_moments + 1, max_fields=4,
-                                  max_part_size=limits.max_image_bytes + 1)
+        form = await request.form(
+            max_files=limits.max_moments + 1, max_fields=4, max_part_size=limits.max_image_bytes + 1
+        )
     except (HTTPException, ValueError) as exc:  # Starlette turns a MultiPartException into HTTPException(400)
         raise _bad(f"unreadable multipart body: {getattr(exc, 'detail', exc)}", "invalid-multipart", 400) from None
     try:
@@ -142,8 +144,10 @@ async def _read_multipart(request: Request, limits: Settings) -> Incoming:
         body = _parse_json(raw)
         files = form.getlist("moment")
         if len(files) + len(body.moments) > limits.max_moments:
-            raise _bad(f"{len(files) + len(body.moments)} moments is over the limit of {limits.max_moments}",
-                       "too-many-moments")
+            raise _bad(
+                f"{len(files) + len(body.moments)} moments is over the limit of {limits.max_moments}",
+                "too-many-moments",
+            )
         blobs: dict[str, bytes] = {}
         total = 0
         for n, part in enumerate(files):

@@ -28,8 +28,10 @@ class Metrics:
         self.pending = Gauge("insane_lane_pending", "Entries delivered and not yet acked", ["lane"], registry=r)
         self.workers_online = Gauge("insane_workers_online", "Workers seen in the last 60 s", registry=r)
         self.latency = Histogram(
-            "insane_result_latency_seconds", "From event accepted to result stored",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800), registry=r,
+            "insane_result_latency_seconds",
+            "From event accepted to result stored",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
+            registry=r,
         )
 
     def render(self) -> bytes:

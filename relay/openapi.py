@@ -23,35 +23,68 @@ from relay.intake import EventIn
 REF = "#/components/schemas/{model}"
 
 PROBLEM = {
-    "type": "object", "required": ["type", "title", "status", "detail"],
-    "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                   "detail": {"type": "string"}, "instance": {"type": "string"}},
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
 }
 NULLABLE_STR = {"type": ["string", "null"]}
 SUMMARY_PROPS = {
-    "id": {"type": "string", "format": "uuid"}, "camera": {"type": "string"}, "time": {"type": "string"},
-    "hint": NULLABLE_STR, "status": {"enum": ["queued", "done", "failed"]}, "lane": {"enum": ["pro", "standard"]},
-    "n_moments": {"type": "integer"}, "error": NULLABLE_STR, "created_at": {"type": "string"},
-    "done_at": NULLABLE_STR, "verdict": {"type": ["array", "null"]},
+    "id": {"type": "string", "format": "uuid"},
+    "camera": {"type": "string"},
+    "time": {"type": "string"},
+    "hint": NULLABLE_STR,
+    "status": {"enum": ["queued", "done", "failed"]},
+    "lane": {"enum": ["pro", "standard"]},
+    "n_moments": {"type": "integer"},
+    "error": NULLABLE_STR,
+    "created_at": {"type": "string"},
+    "done_at": NULLABLE_STR,
+    "verdict": {"type": ["array", "null"]},
 }
 EVENT_SUMMARY = {"type": "object", "required": list(SUMMARY_PROPS), "properties": SUMMARY_PROPS}
 EVENT_VIEW = {
-    "type": "object", "required": [*SUMMARY_PROPS, "moments", "k", "timings_ms", "model", "provider"],
+    "type": "object",
+    "required": [*SUMMARY_PROPS, "moments", "k", "timings_ms", "model", "provider"],
     "properties": {
         **SUMMARY_PROPS,
-        "moments": {"type": "array", "items": {"type": "object", "properties": {
-            "index": {"type": "integer"}, "url": NULLABLE_STR, "uploaded": {"type": "boolean"},
-            "reviewed": {"type": "boolean"}, "detections": {"type": "array"},
-            "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]}, "error": NULLABLE_STR}}},
-        "k": {"type": ["integer", "null"]}, "timings_ms": {"type": ["object", "null"]},
-        "model": NULLABLE_STR, "provider": NULLABLE_STR,
+        "moments": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "url": NULLABLE_STR,
+                    "uploaded": {"type": "boolean"},
+                    "reviewed": {"type": "boolean"},
+                    "detections": {"type": "array"},
+                    "width": {"type": ["integer", "null"]},
+                    "height": {"type": ["integer", "null"]},
+                    "error": NULLABLE_STR,
+                },
+            },
+        },
+        "k": {"type": ["integer", "null"]},
+        "timings_ms": {"type": ["object", "null"]},
+        "model": NULLABLE_STR,
+        "provider": NULLABLE_STR,
     },
 }
 ACCEPTED = {
-    "type": "object", "required": ["id", "status", "lane", "queue_position", "replayed"],
-    "properties": {"id": {"type": "string", "format": "uuid"}, "status": {"type": "string"},
-                   "lane": {"enum": ["pro", "standard"]}, "queue_position": {"type": ["integer", "null"]},
-                   "replayed": {"type": "boolean"}},
+    "type": "object",
+    "required": ["id", "status", "lane", "queue_position", "replayed"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string"},
+        "lane": {"enum": ["pro", "standard"]},
+        "queue_position": {"type": ["integer", "null"]},
+        "replayed": {"type": "boolean"},
+    },
 }
 
 
@@ -60,11 +93,22 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _problems(*codes: int) -> dict[str, Any]:
-    text = {400: "Bad request", 401: "Missing or invalid credentials", 403: "Refused", 404: "Not found",
-            409: "Conflict", 413: "Too large", 415: "Unsupported media type", 422: "Invalid body",
-            429: "Quota or rate limit (Retry-After)", 503: "Overloaded or a dependency is down (Retry-After)"}
-    return {str(c): {"description": text[c], "content": {"application/problem+json": {"schema": _ref("Problem")}}}
-            for c in codes}
+    text = {
+        400: "Bad request",
+        401: "Missing or invalid credentials",
+        403: "Refused",
+        404: "Not found",
+        409: "Conflict",
+        413: "Too large",
+        415: "Unsupported media type",
+        422: "Invalid body",
+        429: "Quota or rate limit (Retry-After)",
+        503: "Overloaded or a dependency is down (Retry-After)",
+    }
+    return {
+        str(c): {"description": text[c], "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+        for c in codes
+    }
 
 
 def _json_body(name: str) -> dict[str, Any]:
@@ -80,80 +124,173 @@ WORKER = [{"workerToken": []}]
 
 
 def build() -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Problem": PROBLEM, "EventSummary": EVENT_SUMMARY, "EventView": EVENT_VIEW,
-                               "EventAccepted": ACCEPTED}
-    models: list[type[BaseModel]] = [EventIn, EnrollRequest, EnrollResponse, LeaseRequest, LeaseResponse,
-                                     ResultsPost, ResultsResponse, Heartbeat, HeartbeatResponse,
-                                     DeadLetterRequest, DeadLetterResponse]
+    schemas: dict[str, Any] = {
+        "Problem": PROBLEM,
+        "EventSummary": EVENT_SUMMARY,
+        "EventView": EVENT_VIEW,
+        "EventAccepted": ACCEPTED,
+    }
+    models: list[type[BaseModel]] = [
+        EventIn,
+        EnrollRequest,
+        EnrollResponse,
+        LeaseRequest,
+        LeaseResponse,
+        ResultsPost,
+        ResultsResponse,
+        Heartbeat,
+        HeartbeatResponse,
+        DeadLetterRequest,
+        DeadLetterResponse,
+    ]
     for model in models:
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    schemas["EventList"] = {"type": "object", "required": ["events", "next_cursor"], "properties": {
-        "events": {"type": "array", "items": _ref("EventSummary")}, "next_cursor": NULLABLE_STR}}
+    schemas["EventList"] = {
+        "type": "object",
+        "required": ["events", "next_cursor"],
+        "properties": {"events": {"type": "array", "items": _ref("EventSummary")}, "next_cursor": NULLABLE_STR},
+    }
     event_id = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    q = [{"name": n, "in": "query", "required": False, "schema": s} for n, s in (
-        ("camera", {"type": "string"}), ("status", {"enum": ["queued", "done", "failed"]}),
-        ("since", {"type": "string", "format": "date-time"}), ("until", {"type": "string", "format": "date-time"}),
-        ("limit", {"type": "integer", "minimum": 1, "maximum": 200}), ("cursor", {"type": "string"}))]
-    multipart = {"type": "object", "required": ["event"], "properties": {
-        "event": {"type": "string", "description": "the EventIn JSON"},
-        "moment": {"type": "array", "items": {"type": "string", "contentMediaType": "image/jpeg"}}}}
+    q = [
+        {"name": n, "in": "query", "required": False, "schema": s}
+        for n, s in (
+            ("camera", {"type": "string"}),
+            ("status", {"enum": ["queued", "done", "failed"]}),
+            ("since", {"type": "string", "format": "date-time"}),
+            ("until", {"type": "string", "format": "date-time"}),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+            ("cursor", {"type": "string"}),
+        )
+    ]
+    multipart = {
+        "type": "object",
+        "required": ["event"],
+        "properties": {
+            "event": {"type": "string", "description": "the EventIn JSON"},
+            "moment": {"type": "array", "items": {"type": "string", "contentMediaType": "image/jpeg"}},
+        },
+    }
     paths = {
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-        "/readyz": {"get": {"summary": "PostgreSQL and Redis reachable", "responses": {
-            "200": {"description": "ready"}, "503": {"description": "a dependency is unreachable"}}}},
+        "/readyz": {
+            "get": {
+                "summary": "PostgreSQL and Redis reachable",
+                "responses": {"200": {"description": "ready"}, "503": {"description": "a dependency is unreachable"}},
+            }
+        },
         "/metrics": {"get": {"summary": "Prometheus text", "responses": {"200": {"description": "metrics"}}}},
         "/v1/events": {
             "post": {
-                "summary": "Submit an event for review", "security": BEARER,
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": _ref("EventIn")},
-                    "multipart/form-data": {"schema": multipart}}},
-                "responses": {**_ok("EventAccepted", 202, "Stored and queued"),
-                              **_ok("EventAccepted", 200, "A retry of an event already stored"),
-                              **_problems(400, 401, 413, 415, 422, 429, 503)},
+                "summary": "Submit an event for review",
+                "security": BEARER,
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref("EventIn")},
+                        "multipart/form-data": {"schema": multipart},
+                    },
+                },
+                "responses": {
+                    **_ok("EventAccepted", 202, "Stored and queued"),
+                    **_ok("EventAccepted", 200, "A retry of an event already stored"),
+                    **_problems(400, 401, 413, 415, 422, 429, 503),
+                },
             },
-            "get": {"summary": "List events", "security": BEARER, "parameters": q,
-                    "responses": {**_ok("EventList"), **_problems(400, 401, 503)}},
+            "get": {
+                "summary": "List events",
+                "security": BEARER,
+                "parameters": q,
+                "responses": {**_ok("EventList"), **_problems(400, 401, 503)},
+            },
         },
-        "/v1/events/stream": {"get": {
-            "summary": "Server-Sent Events of results as they land", "security": BEARER,
-            "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}},
-                          **_problems(401, 503)}}},
-        "/v1/events/{event_id}": {"get": {
-            "summary": "One event with its result", "security": BEARER, "parameters": [event_id],
-            "responses": {**_ok("EventView"), **_problems(401, 404, 503)}}},
-        "/v1/workers/enroll": {"post": {
-            "summary": "Exchange a one-time code for a worker token", "requestBody": _json_body("EnrollRequest"),
-            "responses": {**_ok("EnrollResponse"), **_problems(403, 413, 422, 503)}}},
-        "/v1/worker/lease": {"post": {
-            "summary": "Long-poll for work", "security": WORKER, "requestBody": _json_body("LeaseRequest"),
-            "responses": {**_ok("LeaseResponse"), **_problems(401, 413, 422, 503)}}},
-        "/v1/worker/blobs/{blob}": {"get": {
-            "summary": "An uploaded JPEG, for the worker holding the lease", "security": WORKER,
-            "parameters": [{"name": "blob", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}, **_problems(401, 404, 503)}}},
-        "/v1/worker/results": {"post": {
-            "summary": "Store results, then ack their leases", "security": WORKER,
-            "requestBody": _json_body("ResultsPost"),
-            "responses": {**_ok("ResultsResponse"), **_problems(401, 413, 422, 503)}}},
-        "/v1/worker/heartbeat": {"post": {
-            "summary": "Report the worker's state and metrics", "security": WORKER,
-            "requestBody": _json_body("Heartbeat"),
-            "responses": {**_ok("HeartbeatResponse"), **_problems(401, 413, 422, 503)}}},
-        "/v1/worker/dead-letter": {"post": {
-            "summary": "Dead-letter held entries past the delivery limit, or malformed (LAN workers)",
-            "security": WORKER, "requestBody": _json_body("DeadLetterRequest"),
-            "responses": {**_ok("DeadLetterResponse"), **_problems(401, 413, 422, 503)}}},
+        "/v1/events/stream": {
+            "get": {
+                "summary": "Server-Sent Events of results as they land",
+                "security": BEARER,
+                "responses": {
+                    "200": {"description": "event stream", "content": {"text/event-stream": {}}},
+                    **_problems(401, 503),
+                },
+            }
+        },
+        "/v1/events/{event_id}": {
+            "get": {
+                "summary": "One event with its result",
+                "security": BEARER,
+                "parameters": [event_id],
+                "responses": {**_ok("EventView"), **_problems(401, 404, 503)},
+            }
+        },
+        "/v1/workers/enroll": {
+            "post": {
+                "summary": "Exchange a one-time code for a worker token",
+                "requestBody": _json_body("EnrollRequest"),
+                "responses": {**_ok("EnrollResponse"), **_problems(403, 413, 422, 503)},
+            }
+        },
+        "/v1/worker/lease": {
+            "post": {
+                "summary": "Long-poll for work",
+                "security": WORKER,
+                "requestBody": _json_body("LeaseRequest"),
+                "responses": {**_ok("LeaseResponse"), **_problems(401, 413, 422, 503)},
+            }
+        },
+        "/v1/worker/blobs/{blob}": {
+            "get": {
+                "summary": "An uploaded JPEG, for the worker holding the lease",
+                "security": WORKER,
+                "parameters": [{"name": "blob", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "JPEG", "content": {"image/jpeg": {}}},
+                    **_problems(401, 404, 503),
+                },
+            }
+        },
+        "/v1/worker/results": {
+            "post": {
+                "summary": "Store results, then ack their leases",
+                "security": WORKER,
+                "requestBody": _json_body("ResultsPost"),
+                "responses": {**_ok("ResultsResponse"), **_problems(401, 413, 422, 503)},
+            }
+        },
+        "/v1/worker/heartbeat": {
+            "post": {
+                "summary": "Report the worker's state and metrics",
+                "security": WORKER,
+                "requestBody": _json_body("Heartbeat"),
+                "responses": {**_ok("HeartbeatResponse"), **_problems(401, 413, 422, 503)},
+            }
+        },
+        "/v1/worker/dead-letter": {
+            "post": {
+                "summary": "Dead-letter held entries past the delivery limit, or malformed (LAN workers)",
+                "security": WORKER,
+                "requestBody": _json_body("DeadLetterRequest"),
+                "responses": {**_ok("DeadLetterResponse"), **_problems(401, 413, 422, 503)},
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Insane AI Security relay", "version": "1"},
         "paths": paths,
-        "components": {"schemas": schemas, "securitySchemes": {
-            "apiKey": {"type": "http", "scheme": "bearer", "description": "a tenant API key ik_<id>_<secret>"},
-            "workerToken": {"type": "http", "scheme": "bearer", "description": "a worker token iw_<id>_<secret>"}}},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "a tenant API key ik_<id>_<secret>"},
+                "workerToken": {"type": "http", "scheme": "bearer", "description": "a worker token iw_<id>_<secret>"},
+            },
+        },
     }

@@ -59,8 +59,10 @@ async def metrics(request: Request) -> Response:
         log.warning("metrics: redis unavailable: %s", exc)
     try:
         async with system_tx(relay.pool) as conn:
-            m.workers_online.set(await conn.fetchval(
-                "SELECT count(*) FROM workers WHERE last_seen > now() - interval '60 seconds' AND revoked_at IS NULL"))
+            online = await conn.fetchval(
+                "SELECT count(*) FROM workers WHERE last_seen > now() - interval '60 seconds' AND revoked_at IS NULL"
+            )
+            m.workers_online.set(online)
     except DatabaseUnavailable as exc:
         log.warning("metrics: database unavailable: %s", exc)
     return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

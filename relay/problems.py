@@ -1,7 +1,7 @@
 """RFC 9457 problem details: our typed errors at the HTTP boundary.
 
-    raise Problem(404, "not-found", "No such event")
-    raise Problem(429, "quota-exceeded", "...", retry_after=3600)
+raise Problem(404, "not-found", "No such event")
+raise Problem(429, "quota-exceeded", "...", retry_after=3600)
 """
 
 from __future__ import annotations
@@ -22,16 +22,28 @@ MEDIA_TYPE = "application/problem+json"
 class Problem(Exception):
     """An HTTP error with a stable type slug, a title, and optional extra members."""
 
-    def __init__(self, status: int, slug: str, detail: str, retry_after: float | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status, self.slug, self.detail = status, slug, detail
         self.retry_after, self.extra = retry_after, extra
         self.headers = dict(headers or {})
 
     def response(self, instance: str | None = None) -> Response:
-        body = {"type": TYPE_BASE + self.slug, "title": self.slug.replace("-", " "), "status": self.status,
-                "detail": self.detail, **self.extra}
+        body = {
+            "type": TYPE_BASE + self.slug,
+            "title": self.slug.replace("-", " "),
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
         if instance:
             body["instance"] = instance
         headers = dict(self.headers)
@@ -49,8 +61,9 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     # Starlette's own 404/405 (unknown route, wrong method) in the same problem+json form.
     status = getattr(exc, "status_code", 500)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(status, "http-error")
-    problem = Problem(status, slug, str(getattr(exc, "detail", "")) or slug.replace("-", " "),
-                      headers=getattr(exc, "headers", None))
+    problem = Problem(
+        status, slug, str(getattr(exc, "detail", "")) or slug.replace("-", " "), headers=getattr(exc, "headers", None)
+    )
     return problem.response(request.url.path)
 
 

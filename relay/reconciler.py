@@ -41,8 +41,11 @@ async def dead_letter(relay: RelayState, entry: Entry, reason: str, consumer: st
     event_id = _uuid(entry.event_id)
     if event_id is not None:
         async with system_tx(relay.pool) as conn:
-            await conn.execute("UPDATE events SET status = 'failed', error = $2, done_at = now() "
-                               "WHERE id = $1 AND status = 'queued'", event_id, reason[:500])
+            await conn.execute(
+                "UPDATE events SET status = 'failed', error = $2, done_at = now() WHERE id = $1 AND status = 'queued'",
+                event_id,
+                reason[:500],
+            )
     moved = await relay.streams.dead_letter(entry, reason, consumer, min_deliveries)
     if moved:
         relay.metrics.dead.inc()
@@ -67,7 +70,8 @@ async def sweep_dead(relay: RelayState) -> int:
             # XCLAIM with the idle bound: of several relays, exactly one takes it.
             entry = await relay.streams.claim(lane, row["message_id"], CONSUMER, idle_ms)
             if entry is not None and await dead_letter(
-                    relay, entry, f"delivered {row['times_delivered']} times without a result", CONSUMER):
+                relay, entry, f"delivered {row['times_delivered']} times without a result", CONSUMER
+            ):
                 moved += 1
     return moved
 
@@ -97,24 +101,39 @@ async def requeue_lost(relay: RelayState, limit: int = 1000) -> int:
         # A result may have landed (and its entry been acked and deleted) since the first query: such
         # an event is missing from the lanes for the right reason. Queue only those still queued now.
         async with system_tx(relay.pool) as conn:
-            still = {r["id"] for r in await conn.fetch(
-                "SELECT id FROM events WHERE id = ANY($1) AND status = 'queued'", missing)}
+            still = {
+                r["id"]
+                for r in await conn.fetch("SELECT id FROM events WHERE id = ANY($1) AND status = 'queued'", missing)
+            }
     requeued = []
     for row in rows:
         event_id = str(row["id"])
         if event_id in present or row["id"] not in still:
             continue
-        moments = [{"index": i, "url": u} if u is not None else {"index": i, "blob": b}
-                   for i, (u, b) in enumerate(zip(row["urls"], row["blobs"], strict=True))]
-        event = {"event_id": event_id, "tenant_id": str(row["tenant_id"]), "lane": row["lane"],
-                 "camera": row["camera"], "hint": row["hint"], "created_at": row["created_at"].isoformat(),
-                 "moments": moments, "allow_private_hosts": list(row["allow_private_hosts"])}
+        moments = [
+            {"index": i, "url": u} if u is not None else {"index": i, "blob": b}
+            for i, (u, b) in enumerate(zip(row["urls"], row["blobs"], strict=True))
+        ]
+        event = {
+            "event_id": event_id,
+            "tenant_id": str(row["tenant_id"]),
+            "lane": row["lane"],
+            "camera": row["camera"],
+            "hint": row["hint"],
+            "created_at": row["created_at"].isoformat(),
+            "moments": moments,
+            "allow_private_hosts": list(row["allow_private_hosts"]),
+        }
         await relay.streams.add(row["lane"], event_id, json.dumps(event))
         requeued.append(row["id"])
     async with system_tx(relay.pool) as conn:
         # Checked again only after another deadline; a re-queue is counted on the event.
-        await conn.execute("UPDATE events SET queued_at = now(), requeues = requeues + (id = ANY($2))::int "
-                           "WHERE id = ANY($1) AND status = 'queued'", touched, requeued)
+        await conn.execute(
+            "UPDATE events SET queued_at = now(), requeues = requeues + (id = ANY($2))::int "
+            "WHERE id = ANY($1) AND status = 'queued'",
+            touched,
+            requeued,
+        )
     if requeued:
         relay.metrics.requeued.inc(len(requeued))
         log.warning("re-queued %d events whose stream entries were missing", len(requeued))

@@ -44,7 +44,8 @@ async def stream_events(request: Request) -> StreamingResponse:
             while True:
                 try:
                     msg = await relay.unless_draining(
-                        pubsub.get_message(ignore_subscribe_messages=True, timeout=KEEPALIVE_S), _DRAINED)
+                        pubsub.get_message(ignore_subscribe_messages=True, timeout=KEEPALIVE_S), _DRAINED
+                    )
                 except (RedisError, OSError) as exc:
                     log.warning("result stream for tenant %s ended: %s", tenant.id, exc)
                     return
@@ -67,5 +68,6 @@ async def stream_events(request: Request) -> StreamingResponse:
         finally:
             await asyncio.shield(pubsub.aclose())
 
-    return StreamingResponse(messages(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        messages(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

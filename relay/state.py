@@ -1,8 +1,8 @@
 """What the relay's request handlers share: settings, pool, Redis, caches, metrics; and who is calling.
 
-    relay = state(request)
-    tenant = await relay.tenant(request)     # Tenant, or Problem(401)
-    worker = await relay.worker(request)     # Worker, or Problem(401)
+relay = state(request)
+tenant = await relay.tenant(request)     # Tenant, or Problem(401)
+worker = await relay.worker(request)     # Worker, or Problem(401)
 """
 
 from __future__ import annotations
@@ -130,8 +130,7 @@ class RelayState:
                     raise unavailable("the database") from exc
                 return self._check_worker(secret, cached)
             ok = row is not None and row["revoked_at"] is None
-            cached = (row["token_sha256"] if ok else None,
-                      Worker(row["id"], row["dedicated_tenant"]) if ok else None)
+            cached = (row["token_sha256"] if ok else None, Worker(row["id"], row["dedicated_tenant"]) if ok else None)
             self.workers.put(secret.id, cached)
         return self._check_worker(secret, cached)
 
@@ -139,16 +138,25 @@ class RelayState:
     def _check_worker(secret, cached: tuple) -> Worker:
         digest, worker = cached
         if not verify(secret, digest):
-            raise Problem(401, "unauthenticated", "unknown or revoked worker token",
-                          headers={"WWW-Authenticate": "Bearer"})
+            raise Problem(
+                401, "unauthenticated", "unknown or revoked worker token", headers={"WWW-Authenticate": "Bearer"}
+            )
         return worker
 
 
 def _tenant(row: asyncpg.Record | None) -> Tenant | None:
     if row is None:
         return None
-    return Tenant(row["tenant_id"], row["lane"], row["daily_deep_reviews"], row["deep_min_moments"],
-                  row["rate_per_s"], row["burst"], row["max_k"], tuple(row["allow_private_hosts"]))
+    return Tenant(
+        row["tenant_id"],
+        row["lane"],
+        row["daily_deep_reviews"],
+        row["deep_min_moments"],
+        row["rate_per_s"],
+        row["burst"],
+        row["max_k"],
+        tuple(row["allow_private_hosts"]),
+    )
 
 
 def state(request: Request) -> RelayState:

@@ -15,9 +15,11 @@ import asyncpg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tenant", help="manage tenants, API keys, tiers and worker enrollment codes",
-                       description="Manage the relay's tenants (needs INSANE_DATABASE_URL; run "
-                       "`insane relay migrate` first).")
+    p = sub.add_parser(
+        "tenant",
+        help="manage tenants, API keys, tiers and worker enrollment codes",
+        description="Manage the relay's tenants (needs INSANE_DATABASE_URL; run `insane relay migrate` first).",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     ops = p.add_subparsers(dest="tenant_command", metavar="OPERATION", required=True)
     c = ops.add_parser("create", help="create a tenant and its first API key")

@@ -59,24 +59,35 @@ async def list_tenants(conn: asyncpg.Connection) -> list[dict[str, Any]]:
         "(SELECT count(*) FROM api_keys k WHERE k.tenant_id = n.id AND k.revoked_at IS NULL) AS keys "
         "FROM tenants n ORDER BY n.created_at, n.name"
     )
-    return [{"id": str(r["id"]), "name": r["name"], "tier": r["tier"], "keys": r["keys"],
-             "webhook_url": r["webhook_url"], "allow_private_hosts": list(r["allow_private_hosts"]),
-             "created_at": r["created_at"].isoformat()} for r in rows]
+    return [
+        {
+            "id": str(r["id"]),
+            "name": r["name"],
+            "tier": r["tier"],
+            "keys": r["keys"],
+            "webhook_url": r["webhook_url"],
+            "allow_private_hosts": list(r["allow_private_hosts"]),
+            "created_at": r["created_at"].isoformat(),
+        }
+        for r in rows
+    ]
 
 
 async def add_key(conn: asyncpg.Connection, tenant: str) -> str:
     tenant_id = await _tenant_id(conn, tenant)
     key = new_secret(API_KEY_PREFIX)
-    await conn.execute("INSERT INTO api_keys (key_id, tenant_id, secret_sha256) VALUES ($1, $2, $3)",
-                       key.id, tenant_id, key.sha256)
+    await conn.execute(
+        "INSERT INTO api_keys (key_id, tenant_id, secret_sha256) VALUES ($1, $2, $3)", key.id, tenant_id, key.sha256
+    )
     return key.full
 
 
 async def revoke_key(conn: asyncpg.Connection, key: str) -> str:
     """Revoke by key id or by the whole key; returns the key id."""
     key_id = key.split("_")[1] if key.count("_") >= 2 else key
-    done = await conn.fetchval("UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL "
-                               "RETURNING key_id", key_id)
+    done = await conn.fetchval(
+        "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id", key_id
+    )
     if done is None:
         raise TenantError(f"no active key {key_id!r}")
     return done
@@ -105,8 +116,9 @@ async def set_private_hosts(conn: asyncpg.Connection, tenant: str, hosts: list[s
 
 async def lookup_key(conn: asyncpg.Connection, key_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT k.secret_sha256, k.revoked_at, n.id AS tenant_id, n.allow_private_hosts, " + TIER_COLUMNS +
-        " FROM api_keys k JOIN tenants n ON n.id = k.tenant_id JOIN tiers t ON t.name = n.tier WHERE k.key_id = $1",
+        "SELECT k.secret_sha256, k.revoked_at, n.id AS tenant_id, n.allow_private_hosts, "
+        + TIER_COLUMNS
+        + " FROM api_keys k JOIN tenants n ON n.id = k.tenant_id JOIN tiers t ON t.name = n.tier WHERE k.key_id = $1",
         key_id,
     )
 
@@ -118,7 +130,9 @@ async def make_enroll_code(conn: asyncpg.Connection, tenant: str | None = None, 
     await conn.execute(
         "INSERT INTO enroll_codes (code_sha256, dedicated_tenant, expires_at) "
         "VALUES ($1, $2, now() + make_interval(secs => $3))",
-        hashlib.sha256(code.encode()).digest(), tenant_id, float(ttl_s),
+        hashlib.sha256(code.encode()).digest(),
+        tenant_id,
+        float(ttl_s),
     )
     return {"code": code, "dedicated_tenant": str(tenant_id) if tenant_id else None, "expires_in_s": ttl_s}
 
@@ -129,13 +143,19 @@ async def enroll(conn: asyncpg.Connection, code: str, name: str) -> dict[str, An
     row = await conn.fetchrow(
         "UPDATE enroll_codes SET used_at = now(), worker_id = $2 "
         "WHERE code_sha256 = $1 AND used_at IS NULL AND expires_at > now() RETURNING dedicated_tenant",
-        hashlib.sha256(code.encode()).digest(), worker_id,
+        hashlib.sha256(code.encode()).digest(),
+        worker_id,
     )
     if row is None:
         return None
     token = new_secret(WORKER_PREFIX, worker_id.hex)
-    await conn.execute("INSERT INTO workers (id, name, token_sha256, dedicated_tenant) VALUES ($1, $2, $3, $4)",
-                       worker_id, name, token.sha256, row["dedicated_tenant"])
+    await conn.execute(
+        "INSERT INTO workers (id, name, token_sha256, dedicated_tenant) VALUES ($1, $2, $3, $4)",
+        worker_id,
+        name,
+        token.sha256,
+        row["dedicated_tenant"],
+    )
     dedicated = row["dedicated_tenant"]
     return {"worker_id": worker_id, "token": token.full, "dedicated_tenant": dedicated}
 
@@ -145,17 +165,29 @@ async def lookup_worker(conn: asyncpg.Connection, worker_hex: str) -> asyncpg.Re
         worker_id = uuid.UUID(hex=worker_hex)
     except ValueError:
         return None
-    return await conn.fetchrow("SELECT id, token_sha256, dedicated_tenant, revoked_at FROM workers WHERE id = $1",
-                               worker_id)
+    return await conn.fetchrow(
+        "SELECT id, token_sha256, dedicated_tenant, revoked_at FROM workers WHERE id = $1", worker_id
+    )
 
 
 async def list_workers(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT id, name, dedicated_tenant, last_seen, paused, provider, model, revoked_at "
-                            "FROM workers ORDER BY created_at")
-    return [{"id": str(r["id"]), "name": r["name"],
-             "dedicated_tenant": str(r["dedicated_tenant"]) if r["dedicated_tenant"] else None,
-             "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None, "paused": r["paused"],
-             "provider": r["provider"], "model": r["model"], "revoked": r["revoked_at"] is not None} for r in rows]
+    rows = await conn.fetch(
+        "SELECT id, name, dedicated_tenant, last_seen, paused, provider, model, revoked_at "
+        "FROM workers ORDER BY created_at"
+    )
+    return [
+        {
+            "id": str(r["id"]),
+            "name": r["name"],
+            "dedicated_tenant": str(r["dedicated_tenant"]) if r["dedicated_tenant"] else None,
+            "last_seen": r["last_seen"].isoformat() if r["last_seen"] else None,
+            "paused": r["paused"],
+            "provider": r["provider"],
+            "model": r["model"],
+            "revoked": r["revoked_at"] is not None,
+        }
+        for r in rows
+    ]
 
 
 async def revoke_worker(conn: asyncpg.Connection, worker_id: str) -> None:

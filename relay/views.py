@@ -21,9 +21,16 @@ def _iso(value: Any) -> str | None:
 
 def summary(row: asyncpg.Record) -> dict[str, Any]:
     return {
-        "id": str(row["id"]), "camera": row["camera"], "time": _iso(row["occurred_at"]), "hint": row["hint"],
-        "status": row["status"], "lane": row["lane"], "n_moments": row["n_moments"], "error": row["error"],
-        "created_at": _iso(row["created_at"]), "done_at": _iso(row["done_at"]),
+        "id": str(row["id"]),
+        "camera": row["camera"],
+        "time": _iso(row["occurred_at"]),
+        "hint": row["hint"],
+        "status": row["status"],
+        "lane": row["lane"],
+        "n_moments": row["n_moments"],
+        "error": row["error"],
+        "created_at": _iso(row["created_at"]),
+        "done_at": _iso(row["done_at"]),
         "verdict": row["verdict"],
     }
 
@@ -32,20 +39,25 @@ async def event_view(conn: asyncpg.Connection, tenant_id: uuid.UUID, event_id: u
     row = await conn.fetchrow(EVENT_SQL, event_id, tenant_id)
     if row is None:
         return None
-    refs = await conn.fetch("SELECT idx, url, blob FROM moments WHERE event_id = $1 AND tenant_id = $2 ORDER BY idx",
-                            event_id, tenant_id)
+    refs = await conn.fetch(
+        "SELECT idx, url, blob FROM moments WHERE event_id = $1 AND tenant_id = $2 ORDER BY idx", event_id, tenant_id
+    )
     reviewed = {m["index"]: m for m in (row["result_moments"] or [])}
     moments = []
     for ref in refs:
         got = reviewed.get(ref["idx"])
-        moments.append({
-            "index": ref["idx"], "url": ref["url"], "uploaded": ref["blob"] is not None,
-            "reviewed": got is not None,
-            "detections": got.get("detections", []) if got else [],
-            "width": got.get("width") if got else None, "height": got.get("height") if got else None,
-            "error": got.get("error") if got else None,
-        })
+        moments.append(
+            {
+                "index": ref["idx"],
+                "url": ref["url"],
+                "uploaded": ref["blob"] is not None,
+                "reviewed": got is not None,
+                "detections": got.get("detections", []) if got else [],
+                "width": got.get("width") if got else None,
+                "height": got.get("height") if got else None,
+                "error": got.get("error") if got else None,
+            }
+        )
     view = summary(row)
-    view.update(moments=moments, k=row["k"], timings_ms=row["timings_ms"], model=row["model"],
-                provider=row["provider"])
+    view.update(moments=moments, k=row["k"], timings_ms=row["timings_ms"], model=row["model"], provider=row["provider"])
     return view

@@ -61,7 +61,7 @@ def verify_signature(secret: str, body: bytes, header: str, tolerance_s: float =
 
 
 def backoff_s(attempt: int) -> float:
-    return min(3600.0, 2.0 ** attempt)
+    return min(3600.0, 2.0**attempt)
 
 
 def guarded_client(guard: SsrfGuard | None = None) -> httpx.AsyncClient:
@@ -71,9 +71,14 @@ def guarded_client(guard: SsrfGuard | None = None) -> httpx.AsyncClient:
 
 async def _finish(relay: RelayState, delivery_id: int, status: str, error: str | None, retry_in: float) -> None:
     async with system_tx(relay.pool) as conn:
-        await conn.execute("UPDATE webhook_deliveries SET status = $2, last_error = $3, "
-                           "next_at = now() + make_interval(secs => $4) WHERE id = $1",
-                           delivery_id, status, error, retry_in)
+        await conn.execute(
+            "UPDATE webhook_deliveries SET status = $2, last_error = $3, "
+            "next_at = now() + make_interval(secs => $4) WHERE id = $1",
+            delivery_id,
+            status,
+            error,
+            retry_in,
+        )
 
 
 async def send_due(relay: RelayState, client: httpx.AsyncClient, limit: int = 20) -> int:
@@ -88,8 +93,11 @@ async def send_due(relay: RelayState, client: httpx.AsyncClient, limit: int = 20
         async with tenant_tx(relay.pool, row["tenant_id"]) as conn:
             view = await event_view(conn, row["tenant_id"], row["event_id"])
         body = json.dumps({"type": "event.completed", "event": view}).encode()
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(row["webhook_secret"], body),
-                   "User-Agent": "insane-relay"}
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(row["webhook_secret"], body),
+            "User-Agent": "insane-relay",
+        }
         error: str | None = None
         try:
             response = await client.post(row["webhook_url"], content=body, headers=headers)

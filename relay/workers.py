@@ -89,8 +89,11 @@ async def lease(request: Request) -> Response:
     try:
         # A shutdown ends the long-poll with no events; the worker asks the next relay.
         entries = await relay.unless_draining(
-            relay.streams.lease(worker.consumer, body.max_events, int(body.wait_s * 1000),
-                                int(settings.lease_idle_s * 1000)), [])
+            relay.streams.lease(
+                worker.consumer, body.max_events, int(body.wait_s * 1000), int(settings.lease_idle_s * 1000)
+            ),
+            [],
+        )
         events, holds = [], {}
         for entry in entries:
             reason = None
@@ -172,8 +175,12 @@ def _columns(result: EventResult) -> tuple:
     return (result.k, dump["moments"], dump["verdict"], dump["timings_ms"], result.model, result.provider)
 
 
-async def _store_one(conn, worker: Worker, result: EventResult, scope: uuid.UUID | None,
-                     ) -> tuple[str, uuid.UUID | None, datetime | None]:
+async def _store_one(
+    conn,
+    worker: Worker,
+    result: EventResult,
+    scope: uuid.UUID | None,
+) -> tuple[str, uuid.UUID | None, datetime | None]:
     """('stored' | 'duplicate' | 'unknown', tenant id, event created_at); ``scope``: only this tenant's events."""
     if result.backfill:
         tenant_id = await conn.fetchval(BACKFILL_SQL, result.event_id, scope, *_columns(result))
@@ -261,9 +268,15 @@ async def heartbeat(request: Request) -> Response:
         raise unavailable("the queue") from exc
     try:
         async with system_tx(relay.pool) as conn:
-            await conn.execute("UPDATE workers SET last_seen = now(), paused = $2, provider = $3, model = $4, "
-                               "metrics = $5 WHERE id = $1", worker.id, body.paused, body.provider, body.model,
-                               dict(body.metrics, at=time.time()))
+            await conn.execute(
+                "UPDATE workers SET last_seen = now(), paused = $2, provider = $3, model = $4, "
+                "metrics = $5 WHERE id = $1",
+                worker.id,
+                body.paused,
+                body.provider,
+                body.model,
+                dict(body.metrics, at=time.time()),
+            )
     except DatabaseUnavailable as exc:
         raise unavailable("the database") from exc
     return _model_response(HeartbeatResponse(queue_depth=depth, renewed=renewed))
@@ -295,8 +308,11 @@ async def dead_letter_held(request: Request) -> Response:
                 malformed = True
             if not malformed and held[1] <= limit:
                 continue  # a worker may not dead-letter an entry that still has deliveries left
-            reason = (f"malformed entry: {body.reason}" if malformed
-                      else f"delivered {held[1] - 1} times without a result ({body.reason})")
+            reason = (
+                f"malformed entry: {body.reason}"
+                if malformed
+                else f"delivered {held[1] - 1} times without a result ({body.reason})"
+            )
             if await dead_letter(relay, entry, reason, worker.consumer, 0 if malformed else limit + 1):
                 moved.append(lease_id)
     except (RedisError, OSError) as exc:
@@ -304,5 +320,3 @@ async def dead_letter_held(request: Request) -> Response:
     except DatabaseUnavailable as exc:
         raise unavailable("the database") from exc
     return _model_response(DeadLetterResponse(moved=moved))
-
-

@@ -132,9 +132,20 @@ def export_onnx(
         _ultralytics_env(cache)
         part = target.with_suffix(".part")
         subprocess.run(
-            [sys.executable, "-c", code, str(src), str(shape[0]), str(shape[1]), str(int(dynamic)), str(int(half)),
-             str(part)],
-            check=True, cwd=work, env=dict(os.environ),
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(src),
+                str(shape[0]),
+                str(shape[1]),
+                str(int(dynamic)),
+                str(int(half)),
+                str(part),
+            ],
+            check=True,
+            cwd=work,
+            env=dict(os.environ),
         )
         part.replace(target)
     return target

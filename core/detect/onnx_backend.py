@@ -35,7 +35,9 @@ class OnnxConfig(BackendConfig):
     use_gpu: bool = Field(False, description="prefer a GPU provider when no explicit list is given")
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     sessions: int | None = Field(
-        None, ge=1, le=64,
+        None,
+        ge=1,
+        le=64,
         description="1: one session with all threads; N: N sessions with threads/N each, a batch split among "
         "them; None: one single-thread session per thread on the CPU (measured faster, bench/detect.py), "
         "one session on a GPU",
@@ -101,8 +103,13 @@ class OnnxDetector(Detector):
         self._pool = self._make_pool()
         log.info(
             "loaded %s: %d classes, input %dx%d %s, batch %s, %s × %d session(s)",
-            self.model_name, len(self.labels), *self.input_size, self.dtype, self.max_batch or "dynamic",
-            self._provider, len(self._sessions),
+            self.model_name,
+            len(self.labels),
+            *self.input_size,
+            self.dtype,
+            self.max_batch or "dynamic",
+            self._provider,
+            len(self._sessions),
         )
 
     def _input_size(self, shape: list[Any], meta: dict[str, str]) -> tuple[int, int]:

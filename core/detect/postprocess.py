@@ -104,8 +104,10 @@ def postprocess(
         gx, gy = prep.gain
         xyxy[:, [0, 2]] = ((xyxy[:, [0, 2]] - px) / gx).clip(0, prep.width)
         xyxy[:, [1, 3]] = ((xyxy[:, [1, 3]] - py) / gy).clip(0, prep.height)
-        results.append([
-            Detection(label=labels[c], class_id=int(c), confidence=float(s), box=tuple(float(v) for v in box))
-            for box, c, s in zip(xyxy.tolist(), cls.tolist(), conf.tolist(), strict=True)
-        ])
+        results.append(
+            [
+                Detection(label=labels[c], class_id=int(c), confidence=float(s), box=tuple(float(v) for v in box))
+                for box, c, s in zip(xyxy.tolist(), cls.tolist(), conf.tolist(), strict=True)
+            ]
+        )
     return results

@@ -143,8 +143,12 @@ def reduce_factor(info: ImageInfo, shape: tuple[int, int]) -> int:
 
 
 def _decode_cv2(data: bytes, info: ImageInfo, f: int) -> np.ndarray:
-    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-             8: cv2.IMREAD_REDUCED_COLOR_8}
+    flags = {
+        1: cv2.IMREAD_COLOR,
+        2: cv2.IMREAD_REDUCED_COLOR_2,
+        4: cv2.IMREAD_REDUCED_COLOR_4,
+        8: cv2.IMREAD_REDUCED_COLOR_8,
+    }
     # IMREAD_COLOR turns grayscale, CMYK and alpha into 3-channel BGR and honours EXIF orientation.
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flags[f])
     if img is None:

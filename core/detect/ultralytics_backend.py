@@ -74,8 +74,13 @@ class UltralyticsDetector(Detector):
         except ValueError as exc:
             raise DetectorError(str(exc)) from exc
         self._lock = threading.Lock()
-        log.info("loaded %s on torch %s: %d classes, input %dx%d", self.model_name, self._device,
-                 len(self.labels), *self.input_size)
+        log.info(
+            "loaded %s on torch %s: %d classes, input %dx%d",
+            self.model_name,
+            self._device,
+            len(self.labels),
+            *self.input_size,
+        )
 
     @property
     def provider(self) -> str:

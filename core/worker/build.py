@@ -1,6 +1,6 @@
 """Build a worker from the settings: its config, its lease source, its detector and its preloader.
 
-    worker = build_worker(settings)        # settings.worker_token must be set (the tray reads the keyring)
+worker = build_worker(settings)        # settings.worker_token must be set (the tray reads the keyring)
 """
 
 from __future__ import annotations

@@ -164,8 +164,12 @@ class Worker:
         self._room = asyncio.Event()
         self._decode = concurrent.futures.ThreadPoolExecutor(self.config.decode_threads, "insane-decode")
         self._batcher = Batcher(
-            self.detector, self.config.max_batch, self.config.batch_wait_s, self.config.latency_target_s,
-            on_batch=self._on_batch, min_batch=self.config.threads,
+            self.detector,
+            self.config.max_batch,
+            self.config.batch_wait_s,
+            self.config.latency_target_s,
+            on_batch=self._on_batch,
+            min_batch=self.config.threads,
         )
         if self._pending_provider:
             self._batcher.set_provider(self._pending_provider)
@@ -337,9 +341,14 @@ class Worker:
             return
         self._metrics.event_done(
             EventSummary(
-                event_id=result.event_id, camera=job.event.camera, lane=job.event.lane, k=result.k,
-                verdict=tuple(result.verdict), done_at=time.time(),
-                latency_s=time.monotonic() - job.leased_at, backfill=result.backfill,
+                event_id=result.event_id,
+                camera=job.event.camera,
+                lane=job.event.lane,
+                k=result.k,
+                verdict=tuple(result.verdict),
+                done_at=time.time(),
+                latency_s=time.monotonic() - job.leased_at,
+                backfill=result.backfill,
             )
         )
         self._set_state()
@@ -355,8 +364,11 @@ class Worker:
         while True:
             await asyncio.sleep(self.config.heartbeat_s)
             beat = Heartbeat(
-                paused=self._paused, provider=str(self.detector.provider), model=self._metrics_model(),
-                metrics=self.snapshot().heartbeat_metrics(), leases=self.held_leases(),
+                paused=self._paused,
+                provider=str(self.detector.provider),
+                model=self._metrics_model(),
+                metrics=self.snapshot().heartbeat_metrics(),
+                leases=self.held_leases(),
             )
             try:
                 resp = await self.source.heartbeat(beat)

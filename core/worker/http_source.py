@@ -65,7 +65,12 @@ class HttpLeaseSource:
         self._backoff = Backoff(0.2, 2.0)
 
     async def _call(
-        self, method: str, path: str, body: BaseModel | None = None, *, attempts: int | None = None,
+        self,
+        method: str,
+        path: str,
+        body: BaseModel | None = None,
+        *,
+        attempts: int | None = None,
         timeout_s: float | None = None,
     ) -> httpx.Response:
         attempts = attempts or self.attempts
@@ -125,8 +130,10 @@ class HttpLeaseSource:
             if exc.status != 404:
                 raise
             # The words the tenant reads in the moment's error.
-            raise RequestRejected(f"uploaded image {blob} is gone (expired, lost by Redis, or this worker's "
-                                  "lease on it was taken over)", 404) from exc
+            raise RequestRejected(
+                f"uploaded image {blob} is gone (expired, lost by Redis, or this worker's lease on it was taken over)",
+                404,
+            ) from exc
         if len(resp.content) > self.max_blob_bytes:
             raise RequestRejected(f"blob {blob} is larger than {self.max_blob_bytes} bytes")
         return resp.content

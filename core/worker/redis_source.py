@@ -61,8 +61,13 @@ class RedisLeaseSource:
 
     @classmethod
     def from_settings(cls, settings, token: str) -> RedisLeaseSource:
-        return cls(settings.redis_url, settings.relay_url, token, min_idle_s=settings.lease_idle_s,
-                   max_deliveries=settings.max_deliveries)
+        return cls(
+            settings.redis_url,
+            settings.relay_url,
+            token,
+            min_idle_s=settings.lease_idle_s,
+            max_deliveries=settings.max_deliveries,
+        )
 
     async def lease(self, max_events: int, wait_s: float) -> LeaseResponse:
         try:

@@ -88,10 +88,14 @@ def demo_command(args: argparse.Namespace, settings) -> int:
         with EmbeddedServices(durable=True) as services:
             print(f"redis:    {services.redis_url}")
             print(f"postgres: {services.database_url}")
-            demo_settings = settings.model_copy(update={
-                "database_url": services.database_url, "redis_url": services.redis_url, "model": model_name,
-                "admin_token": _secret(secrets.token_urlsafe(24)),
-            })
+            demo_settings = settings.model_copy(
+                update={
+                    "database_url": services.database_url,
+                    "redis_url": services.redis_url,
+                    "model": model_name,
+                    "admin_token": _secret(secrets.token_urlsafe(24)),
+                }
+            )
             return asyncio.run(_run(demo_settings, args, photos))
     except ServiceError as exc:
         print(f"insane demo: {exc}", file=sys.stderr)
@@ -116,8 +120,11 @@ async def _run(settings, args: argparse.Namespace, photos: list[Path]) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY on accept
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = DrainingServer(uvicorn.Config(create_app(settings), log_config=None, access_log=False,
-                                           lifespan="on", timeout_graceful_shutdown=5))
+    server = DrainingServer(
+        uvicorn.Config(
+            create_app(settings), log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        )
+    )
     relay_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
@@ -223,8 +230,9 @@ def _accepted(r: httpx.Response, posted: Posted) -> Posted:
     return posted
 
 
-async def _follow(client: httpx.AsyncClient, events: list[Posted], worker, tenants: dict[str, Any],
-                  timeout_s: float = 900.0) -> None:
+async def _follow(
+    client: httpx.AsyncClient, events: list[Posted], worker, tenants: dict[str, Any], timeout_s: float = 900.0
+) -> None:
     """Poll each event until it has a result; one line per finished event, a live status line on a terminal."""
     from insane.commands.worker import status_line
 
@@ -255,8 +263,9 @@ def _verdict(p: Posted) -> str:
     if not verdict:
         return "nothing found"
     k = p.view.get("k")
-    return ", ".join(f"{v['label']} in {v['moments']}/{k} (best {v['best']:.2f}, median {v['median']:.2f})"
-                     for v in verdict)
+    return ", ".join(
+        f"{v['label']} in {v['moments']}/{k} (best {v['best']:.2f}, median {v['median']:.2f})" for v in verdict
+    )
 
 
 def _print_table(posted: list[Posted]) -> None:
@@ -269,19 +278,26 @@ def _print_table(posted: list[Posted]) -> None:
         verdict = p.refused or _verdict(p)
         if errors:
             verdict += f"  ({errors} moments failed)"
-        print(f"{ident:<9} {p.tenant + ' (' + p.tier + ')':<16} {p.moments:<8} {p.source + ' ' + p.photo:<17.17} "
-              f"{latency:>8}  {verdict}")
+        print(
+            f"{ident:<9} {p.tenant + ' (' + p.tier + ')':<16} {p.moments:<8} {p.source + ' ' + p.photo:<17.17} "
+            f"{latency:>8}  {verdict}"
+        )
 
 
 def _figures(events: list[Posted], images: int, elapsed: float, snap) -> dict[str, Any]:
     lat = sorted(p.latency_s for p in events if p.done)
     reviewed = sum(p.view.get("k") or 0 for p in events)
     return {
-        "events": len(events), "moments_posted": images, "moments_reviewed": reviewed,
-        "wall_s": round(elapsed, 2), "images_per_s": round(reviewed / elapsed, 2) if elapsed else 0.0,
+        "events": len(events),
+        "moments_posted": images,
+        "moments_reviewed": reviewed,
+        "wall_s": round(elapsed, 2),
+        "images_per_s": round(reviewed / elapsed, 2) if elapsed else 0.0,
         "event_p50_s": round(statistics.median(lat), 2) if lat else None,
         "event_p95_s": round(_p95(lat), 2) if lat else None,
-        "model": snap.model, "provider": snap.provider, "threads": snap.threads,
+        "model": snap.model,
+        "provider": snap.provider,
+        "threads": snap.threads,
     }
 
 
@@ -291,14 +307,26 @@ def _p95(values: list[float]) -> float:
 
 def _print_figures(f: dict[str, Any]) -> None:
     print()
-    print(f"reviewed {f['moments_reviewed']} of {f['moments_posted']} moments in {f['events']} events "
-          f"in {f['wall_s']:.1f} s: {f['images_per_s']:.1f} images/s on {f['provider']} ({f['threads']} threads, "
-          f"{f['model']})")
+    print(
+        f"reviewed {f['moments_reviewed']} of {f['moments_posted']} moments in {f['events']} events "
+        f"in {f['wall_s']:.1f} s: {f['images_per_s']:.1f} images/s on {f['provider']} ({f['threads']} threads, "
+        f"{f['model']})"
+    )
     if f["event_p50_s"] is not None:
         print(f"event latency, post to stored result: p50 {f['event_p50_s']:.1f} s, p95 {f['event_p95_s']:.1f} s")
 
 
 def _event_json(p: Posted) -> dict[str, Any]:
-    return {"id": p.id, "tenant": p.tenant, "tier": p.tier, "source": p.source, "photo": p.photo,
-            "moments": p.moments, "refused": p.refused, "status": p.view.get("status"), "k": p.view.get("k"),
-            "latency_s": round(p.latency_s, 3) if p.done else None, "verdict": p.view.get("verdict")}
+    return {
+        "id": p.id,
+        "tenant": p.tenant,
+        "tier": p.tier,
+        "source": p.source,
+        "photo": p.photo,
+        "moments": p.moments,
+        "refused": p.refused,
+        "status": p.view.get("status"),
+        "k": p.view.get("k"),
+        "latency_s": round(p.latency_s, 3) if p.done else None,
+        "verdict": p.view.get("verdict"),
+    }

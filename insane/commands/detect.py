@@ -31,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def detect_command(args: argparse.Namespace, settings) -> int:
     try:
         cfg = detector_config_from_settings(
-            settings, model=args.model, conf=args.conf, imgsz=args.imgsz, rect=args.rect or None,
+            settings,
+            model=args.model,
+            conf=args.conf,
+            imgsz=args.imgsz,
+            rect=args.rect or None,
             classes=[c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None,
         )
         det = load_detector(cfg)
@@ -53,10 +57,15 @@ def detect_command(args: argparse.Namespace, settings) -> int:
                     print(f"{path}: error: {reason}", file=sys.stderr)
                 continue
             if args.json:
-                print(json.dumps({
-                    "image": str(path), "model": det.model_name,
-                    "detections": [d.model_dump(mode="json") for d in found],
-                }))
+                print(
+                    json.dumps(
+                        {
+                            "image": str(path),
+                            "model": det.model_name,
+                            "detections": [d.model_dump(mode="json") for d in found],
+                        }
+                    )
+                )
             else:
                 print(f"{path}: {len(found)} detection(s)")
                 for d in found:
@@ -75,7 +84,15 @@ def _save(data: bytes, found, target: Path) -> None:
     for d in found:
         x1, y1, x2, y2 = (round(v) for v in d.box)
         cv2.rectangle(img, (x1, y1), (x2, y2), (0, 200, 255), 2)
-        cv2.putText(img, f"{d.label} {d.confidence:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    (0, 200, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            f"{d.label} {d.confidence:.2f}",
+            (x1, max(12, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (0, 200, 255),
+            1,
+            cv2.LINE_AA,
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(target), img)

@@ -13,8 +13,11 @@ from core.detect.registry import ModelRegistry, describe, looks_like_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("model", help="list, download, import, export, quantise or benchmark detection models",
-                       description="Models live in the model folder (INSANE_MODEL_DIR).")
+    p = sub.add_parser(
+        "model",
+        help="list, download, import, export, quantise or benchmark detection models",
+        description="Models live in the model folder (INSANE_MODEL_DIR).",
+    )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="known and installed models")
     ls.add_argument("--json", action="store_true")
@@ -35,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--name", help="name in the model folder (default: the file's stem)")
     ex.set_defaults(func=export_command)
     q = actions.add_parser(
-        "quantize", help="make an INT8 copy of an ONNX model (NAME-int8), calibrated on pictures",
+        "quantize",
+        help="make an INT8 copy of an ONNX model (NAME-int8), calibrated on pictures",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Static INT8 quantisation with onnxruntime (needs the onnx package, in the export extra).\n"
         "Writes NAME-int8.onnx into the model folder with the same class names and input size, so\n"
@@ -48,12 +52,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  insane model bench --model NAME --against NAME-int8",
     )
     q.add_argument("model", metavar="MODEL", help="a float32 model: a name from `insane model list` or a .onnx path")
-    q.add_argument("--calib", type=Path, nargs="+", metavar="PATH",
-                   help="folders of .jpg/.png pictures, or files (default: the bundled sample pictures)")
-    q.add_argument("--max-images", type=int, default=200, metavar="N",
-                   help="use at most N calibration pictures (default 200)")
-    q.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True,
-                   help="one int8 scale per convolution output channel (default; usually more accurate)")
+    q.add_argument(
+        "--calib",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help="folders of .jpg/.png pictures, or files (default: the bundled sample pictures)",
+    )
+    q.add_argument(
+        "--max-images", type=int, default=200, metavar="N", help="use at most N calibration pictures (default 200)"
+    )
+    q.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one int8 scale per convolution output channel (default; usually more accurate)",
+    )
     q.add_argument("--name", help="output name before -int8 (default: the model's name)")
     q.set_defaults(func=quantize_command)
     add_bench_arguments(actions.add_parser("bench", help="this machine's images/s for a model, or two models compared"))
@@ -62,8 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_bench_arguments(b: argparse.ArgumentParser) -> None:
     """The options of ``insane model bench`` (also ``insane bench``)."""
     b.add_argument("--model", help="name or path (default: the model setting)")
-    b.add_argument("--against", metavar="MODEL",
-                   help="a second model (e.g. NAME-int8) measured in turn with the first; prints the median ratio")
+    b.add_argument(
+        "--against",
+        metavar="MODEL",
+        help="a second model (e.g. NAME-int8) measured in turn with the first; prints the median ratio",
+    )
     b.add_argument("--rounds", type=int, default=5, help="alternating rounds with --against (default 5)")
     b.add_argument("images", nargs="*", type=Path, help="JPEG files (default: a synthetic 1080p frame)")
     b.add_argument("--batch", type=int, default=4)
@@ -136,8 +153,10 @@ def quantize_command(args: argparse.Namespace, settings) -> int:
     except DetectorError as exc:
         print(f"insane model quantize: {exc}", file=sys.stderr)
         return 1
-    print(f"{result.path}: int8 from {result.images} calibration picture(s), "
-          f"{result.float_nodes} nodes kept float (the decode and the last convolutions)")
+    print(
+        f"{result.path}: int8 from {result.images} calibration picture(s), "
+        f"{result.float_nodes} nodes kept float (the decode and the last convolutions)"
+    )
     print(f"compare: insane model bench --model {args.model} --against {result.path.stem}")
     return 0
 
@@ -159,8 +178,11 @@ def bench_command(args: argparse.Namespace, settings) -> int:
     dets = []
     try:
         for name in names:
-            dets.append(load_detector(detector_config_from_settings(
-                settings, model=name, rect=args.rect or None, sessions=args.sessions)))
+            dets.append(
+                load_detector(
+                    detector_config_from_settings(settings, model=name, rect=args.rect or None, sessions=args.sessions)
+                )
+            )
     except (DetectorError, ValueError) as exc:
         for det in dets:
             det.close()
@@ -196,9 +218,12 @@ def bench_command(args: argparse.Namespace, settings) -> int:
         print(f"  model alone : {raw:7.1f} img/s  {1000 / raw:6.1f} ms/img")
         print(f"  full path   : {full:7.1f} img/s  {1000 / full:6.1f} ms/img  ({full / raw:.2f} of the model alone)")
     if len(dets) == 2:
-        ratio = {k: statistics.median(b / a for a, b in zip(runs.get((0, k), [nan]), runs.get((1, k), [nan]),
-                                                             strict=True))
-                 for k in ("raw", "full")}
-        print(f"{dets[1].model_name} / {dets[0].model_name}, median of {rounds} alternating rounds: "
-              f"model alone ×{ratio['raw']:.2f}, full path ×{ratio['full']:.2f}")
+        ratio = {
+            k: statistics.median(b / a for a, b in zip(runs.get((0, k), [nan]), runs.get((1, k), [nan]), strict=True))
+            for k in ("raw", "full")
+        }
+        print(
+            f"{dets[1].model_name} / {dets[0].model_name}, median of {rounds} alternating rounds: "
+            f"model alone ×{ratio['raw']:.2f}, full path ×{ratio['full']:.2f}"
+        )
     return 0

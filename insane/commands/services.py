@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--no-redis", action="store_true", help="start PostgreSQL only")
     up.add_argument("--no-postgres", action="store_true", help="start Redis only")
     up.add_argument(
-        "--fast", action="store_true",
+        "--fast",
+        action="store_true",
         help="turn off fsync and AOF (for tests; never for benchmarks or anything you keep)",
     )
     up.set_defaults(func=up_command)

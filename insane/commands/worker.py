@@ -30,9 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="override INSANE_WORKER_THREADS")
     p.add_argument("--json", action="store_true", help="print one JSON object per second instead of a status line")
     p.add_argument("--dedicated-tenant", help="the tenant id this worker is dedicated to (honours its allow-list)")
-    p.add_argument("--enroll", metavar="CODE",
-                   help="exchange a one-time enrollment code for this worker's token, print it and exit "
-                   "(then run with INSANE_WORKER_TOKEN set to it)")
+    p.add_argument(
+        "--enroll",
+        metavar="CODE",
+        help="exchange a one-time enrollment code for this worker's token, print it and exit "
+        "(then run with INSANE_WORKER_TOKEN set to it)",
+    )
     p.add_argument("--name", help="the name the relay shows for this worker when enrolling (default: host name)")
     p.set_defaults(func=worker_command, settings_overrides=_overrides)
 
@@ -55,10 +58,21 @@ def status_line(s) -> str:
 
 def snapshot_json(s) -> str:
     body = {
-        "at": s.at, "state": str(s.state), "detail": s.state_detail, "images_per_s": round(s.images_per_s, 3),
-        "events_per_s": round(s.events_per_s, 3), "latency_ms": s.latency_ms, "queue_depth": s.queue_depth,
-        "batch_size": s.batch_size, "k": s.k, "provider": s.provider, "model": s.model, "threads": s.threads,
-        "images_total": s.images_total, "events_total": s.events_total, "errors_total": s.errors_total,
+        "at": s.at,
+        "state": str(s.state),
+        "detail": s.state_detail,
+        "images_per_s": round(s.images_per_s, 3),
+        "events_per_s": round(s.events_per_s, 3),
+        "latency_ms": s.latency_ms,
+        "queue_depth": s.queue_depth,
+        "batch_size": s.batch_size,
+        "k": s.k,
+        "provider": s.provider,
+        "model": s.model,
+        "threads": s.threads,
+        "images_total": s.images_total,
+        "events_total": s.events_total,
+        "errors_total": s.errors_total,
     }
     return json.dumps(body, separators=(",", ":"))
 
@@ -79,8 +93,10 @@ def enroll_command(args: argparse.Namespace, settings) -> int:
         return 2
     print(f"enrolled with {settings.relay_url} as worker {reply.worker_id}", file=sys.stderr)
     if reply.dedicated_tenant:
-        print(f"dedicated to tenant {reply.dedicated_tenant}: run with --dedicated-tenant {reply.dedicated_tenant}",
-              file=sys.stderr)
+        print(
+            f"dedicated to tenant {reply.dedicated_tenant}: run with --dedicated-tenant {reply.dedicated_tenant}",
+            file=sys.stderr,
+        )
     print("keep this token secret; the relay shows it only once:", file=sys.stderr)
     print(reply.token)
     return 0

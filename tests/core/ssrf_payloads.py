@@ -119,8 +119,11 @@ class ImageServer:
                 await route(writer, headers)
             else:
                 status, extra, body = (
-                    (200, {"Content-Type": "image/jpeg"}, route) if isinstance(route, bytes)
-                    else route if route is not None else (404, {}, b"not found")
+                    (200, {"Content-Type": "image/jpeg"}, route)
+                    if isinstance(route, bytes)
+                    else route
+                    if route is not None
+                    else (404, {}, b"not found")
                 )
                 writer.write(response_head(status, {"Content-Length": str(len(body)), **extra}) + body)
                 await writer.drain()
@@ -168,35 +171,79 @@ class ScriptedResolver:
 
 # Blocked IPv4 addresses and the words a refusal must contain.
 BLOCKED_V4: dict[str, str] = {
-    "127.0.0.1": "loopback", "127.0.0.2": "loopback", "127.1.2.3": "loopback", "127.255.255.254": "loopback",
-    "0.0.0.0": "unspecified", "0.1.2.3": "reserved", "10.0.0.1": "private", "10.255.255.255": "private",
-    "172.16.0.1": "private", "172.31.255.254": "private", "192.168.0.1": "private", "192.168.255.255": "private",
-    "100.64.0.1": "carrier-grade NAT", "100.127.255.254": "carrier-grade NAT",
-    "169.254.169.254": "link-local", "169.254.0.1": "link-local", "192.0.0.8": "reserved",
-    "192.0.2.1": "documentation", "198.51.100.7": "documentation", "203.0.113.9": "documentation",
-    "198.18.0.1": "benchmarking", "198.19.255.254": "benchmarking", "192.88.99.1": "reserved",
-    "224.0.0.1": "multicast", "239.255.255.250": "multicast", "255.255.255.255": "broadcast",
-    "240.0.0.1": "reserved", "254.1.2.3": "reserved",
+    "127.0.0.1": "loopback",
+    "127.0.0.2": "loopback",
+    "127.1.2.3": "loopback",
+    "127.255.255.254": "loopback",
+    "0.0.0.0": "unspecified",
+    "0.1.2.3": "reserved",
+    "10.0.0.1": "private",
+    "10.255.255.255": "private",
+    "172.16.0.1": "private",
+    "172.31.255.254": "private",
+    "192.168.0.1": "private",
+    "192.168.255.255": "private",
+    "100.64.0.1": "carrier-grade NAT",
+    "100.127.255.254": "carrier-grade NAT",
+    "169.254.169.254": "link-local",
+    "169.254.0.1": "link-local",
+    "192.0.0.8": "reserved",
+    "192.0.2.1": "documentation",
+    "198.51.100.7": "documentation",
+    "203.0.113.9": "documentation",
+    "198.18.0.1": "benchmarking",
+    "198.19.255.254": "benchmarking",
+    "192.88.99.1": "reserved",
+    "224.0.0.1": "multicast",
+    "239.255.255.250": "multicast",
+    "255.255.255.255": "broadcast",
+    "240.0.0.1": "reserved",
+    "254.1.2.3": "reserved",
 }
 
 BLOCKED_V6: dict[str, str] = {
-    "::1": "loopback", "0:0:0:0:0:0:0:1": "loopback", "0000:0000:0000:0000:0000:0000:0000:0001": "loopback",
-    "::": "unspecified", "::ffff:127.0.0.1": "IPv4-mapped", "::ffff:7f00:1": "IPv4-mapped",
-    "::ffff:169.254.169.254": "IPv4-mapped", "::ffff:10.0.0.1": "IPv4-mapped", "::ffff:8.8.8.8": "IPv4-mapped",
-    "::127.0.0.1": "IPv4-compatible", "::a9fe:a9fe": "IPv4-compatible", "::2": "IPv4-compatible",
-    "fe80::1": "link-local", "FE80::DEAD:BEEF": "link-local", "febf::1": "link-local",
-    "fc00::1": "unique local", "fd12:3456:789a::1": "unique local", "fdff:ffff::1": "unique local",
-    "fec0::1": "site-local", "feff::1": "site-local", "ff02::1": "multicast", "ff05::1:3": "multicast",
-    "ff0e::1": "multicast", "2002:7f00:1::": "6to4 address embedding 127.0.0.1",
-    "2002:a9fe:a9fe::1": "6to4 address embedding 169.254.169.254", "2002:c0a8:101::": "embedding 192.168.1.1",
-    "2002:0a00:0001::": "embedding 10.0.0.1", "64:ff9b::7f00:1": "NAT64 address embedding 127.0.0.1",
-    "64:ff9b::169.254.169.254": "NAT64 address embedding 169.254.169.254", "64:ff9b::a00:1": "embedding 10.0.0.1",
+    "::1": "loopback",
+    "0:0:0:0:0:0:0:1": "loopback",
+    "0000:0000:0000:0000:0000:0000:0000:0001": "loopback",
+    "::": "unspecified",
+    "::ffff:127.0.0.1": "IPv4-mapped",
+    "::ffff:7f00:1": "IPv4-mapped",
+    "::ffff:169.254.169.254": "IPv4-mapped",
+    "::ffff:10.0.0.1": "IPv4-mapped",
+    "::ffff:8.8.8.8": "IPv4-mapped",
+    "::127.0.0.1": "IPv4-compatible",
+    "::a9fe:a9fe": "IPv4-compatible",
+    "::2": "IPv4-compatible",
+    "fe80::1": "link-local",
+    "FE80::DEAD:BEEF": "link-local",
+    "febf::1": "link-local",
+    "fc00::1": "unique local",
+    "fd12:3456:789a::1": "unique local",
+    "fdff:ffff::1": "unique local",
+    "fec0::1": "site-local",
+    "feff::1": "site-local",
+    "ff02::1": "multicast",
+    "ff05::1:3": "multicast",
+    "ff0e::1": "multicast",
+    "2002:7f00:1::": "6to4 address embedding 127.0.0.1",
+    "2002:a9fe:a9fe::1": "6to4 address embedding 169.254.169.254",
+    "2002:c0a8:101::": "embedding 192.168.1.1",
+    "2002:0a00:0001::": "embedding 10.0.0.1",
+    "64:ff9b::7f00:1": "NAT64 address embedding 127.0.0.1",
+    "64:ff9b::169.254.169.254": "NAT64 address embedding 169.254.169.254",
+    "64:ff9b::a00:1": "embedding 10.0.0.1",
     "64:ff9b:1::1": "local-use NAT64",
     "2001:0:4136:e378:8000:63bf:80ff:fffe": "Teredo address embedding client 127.0.0.1",
     "2001:0:4136:e378:8000:63bf:f5ff:fffe": "Teredo address embedding client 10.0.0.1",
     "2001:0:7f00:1:8000:63bf:f7f7:f7f7": "Teredo address embedding server 127.0.0.1",
-    "2001:db8::1": "documentation", "3fff::1": "documentation", "100::1": "discard-only", "2001:2::1": "benchmarking",
-    "2001:10::1": "ORCHID", "2001:20::1": "ORCHIDv2", "::ffff:0:7f00:1": "reserved", "4000::1": "reserved",
+    "2001:db8::1": "documentation",
+    "3fff::1": "documentation",
+    "100::1": "discard-only",
+    "2001:2::1": "benchmarking",
+    "2001:10::1": "ORCHID",
+    "2001:20::1": "ORCHIDv2",
+    "::ffff:0:7f00:1": "reserved",
+    "4000::1": "reserved",
     "1::1": "reserved",
 }
 
@@ -205,22 +252,24 @@ def v4_spellings(address: str) -> list[str]:
     """Ways to write one IPv4 address that inet_aton, browsers or both accept."""
     a, b, c, d = (int(x) for x in address.split("."))
     n = int(ipaddress.IPv4Address(address))
-    return sorted({
-        address,
-        str(n),
-        hex(n),
-        hex(n).upper().replace("X", "x"),
-        "0" + oct(n)[2:],
-        "0x" + f"{n:08x}".lstrip("0") if n else "0x0",
-        f"{a:#x}.{b:#x}.{c:#x}.{d:#x}",
-        f"0{a:o}.0{b:o}.0{c:o}.0{d:o}",
-        f"{a}.{b}.{(c << 8) | d}",
-        f"{a}.{(b << 16) | (c << 8) | d}",
-        f"{a:#x}.{(b << 16) | (c << 8) | d:#x}",
-        f"0{a:o}.{(b << 16) | (c << 8) | d}",
-        address + ".",
-        f"{n}.",
-    })
+    return sorted(
+        {
+            address,
+            str(n),
+            hex(n),
+            hex(n).upper().replace("X", "x"),
+            "0" + oct(n)[2:],
+            "0x" + f"{n:08x}".lstrip("0") if n else "0x0",
+            f"{a:#x}.{b:#x}.{c:#x}.{d:#x}",
+            f"0{a:o}.0{b:o}.0{c:o}.0{d:o}",
+            f"{a}.{b}.{(c << 8) | d}",
+            f"{a}.{(b << 16) | (c << 8) | d}",
+            f"{a:#x}.{(b << 16) | (c << 8) | d:#x}",
+            f"0{a:o}.{(b << 16) | (c << 8) | d}",
+            address + ".",
+            f"{n}.",
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -264,30 +313,54 @@ def generate(ports: dict[str, int]) -> list[Payload]:
 
     loop = f"127.0.0.1:{port}"
     for url, expect in [
-        (f"http://user:pass@{loop}/", "credentials"), (f"http://8.8.8.8@{loop}/", "credentials"),
-        (f"http://user@{PUBLIC_V4}/", "credentials"), (f"http://@{loop}/", "credentials"),
-        (f"http://:@{loop}/", "credentials"), (f"http://{PUBLIC_V4}:x@{loop}/", "credentials"),
-        (f"http://{loop}#@{PUBLIC_V4}/", "loopback"), (f"http://{loop}?@{PUBLIC_V4}/", "loopback"),
-        (f"http://{loop}\\@{PUBLIC_V4}/", "backslash"), (f"http://{PUBLIC_V4}\\@{loop}/", "backslash"),
-        ("file:///etc/passwd", "scheme 'file'"), (f"gopher://{loop}/_FLUSHALL", "scheme 'gopher'"),
-        (f"dict://{loop}/info", "scheme 'dict'"), (f"ftp://{loop}/x.jpg", "scheme 'ftp'"),
-        (f"ws://{loop}/", "scheme 'ws'"), ("data:image/jpeg;base64,/9j/4AAQ", "scheme 'data'"),
-        ("javascript:alert(1)", "scheme 'javascript'"), (f"HTTP://{loop}/", "loopback"),
-        (f"hTTps://{loop}/", "loopback"), (f"http:/{loop}/", "no host"), (f"http:{loop}/", "no host"),
-        ("http:///x.jpg", "no host"), (f" http://{loop}/", "whitespace"), (f"http://{loop}/\r\nX: y", "whitespace"),
-        ("http://127.0.0.1\t/", "whitespace"), ("http://127.0.0.1:0/", "out of range"),
-        ("http://127.0.0.1:65536/", "out of range"), ("http://127.0.0.1:99999/", "out of range"),
-        (f"http://{loop}/" + "a" * 2100, "over the limit"), (f"http://localhost:{port}/", "loopback"),
-        (f"http://LOCALHOST:{port}/", "loopback"), (f"http://localhost.:{port}/", "does not resolve"),
-        (f"http://1.2.3.4.5:{port}/", "more than four parts"), (f"http://127.0.0.1.1:{port}/", "more than four parts"),
-        (f"http://08.0.0.1:{port}/", "Invalid IPv4 address"), (f"http://0x7g.1:{port}/", "'0x7g' is not a number"),
+        (f"http://user:pass@{loop}/", "credentials"),
+        (f"http://8.8.8.8@{loop}/", "credentials"),
+        (f"http://user@{PUBLIC_V4}/", "credentials"),
+        (f"http://@{loop}/", "credentials"),
+        (f"http://:@{loop}/", "credentials"),
+        (f"http://{PUBLIC_V4}:x@{loop}/", "credentials"),
+        (f"http://{loop}#@{PUBLIC_V4}/", "loopback"),
+        (f"http://{loop}?@{PUBLIC_V4}/", "loopback"),
+        (f"http://{loop}\\@{PUBLIC_V4}/", "backslash"),
+        (f"http://{PUBLIC_V4}\\@{loop}/", "backslash"),
+        ("file:///etc/passwd", "scheme 'file'"),
+        (f"gopher://{loop}/_FLUSHALL", "scheme 'gopher'"),
+        (f"dict://{loop}/info", "scheme 'dict'"),
+        (f"ftp://{loop}/x.jpg", "scheme 'ftp'"),
+        (f"ws://{loop}/", "scheme 'ws'"),
+        ("data:image/jpeg;base64,/9j/4AAQ", "scheme 'data'"),
+        ("javascript:alert(1)", "scheme 'javascript'"),
+        (f"HTTP://{loop}/", "loopback"),
+        (f"hTTps://{loop}/", "loopback"),
+        (f"http:/{loop}/", "no host"),
+        (f"http:{loop}/", "no host"),
+        ("http:///x.jpg", "no host"),
+        (f" http://{loop}/", "whitespace"),
+        (f"http://{loop}/\r\nX: y", "whitespace"),
+        ("http://127.0.0.1\t/", "whitespace"),
+        ("http://127.0.0.1:0/", "out of range"),
+        ("http://127.0.0.1:65536/", "out of range"),
+        ("http://127.0.0.1:99999/", "out of range"),
+        (f"http://{loop}/" + "a" * 2100, "over the limit"),
+        (f"http://localhost:{port}/", "loopback"),
+        (f"http://LOCALHOST:{port}/", "loopback"),
+        (f"http://localhost.:{port}/", "does not resolve"),
+        (f"http://1.2.3.4.5:{port}/", "more than four parts"),
+        (f"http://127.0.0.1.1:{port}/", "more than four parts"),
+        (f"http://08.0.0.1:{port}/", "Invalid IPv4 address"),
+        (f"http://0x7g.1:{port}/", "'0x7g' is not a number"),
         (f"http://08.1:{port}/", "not a valid number"),
-        (f"http://256.0.0.1:{port}/", "Invalid IPv4 address"), (f"http://127..1:{port}/", "is not a number"),
-        (f"http://4294967296:{port}/", "out of range"), (f"http://127.0.0.256.:{port}/", "out of range"),
-        (f"http://example.127:{port}/", "is not a number"), (f"http://%31%32%37.0.0.1:{port}/", "is not a number"),
+        (f"http://256.0.0.1:{port}/", "Invalid IPv4 address"),
+        (f"http://127..1:{port}/", "is not a number"),
+        (f"http://4294967296:{port}/", "out of range"),
+        (f"http://127.0.0.256.:{port}/", "out of range"),
+        (f"http://example.127:{port}/", "is not a number"),
+        (f"http://%31%32%37.0.0.1:{port}/", "is not a number"),
         (f"http://%6c%6fcalhost:{port}/", "not allowed"),
-        (f"http://[::1:{port}/", "not a valid URL"), (f"http://[127.0.0.1]:{port}/", "Invalid IPv6"),
-        (f"http://１２７.０.０.１:{port}/", "not a valid URL"), (f"http://127。0。0。1:{port}/", "loopback"),
+        (f"http://[::1:{port}/", "not a valid URL"),
+        (f"http://[127.0.0.1]:{port}/", "Invalid IPv6"),
+        (f"http://１２７.０.０.１:{port}/", "not a valid URL"),
+        (f"http://127。0。0。1:{port}/", "loopback"),
     ]:
         add(url, expect)
 
@@ -295,20 +368,33 @@ def generate(ports: dict[str, int]) -> list[Payload]:
     for i, (address, reason) in enumerate([*BLOCKED_V4.items(), *BLOCKED_V6.items()]):
         ip = str(ipaddress.ip_address(address))
         add(f"http://name{i}.{TEST_HOST}:{port}/x.jpg", f"resolves to {ip}, which", reason, answers=((address,),))
-        add(f"http://mixed{i}.{TEST_HOST}:{port}/x.jpg", f"resolves to {ip}, which", reason,
-            answers=((PUBLIC_V4, PUBLIC_V6, address),))
+        add(
+            f"http://mixed{i}.{TEST_HOST}:{port}/x.jpg",
+            f"resolves to {ip}, which",
+            reason,
+            answers=((PUBLIC_V4, PUBLIC_V6, address),),
+        )
     add(f"http://scoped.{TEST_HOST}/", "fe80::1, which is link-local", answers=(("fe80::1%eth0",),))
     add(f"http://garbage.{TEST_HOST}/", "not an IP address", answers=(("not-an-ip",),))
 
     # Redirects from an accepted public URL to each kind of blocked target.
     redirect_targets = [
-        *(f"http://{s}:{ports.get(a, port)}/x.jpg" for a in ("127.0.0.1", "127.0.0.2", "127.1.2.3")
-          for s in v4_spellings(a)),
+        *(
+            f"http://{s}:{ports.get(a, port)}/x.jpg"
+            for a in ("127.0.0.1", "127.0.0.2", "127.1.2.3")
+            for s in v4_spellings(a)
+        ),
         *(f"http://{a}:{port}/latest/meta-data/" for a in ("169.254.169.254", "10.0.0.1", "192.168.1.1", "0.0.0.0")),
-        *(f"http://[{a}]:{v6_port}/"
-          for a in ("::1", "::ffff:127.0.0.1", "2002:7f00:1::", "64:ff9b::7f00:1", "fe80::1")),
-        f"http://localhost:{port}/", "file:///etc/passwd", f"gopher://127.0.0.1:{port}/_x", f"//127.0.0.1:{port}/x",
-        f"http://user:pw@{PUBLIC_V4}/", f"http://private.{TEST_HOST}:{port}/",
+        *(
+            f"http://[{a}]:{v6_port}/"
+            for a in ("::1", "::ffff:127.0.0.1", "2002:7f00:1::", "64:ff9b::7f00:1", "fe80::1")
+        ),
+        f"http://localhost:{port}/",
+        "file:///etc/passwd",
+        f"gopher://127.0.0.1:{port}/_x",
+        f"//127.0.0.1:{port}/x",
+        f"http://user:pw@{PUBLIC_V4}/",
+        f"http://private.{TEST_HOST}:{port}/",
     ]
     for target in redirect_targets:
         add(target, "refused redirect", via="redirect")

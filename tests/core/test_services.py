@@ -87,7 +87,10 @@ def test_redis_restart_keeps_data_with_aof() -> None:
 def services_up() -> Iterator[tuple[subprocess.Popen, dict[str, int]]]:
     """Run `insane services up` and yield it once ready, with the servers' pids read from its output."""
     with subprocess.Popen(
-        [*INSANE, "services", "up", "--fast"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*INSANE, "services", "up", "--fast"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as proc:
         try:
             pids = {}
@@ -135,13 +138,15 @@ def test_crash_during_start_leaves_nothing() -> None:
     # (Under /tmp, not tmp_path: as root the server runs as the postgres user, who must reach it.)
     fake = Path(tempfile.mkdtemp(prefix="insane-fake-pg-"))
     fake.chmod(0o755)
-    for name, body in {"initdb": "exit 0", "postgres": "echo 'FATAL: simulated crash'; exit 1",
-                       "pg_isready": "exit 2"}.items():
+    for name, body in {
+        "initdb": "exit 0",
+        "postgres": "echo 'FATAL: simulated crash'; exit 1",
+        "pg_isready": "exit 2",
+    }.items():
         (fake / name).write_text(f"#!/bin/sh\n{body}\n")
         (fake / name).chmod(0o755)
     env = dict(os.environ, INSANE_PG_BIN=str(fake))
-    result = subprocess.run([*INSANE, "services", "up", "--fast"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([*INSANE, "services", "up", "--fast"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "postgres exited with code 1 during start" in result.stderr
     assert "simulated crash" in result.stderr

@@ -82,8 +82,7 @@ def test_toml_value_error_names_the_file_key(monkeypatch: pytest.MonkeyPatch, tm
 
 def test_relay_with_bad_setting_exits_2_with_one_line() -> None:
     env = dict(os.environ, INSANE_REDIS_URL="http://localhost:6379")
-    result = subprocess.run([*INSANE, "relay", "--port", "0"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([*INSANE, "relay", "--port", "0"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "insane: invalid setting: INSANE_REDIS_URL='http://localhost:6379' is invalid: must start with "

@@ -55,8 +55,14 @@ class _NoBlobs:
 
 def _event(url: str, tenant: uuid.UUID | None = None, allow: list[str] | None = None) -> LeasedEvent:
     return LeasedEvent(
-        lease_id="l", event_id=uuid.uuid4(), tenant_id=tenant or uuid.uuid4(), lane="standard", camera="c",
-        created_at=datetime.now(UTC), moments=[MomentRef(index=0, url=url)], allow_private_hosts=allow or [],
+        lease_id="l",
+        event_id=uuid.uuid4(),
+        tenant_id=tenant or uuid.uuid4(),
+        lane="standard",
+        camera="c",
+        created_at=datetime.now(UTC),
+        moments=[MomentRef(index=0, url=url)],
+        allow_private_hosts=allow or [],
     )
 
 
@@ -101,10 +107,20 @@ async def kit() -> AsyncIterator[Kit]:
 @pytest.mark.parametrize(
     ("host", "address"),
     [
-        ("2130706433", "127.0.0.1"), ("0x7f.1", "127.0.0.1"), ("017700000001", "127.0.0.1"), ("127.1", "127.0.0.1"),
-        ("0x7F000001", "127.0.0.1"), ("0177.0.0.1", "127.0.0.1"), ("127.0.1", "127.0.0.1"), ("0", "0.0.0.0"),
-        ("0x", "0.0.0.0"), ("169.254.43518", "169.254.169.254"), ("0xa9.0xfe.0xa9.0xfe", "169.254.169.254"),
-        ("10.1", "10.0.0.1"), ("8.8.8.8.", "8.8.8.8"), ("4294967295", "255.255.255.255"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("0x7F000001", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("127.0.1", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("0x", "0.0.0.0"),
+        ("169.254.43518", "169.254.169.254"),
+        ("0xa9.0xfe.0xa9.0xfe", "169.254.169.254"),
+        ("10.1", "10.0.0.1"),
+        ("8.8.8.8.", "8.8.8.8"),
+        ("4294967295", "255.255.255.255"),
     ],
 )
 def test_numeric_hosts_read_like_inet_aton(host: str, address: str) -> None:
@@ -118,8 +134,14 @@ def test_names_are_not_addresses(host: str) -> None:
 
 @pytest.mark.parametrize(
     ("host", "words"),
-    [("1.2.3.4.5", "more than four parts"), ("256.1.1.1", "out of range"), ("1.2.3.256", "out of range"),
-     ("4294967296", "out of range"), ("09.1", "not a valid number"), ("a.1", "'a' is not a number")],
+    [
+        ("1.2.3.4.5", "more than four parts"),
+        ("256.1.1.1", "out of range"),
+        ("1.2.3.256", "out of range"),
+        ("4294967296", "out of range"),
+        ("09.1", "not a valid number"),
+        ("a.1", "'a' is not a number"),
+    ],
 )
 def test_ambiguous_numeric_hosts_are_refused(host: str, words: str) -> None:
     with pytest.raises(SsrfBlocked, match=words):
@@ -128,9 +150,23 @@ def test_ambiguous_numeric_hosts_are_refused(host: str, words: str) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["8.8.8.8", "1.1.1.1", PUBLIC_V4, "100.63.255.255", "100.128.0.0", "172.15.255.255", "172.32.0.0",
-     "192.167.255.255", "198.17.255.255", "223.255.255.255", PUBLIC_V6, "2a00:1450:4001:81b::200e",
-     "2002:808:808::1", "64:ff9b::808:808", "2001:0:4136:e378:8000:63bf:f7f7:f7f7"],
+    [
+        "8.8.8.8",
+        "1.1.1.1",
+        PUBLIC_V4,
+        "100.63.255.255",
+        "100.128.0.0",
+        "172.15.255.255",
+        "172.32.0.0",
+        "192.167.255.255",
+        "198.17.255.255",
+        "223.255.255.255",
+        PUBLIC_V6,
+        "2a00:1450:4001:81b::200e",
+        "2002:808:808::1",
+        "64:ff9b::808:808",
+        "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+    ],
 )
 def test_global_addresses_pass(address: str) -> None:
     assert refusal(ipaddress.ip_address(address)) is None
@@ -174,8 +210,11 @@ async def test_allow_list_applies_only_on_the_dedicated_tenants_worker() -> None
     shared = SsrfGuard(resolver=resolver)
 
     assert (await dedicated.for_event(_event(url, tenant, ["NVR.lan."])).check(url)).addresses == ("192.168.1.20",)
-    for guard, event in [(dedicated, _event(url, other, ["nvr.lan"])), (shared, _event(url, tenant, ["nvr.lan"])),
-                         (dedicated, _event(url, tenant, []))]:
+    for guard, event in [
+        (dedicated, _event(url, other, ["nvr.lan"])),
+        (shared, _event(url, tenant, ["nvr.lan"])),
+        (dedicated, _event(url, tenant, [])),
+    ]:
         with pytest.raises(SsrfBlocked, match=r"nvr\.lan resolves to 192\.168\.1\.20, which is private"):
             await guard.for_event(event).check(url)
     # The list names hosts, not ranges: another private host stays refused.
@@ -186,8 +225,13 @@ async def test_allow_list_applies_only_on_the_dedicated_tenants_worker() -> None
 
 @pytest.mark.parametrize(
     ("answer", "words"),
-    [("224.0.0.251", "multicast"), ("::ffff:192.168.1.20", "IPv4-mapped"), ("0.0.0.0", "unspecified"),
-     ("192.0.2.10", "documentation"), ("2002:c0a8:114::", "6to4 address embedding 192.168.1.20")],
+    [
+        ("224.0.0.251", "multicast"),
+        ("::ffff:192.168.1.20", "IPv4-mapped"),
+        ("0.0.0.0", "unspecified"),
+        ("192.0.2.10", "documentation"),
+        ("2002:c0a8:114::", "6to4 address embedding 192.168.1.20"),
+    ],
 )
 async def test_allow_list_never_opens_non_host_ranges(answer: str, words: str) -> None:
     resolver = ScriptedResolver()
@@ -258,16 +302,21 @@ async def test_tls_keeps_the_server_name_and_checks_the_certificate(kit: Kit) ->
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TEST_HOST)])
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(TEST_HOST)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     cert_file, key_file = _write_tmp(pem), _write_tmp(key_pem)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert_file, key_file)
@@ -387,7 +436,9 @@ async def test_redirect_hops_are_limited(kit: Kit) -> None:
 
 async def test_redirect_to_a_private_name_is_refused_mid_chain(kit: Kit) -> None:
     kit.server.routes["/to-private"] = (
-        301, {"Location": f"http://private.{TEST_HOST}:{kit.server.port}/ok.jpg"}, b"",
+        301,
+        {"Location": f"http://private.{TEST_HOST}:{kit.server.port}/ok.jpg"},
+        b"",
     )
     event = _event(f"http://{TEST_HOST}:{kit.server.port}/to-private")
     with pytest.raises(FetchError, match=rf"^refused redirect: private\.{TEST_HOST} resolves to 10\.0\.0\.1"):

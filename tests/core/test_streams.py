@@ -18,10 +18,16 @@ from tests.relayhelp import fresh_redis_url
 
 def event(lane: str) -> tuple[str, str]:
     event_id = str(uuid.uuid4())
-    return event_id, json.dumps({
-        "event_id": event_id, "tenant_id": str(uuid.uuid4()), "lane": lane, "camera": "c",
-        "created_at": datetime.now(UTC).isoformat(), "moments": [{"index": 0, "url": "https://x.example/a.jpg"}],
-    })
+    return event_id, json.dumps(
+        {
+            "event_id": event_id,
+            "tenant_id": str(uuid.uuid4()),
+            "lane": lane,
+            "camera": "c",
+            "created_at": datetime.now(UTC).isoformat(),
+            "moments": [{"index": 0, "url": "https://x.example/a.jpg"}],
+        }
+    )
 
 
 @pytest.fixture
@@ -125,23 +131,41 @@ async def test_lan_worker_acl_allows_leasing_and_denies_everything_else(streams:
     name = f"lan-{uuid.uuid4().hex[:6]}"
     await streams.redis.execute_command("ACL", "SETUSER", *acl_rules(name, "pw-123456"))
     try:
-        allowed = [["XREADGROUP", "GROUP", "workers", "c", "STREAMS", stream_key("pro"), ">"],
-                   ["XAUTOCLAIM", stream_key("pro"), "workers", "c", "0", "0"],
-                   ["XPENDING", stream_key("pro"), "workers"], ["GET", "insane:blob:x"], ["XLEN", stream_key("pro")]]
+        allowed = [
+            ["XREADGROUP", "GROUP", "workers", "c", "STREAMS", stream_key("pro"), ">"],
+            ["XAUTOCLAIM", stream_key("pro"), "workers", "c", "0", "0"],
+            ["XPENDING", stream_key("pro"), "workers"],
+            ["GET", "insane:blob:x"],
+            ["XLEN", stream_key("pro")],
+        ]
         for cmd in allowed:
             assert await streams.redis.execute_command("ACL", "DRYRUN", name, *cmd) == b"OK", cmd
-        denied = [["XACK", stream_key("pro"), "workers", "1-0"], ["XDEL", stream_key("pro"), "1-0"],
-                  ["XTRIM", stream_key("pro"), "MAXLEN", "0"], ["XGROUP", "DESTROY", stream_key("pro"), "workers"],
-                  ["EVAL", "return 1", "0"], ["KEYS", "*"], ["XADD", stream_key("pro"), "*", "a", "b"],
-                  ["SET", "insane:blob:x", "y"], ["FLUSHALL"], ["CONFIG", "GET", "*"],
-                  ["GET", "insane:rate:x"], ["XREADGROUP", "GROUP", "workers", "c", "STREAMS", DEAD_KEY, ">"]]
+        denied = [
+            ["XACK", stream_key("pro"), "workers", "1-0"],
+            ["XDEL", stream_key("pro"), "1-0"],
+            ["XTRIM", stream_key("pro"), "MAXLEN", "0"],
+            ["XGROUP", "DESTROY", stream_key("pro"), "workers"],
+            ["EVAL", "return 1", "0"],
+            ["KEYS", "*"],
+            ["XADD", stream_key("pro"), "*", "a", "b"],
+            ["SET", "insane:blob:x", "y"],
+            ["FLUSHALL"],
+            ["CONFIG", "GET", "*"],
+            ["GET", "insane:rate:x"],
+            ["XREADGROUP", "GROUP", "workers", "c", "STREAMS", DEAD_KEY, ">"],
+        ]
         for cmd in denied:
             answer = await streams.redis.execute_command("ACL", "DRYRUN", name, *cmd)
             assert answer != b"OK", cmd
         # And for real, logged in as that user.
         pool_kwargs = streams.redis.connection_pool.connection_kwargs
-        lan = aioredis.Redis(host=pool_kwargs["host"], port=pool_kwargs["port"], db=pool_kwargs.get("db", 0),
-                             username=name, password="pw-123456")
+        lan = aioredis.Redis(
+            host=pool_kwargs["host"],
+            port=pool_kwargs["port"],
+            db=pool_kwargs.get("db", 0),
+            username=name,
+            password="pw-123456",
+        )
         try:
             event_id, body = event("pro")
             await streams.add("pro", event_id, body)

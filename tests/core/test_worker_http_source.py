@@ -44,8 +44,12 @@ async def test_results_are_retried_through_5xx_and_connect_errors_then_stored():
 
 @pytest.mark.parametrize(
     ("status", "error", "text"),
-    [(401, TokenRejected, "enroll this worker again"), (422, RequestRejected, "HTTP 422"),
-     (500, RelayUnavailable, "HTTP 500"), (429, RelayUnavailable, "HTTP 429")],
+    [
+        (401, TokenRejected, "enroll this worker again"),
+        (422, RequestRejected, "HTTP 422"),
+        (500, RelayUnavailable, "HTTP 500"),
+        (429, RelayUnavailable, "HTTP 429"),
+    ],
 )
 async def test_status_codes_map_to_our_errors(status, error, text):
     calls = []

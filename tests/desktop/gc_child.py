@@ -1,7 +1,7 @@
 """A qasync loop whose executor threads allocate while Qt objects with running timers lie in reference cycles.
 
-    python -m tests.desktop.gc_child guarded      (under desktop.gcpolicy, as the app runs: exits 0)
-    python -m tests.desktop.gc_child unguarded    (Python's own collection: the GUI thread crashes)
+python -m tests.desktop.gc_child guarded      (under desktop.gcpolicy, as the app runs: exits 0)
+python -m tests.desktop.gc_child unguarded    (Python's own collection: the GUI thread crashes)
 """
 
 from __future__ import annotations

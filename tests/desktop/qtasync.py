@@ -15,6 +15,7 @@ from desktop.gcpolicy import collect_on_gui_thread
 
 def run_qt(qapp: Any, coro: Coroutine[Any, Any, Any], timeout_s: float = 240.0) -> Any:
     """Run ``coro`` to completion on a fresh qasync loop, then close the loop (and its executor)."""
+
     async def bounded() -> Any:
         async with asyncio.timeout(timeout_s):  # in this task: the scenario sees no wrapper task
             return await coro

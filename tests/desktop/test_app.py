@@ -41,8 +41,10 @@ async def post_upload(relay_url: str, tenant, camera: str) -> str:
     import json
 
     event = {"camera": camera, "time": "2026-01-01T00:00:00Z", "moments": []}
-    files = [("event", (None, json.dumps(event), "application/json")),
-             ("moment", ("m0.jpg", sample_path().read_bytes(), "image/jpeg"))]
+    files = [
+        ("event", (None, json.dumps(event), "application/json")),
+        ("moment", ("m0.jpg", sample_path().read_bytes(), "image/jpeg")),
+    ]
     async with httpx.AsyncClient(timeout=30) as client:
         r = await client.post(f"{relay_url}/v1/events", files=files, headers=tenant.headers)
     assert r.status_code in (200, 201, 202), r.text
@@ -55,8 +57,9 @@ async def event_status(relay_url: str, tenant, event_id: str) -> dict:
 
 
 def test_tray_drives_a_real_worker(qtbot, qapp, relay, tenant, model_onnx: Path, app_env: Path, monkeypatch) -> None:
-    settings = load_settings(relay_url=relay.url, model=str(model_onnx), worker_threads=1,
-                             worker_lease_wait_s=1.0, tray_alert_after_s=600)
+    settings = load_settings(
+        relay_url=relay.url, model=str(model_onnx), worker_threads=1, worker_lease_wait_s=1.0, tray_alert_after_s=600
+    )
     threads_before = {t.ident for t in threading.enumerate()}
     native_before = native_threads()
     controller = Controller(settings, use_tray=True)
@@ -134,8 +137,11 @@ def test_tray_drives_a_real_worker(qtbot, qapp, relay, tenant, model_onnx: Path,
 
     run_qt(qapp, scenario())
     # Python threads (decode pool, executors) and native ones (onnxruntime's pools, Qt's) alike.
-    leftover = [t.name for t in threading.enumerate()
-                if t.ident not in threads_before and not isinstance(t, threading._DummyThread)]
+    leftover = [
+        t.name
+        for t in threading.enumerate()
+        if t.ident not in threads_before and not isinstance(t, threading._DummyThread)
+    ]
     assert not leftover, leftover
     # QThread.wait() returns before the OS thread is fully gone: give the kernel a bounded moment.
     deadline = time.monotonic() + 10
@@ -143,7 +149,6 @@ def test_tray_drives_a_real_worker(qtbot, qapp, relay, tenant, model_onnx: Path,
         qapp.processEvents()
         time.sleep(0.05)
     assert not native_threads() - native_before, "native threads left running after Quit"
-
 
 
 def test_settings_round_trip(qtbot, qapp, relay, model_onnx: Path, app_env: Path) -> None:

@@ -72,8 +72,12 @@ def test_launch_agent_plist(tmp_path: Path) -> None:
     entry.enable()
     assert entry.path == tmp_path / "Library" / "LaunchAgents" / "ai.insane.tray.plist"
     plist = plistlib.loads(entry.path.read_bytes())
-    assert plist == {"Label": "ai.insane.tray", "ProgramArguments": COMMAND, "RunAtLoad": True,
-                     "ProcessType": "Interactive"}
+    assert plist == {
+        "Label": "ai.insane.tray",
+        "ProgramArguments": COMMAND,
+        "RunAtLoad": True,
+        "ProcessType": "Interactive",
+    }
     assert entry.is_enabled()
 
 

@@ -37,8 +37,11 @@ def test_values_that_toml_cannot_hold(tmp_path: Path) -> None:
 
 def test_unicode_and_paths_round_trip() -> None:
     data = {"model": Path("/home/zoë/models/fall.onnx"), "name": "caméra\tcour", "sizes": [1, 2.5]}
-    assert tomllib.loads(dumps(data)) == {"model": "/home/zoë/models/fall.onnx", "name": "caméra\tcour",
-                                          "sizes": [1, 2.5]}
+    assert tomllib.loads(dumps(data)) == {
+        "model": "/home/zoë/models/fall.onnx",
+        "name": "caméra\tcour",
+        "sizes": [1, 2.5],
+    }
 
 
 def test_broken_file_is_our_error(tmp_path: Path) -> None:

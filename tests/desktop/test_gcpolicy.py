@@ -14,8 +14,9 @@ OFF_THREAD = "Timers cannot be stopped from another thread"
 
 
 def run_child(mode: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tests.desktop.gc_child", mode], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.desktop.gc_child", mode], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_worker_threads_allocating_never_free_qt_objects() -> None:

@@ -13,8 +13,16 @@ def test_flattens_a_snapshot_into_series() -> None:
     h = MetricsHistory(span_s=60)
     h.add(snap(WorkerState.RUNNING), at=100.0)
     names = set(h.names())
-    assert {"images_per_s", "events_per_s", "batch_size", "queue:pro", "queue:standard", "k:pro",
-            "latency_p50:event", "latency_p95:event"} <= names
+    assert {
+        "images_per_s",
+        "events_per_s",
+        "batch_size",
+        "queue:pro",
+        "queue:standard",
+        "k:pro",
+        "latency_p50:event",
+        "latency_p95:event",
+    } <= names
     assert "latency_p99:event" not in names  # the charts draw p50 and p95 only
     assert h.series("queue:standard") == [(100.0, 5.0)]
 
@@ -46,7 +54,9 @@ def test_bad_arguments() -> None:
         MetricsHistory(span_s=0)
 
 
-@pytest.mark.parametrize(("value", "top"), [(0, 1), (0.3, 1), (1.5, 2), (3, 5), (7, 10), (12, 20), (24, 25),
-                                            (26, 50), (99, 100), (101, 200), (2400, 2500)])
+@pytest.mark.parametrize(
+    ("value", "top"),
+    [(0, 1), (0.3, 1), (1.5, 2), (3, 5), (7, 10), (12, 20), (24, 25), (26, 50), (99, 100), (101, 200), (2400, 2500)],
+)
 def test_nice_ceiling(value: float, top: float) -> None:
     assert nice_ceiling(value) == top

@@ -13,10 +13,21 @@ from desktop.status import gpu_choice, is_on_gpu, k_text, look_for, pause_text, 
 
 def snap(state: WorkerState, detail: str = "", **kw) -> MetricsSnapshot:
     values = dict(
-        at=time.time(), state=state, state_detail=detail, images_per_s=12.34, events_per_s=0.5,
-        latency_ms={"event": {"p50": 120.0, "p95": 300.0, "p99": 400.0}}, queue_depth={"pro": 2, "standard": 5},
-        batch_size=8, k={"pro": 64, "standard": 16}, provider="CPUExecutionProvider", model="yolov8n", threads=2,
-        images_total=100, events_total=4, errors_total=0,
+        at=time.time(),
+        state=state,
+        state_detail=detail,
+        images_per_s=12.34,
+        events_per_s=0.5,
+        latency_ms={"event": {"p50": 120.0, "p95": 300.0, "p99": 400.0}},
+        queue_depth={"pro": 2, "standard": 5},
+        batch_size=8,
+        k={"pro": 64, "standard": 16},
+        provider="CPUExecutionProvider",
+        model="yolov8n",
+        threads=2,
+        images_total=100,
+        events_total=4,
+        errors_total=0,
     )
     values.update(kw)
     return MetricsSnapshot(**values)
@@ -64,8 +75,10 @@ def test_gpu_prefers_the_engine_order_then_the_workers_own() -> None:
 
 
 def test_verdict_and_k_text() -> None:
-    verdict = (ClassVerdict(label="person", moments=2, best=0.8, median=0.7),
-               ClassVerdict(label="Fall", moments=5, best=0.9, median=0.6))
+    verdict = (
+        ClassVerdict(label="person", moments=2, best=0.8, median=0.7),
+        ClassVerdict(label="Fall", moments=5, best=0.9, median=0.6),
+    )
     assert verdict_text(verdict) == "Fall ×5 (0.90), person ×2 (0.80)"
     assert verdict_text(()) == "nothing seen"
     assert k_text({"standard": 16, "pro": 64}) == "pro 64 · standard 16"

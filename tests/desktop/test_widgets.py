@@ -26,9 +26,15 @@ CPU_ONLY = gpu_choice(["CPUExecutionProvider"])
 def recent_events(n: int = 3) -> tuple[EventSummary, ...]:
     now = time.time()
     return tuple(
-        EventSummary(event_id=uuid.uuid4(), camera=f"cam{i}", lane="pro" if i % 2 else "standard", k=4 + i,
-                     verdict=(ClassVerdict(label="Fall", moments=i + 1, best=0.9, median=0.8),) if i else (),
-                     done_at=now - 10 * i, latency_s=0.5 + i)
+        EventSummary(
+            event_id=uuid.uuid4(),
+            camera=f"cam{i}",
+            lane="pro" if i % 2 else "standard",
+            k=4 + i,
+            verdict=(ClassVerdict(label="Fall", moments=i + 1, best=0.9, median=0.8),) if i else (),
+            done_at=now - 10 * i,
+            latency_s=0.5 + i,
+        )
         for i in range(n)
     )
 
@@ -44,10 +50,17 @@ def test_dashboard_follows_a_snapshot(qtbot, artifacts: Path) -> None:
     qtbot.addWidget(dash)
     t0 = time.time()
     for i in range(60):
-        dash.show_snapshot(snap(WorkerState.RUNNING, at=t0 + i, images_per_s=10 + i % 7,
-                                queue_depth={"pro": i % 5, "standard": 20 - i % 9},
-                                latency_ms={"event": {"p50": 100 + i, "p95": 250 + 2 * i, "p99": 400}},
-                                recent=recent_events()), CPU_ONLY)
+        dash.show_snapshot(
+            snap(
+                WorkerState.RUNNING,
+                at=t0 + i,
+                images_per_s=10 + i % 7,
+                queue_depth={"pro": i % 5, "standard": 20 - i % 9},
+                latency_ms={"event": {"p50": 100 + i, "p95": 250 + 2 * i, "p99": 400}},
+                recent=recent_events(),
+            ),
+            CPU_ONLY,
+        )
     assert dash.figures["provider"].text() == "CPU"
     assert dash.figures["batch size"].text() == "8"
     assert dash.figures["K"].text() == "pro 64 · standard 16"
@@ -111,15 +124,21 @@ def test_tray_menu_follows_state(qtbot) -> None:
 
 
 def test_settings_dialog_reports_values(qtbot, artifacts: Path) -> None:
-    dialog = SettingsDialog({"relay_url": "https://r.example", "model": "fall-yolov8s", "worker_threads": 2,
-                             "start_at_login": False}, models=["yolov8n", "fall-yolov8s"])
+    dialog = SettingsDialog(
+        {"relay_url": "https://r.example", "model": "fall-yolov8s", "worker_threads": 2, "start_at_login": False},
+        models=["yolov8n", "fall-yolov8s"],
+    )
     qtbot.addWidget(dialog)
     dialog.threads.setValue(3)
     dialog.start_at_login.setChecked(True)
     with qtbot.waitSignal(dialog.save_requested) as blocker:
         dialog.buttons.accepted.emit()
-    assert blocker.args[0] == {"relay_url": "https://r.example", "model": "fall-yolov8s", "worker_threads": 3,
-                               "start_at_login": True}
+    assert blocker.args[0] == {
+        "relay_url": "https://r.example",
+        "model": "fall-yolov8s",
+        "worker_threads": 3,
+        "start_at_login": True,
+    }
     with qtbot.assertNotEmitted(dialog.enroll_requested):
         dialog.enroll_button.click()
     assert "paste the one-time code" in dialog.message.text()

@@ -1,6 +1,6 @@
 """Run inside an X display with a tray host: show the real tray icon, open its menu, take screenshots.
 
-    python -m tests.desktop.xvfb_child ARTIFACTS_DIR      (DISPLAY set; prints one JSON line)
+python -m tests.desktop.xvfb_child ARTIFACTS_DIR      (DISPLAY set; prints one JSON line)
 """
 
 from __future__ import annotations

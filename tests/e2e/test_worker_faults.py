@@ -32,11 +32,22 @@ async def count_results(db_url: str, event_ids: list[str]) -> int:
 async def test_worker_killed_mid_batch_another_completes_everything_once(relay, relay_db, photos, fast_onnx):
     tenant = make_tenant(relay.url, tier="guardian")
     first, second = enroll_worker(relay.url, name="doomed"), enroll_worker(relay.url, name="rescuer")
-    env = dict(os.environ, INSANE_RELAY_URL=relay.url, INSANE_WORKER_TOKEN=first.secret, INSANE_MODEL=str(fast_onnx),
-               INSANE_WORKER_THREADS="1", INSANE_WORKER_LEASE_WAIT_S="1", INSANE_WORKER_BATCH_SIZE="2")
+    env = dict(
+        os.environ,
+        INSANE_RELAY_URL=relay.url,
+        INSANE_WORKER_TOKEN=first.secret,
+        INSANE_MODEL=str(fast_onnx),
+        INSANE_WORKER_THREADS="1",
+        INSANE_WORKER_LEASE_WAIT_S="1",
+        INSANE_WORKER_BATCH_SIZE="2",
+    )
     proc = subprocess.Popen(  # noqa: ASYNC220  # Popen returns at once; reads go through an executor
-        [sys.executable, "-m", "insane", "worker", "--json"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [sys.executable, "-m", "insane", "worker", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     events = [post_event(relay.url, tenant, uploads=[photos["bus.jpg"]] * 8) for _ in range(5)]
     try:
         loop = asyncio.get_running_loop()
@@ -74,8 +85,15 @@ async def test_backlog_shrinks_standard_k_to_its_floor_and_k_comes_back(relay, r
     allow_private(relay_db, tenant.id, ["127.0.0.1"])
     creds = enroll_worker(relay.url, tenant=tenant.id)
     worker = make_worker(
-        relay.url, creds.secret, fast_onnx, dedicated=tenant.id, k_max={"pro": 8, "standard": 8},
-        k_floor={"pro": 4, "standard": 2}, drain_target_s=1.0, lease_events=2, lease_ahead_images=16,
+        relay.url,
+        creds.secret,
+        fast_onnx,
+        dedicated=tenant.id,
+        k_max={"pro": 8, "standard": 8},
+        k_floor={"pro": 4, "standard": 2},
+        drain_target_s=1.0,
+        lease_events=2,
+        lease_ahead_images=16,
     )
     ks: list[dict[str, int]] = []
     worker.subscribe(lambda s: ks.append(dict(s.k)))

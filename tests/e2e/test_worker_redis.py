@@ -29,7 +29,6 @@ async def test_redis_source_reviews_uploads_and_the_relay_acks(relay, tenant, ph
     assert worker.snapshot().events_total == 2
     # Acked by the relay once stored: nothing is left pending for this consumer.
 
-
     client = aioredis.from_url(relay.settings.redis_url)
     try:
         pending = [p for lane in ("pro", "standard") for p in await Streams(client).pending(lane)]

@@ -13,10 +13,30 @@ from tests.conftest import ROOT
 
 
 def test_forbidden_modules_are_found_by_their_top_level_package() -> None:
-    names = ["numpy", "numpy.linalg", "torch.nn.functional", "starlette.routing", "asyncpg", "uvicorn.main",
-             "ultralytics.engine", "relay.app", "desktop.tray", "core.detect", "torchmetrics", "cv2", "PIL.Image"]
-    assert bundle_check.forbidden_modules(names) == ["asyncpg", "cv2", "relay", "starlette", "torch", "ultralytics",
-                                                     "uvicorn"]
+    names = [
+        "numpy",
+        "numpy.linalg",
+        "torch.nn.functional",
+        "starlette.routing",
+        "asyncpg",
+        "uvicorn.main",
+        "ultralytics.engine",
+        "relay.app",
+        "desktop.tray",
+        "core.detect",
+        "torchmetrics",
+        "cv2",
+        "PIL.Image",
+    ]
+    assert bundle_check.forbidden_modules(names) == [
+        "asyncpg",
+        "cv2",
+        "relay",
+        "starlette",
+        "torch",
+        "ultralytics",
+        "uvicorn",
+    ]
 
 
 def test_forbidden_files_catch_torch_opencv_and_unused_qt_modules() -> None:
@@ -52,8 +72,12 @@ def test_command_line_fails_on_a_folder_over_the_limit_or_with_torch(tmp_path: P
     bundle = tmp_path / "insane-desktop"
     (bundle / "_internal" / "torch").mkdir(parents=True)
     (bundle / "_internal" / "torch" / "__init__.pyc").write_bytes(b"\0" * 2_000_000)
-    done = subprocess.run([sys.executable, str(ROOT / "installer" / "bundle_check.py"), str(bundle),
-                           "--max-mb", "1"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "installer" / "bundle_check.py"), str(bundle), "--max-mb", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "forbidden file in the bundle: _internal/torch/__init__.pyc" in done.stderr
     assert "the bundle is 2.0 MB, over the 1 MB limit" in done.stderr
@@ -68,8 +92,9 @@ def test_the_spec_uses_the_checker_and_the_tray_entry_point() -> None:
     assert 'cli.COMMANDS[:] = [("tray", "desktop.cli")]' in entry
 
 
-@pytest.mark.parametrize("script", ["installer/linux/build.sh", "installer/macos/build.sh",
-                                    "installer/linux/install.sh"])
+@pytest.mark.parametrize(
+    "script", ["installer/linux/build.sh", "installer/macos/build.sh", "installer/linux/install.sh"]
+)
 def test_shell_scripts_parse(script: str) -> None:
     done = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr

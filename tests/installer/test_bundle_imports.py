@@ -35,7 +35,8 @@ sys.exit(self_test(load_settings(model=sys.argv[1])))
 def test_the_tray_app_runs_without_what_the_bundle_leaves_out() -> None:
     model = models.shipped_fall_onnx(models.test_cache())
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(model)], env=env, capture_output=True, text=True,
-                          timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model)], env=env, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr
     assert "self-test: OK" in done.stdout and "best candidate below the threshold: Normal" in done.stdout

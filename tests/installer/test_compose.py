@@ -63,8 +63,9 @@ def test_redis_and_postgres_live_on_an_internal_network_only(compose: dict) -> N
             assert not networks[net].get("external"), f"{name} is on {net}, an external network"
     # ...and the proxy cannot reach them at all: it shares no network with them.
     proxy_nets = service_networks(compose["services"]["proxy"])
-    assert not proxy_nets & (service_networks(compose["services"]["redis"]) |
-                             service_networks(compose["services"]["postgres"]))
+    assert not proxy_nets & (
+        service_networks(compose["services"]["redis"]) | service_networks(compose["services"]["postgres"])
+    )
 
 
 def test_redis_is_durable_and_password_protected_without_the_password_in_argv(compose: dict) -> None:
@@ -122,10 +123,19 @@ def test_caddyfile_proxies_to_the_relay_with_tls_on_443_only(tmp_path: Path) -> 
     caddy = shutil.which("caddy")
     if caddy is None:
         pytest.skip("no caddy here (Debian: apt-get install caddy)")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RELAY_DOMAIN": "relay.example.com",
-           "ACME_EMAIL": "admin@example.com"}
-    done = subprocess.run([caddy, "adapt", "--config", str(RELAY / "Caddyfile"), "--adapter", "caddyfile"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "RELAY_DOMAIN": "relay.example.com",
+        "ACME_EMAIL": "admin@example.com",
+    }
+    done = subprocess.run(
+        [caddy, "adapt", "--config", str(RELAY / "Caddyfile"), "--adapter", "caddyfile"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     config = json.loads(done.stdout)
     text = json.dumps(config)

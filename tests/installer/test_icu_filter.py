@@ -22,13 +22,33 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_keeps_root_english_and_everything_that_is_not_a_locale() -> None:
-    kept = ["icudt73l/root.res", "icudt73l/en.res", "icudt73l/en_GB.res", "icudt73l/coll/ucadata.icu",
-            "icudt73l/coll/root.res", "icudt73l/zone/pool.res", "icudt73l/zoneinfo64.res", "icudt73l/uprops.icu",
-            "icudt73l/brkitr/word.brk", "icudt73l/res_index.res", "icudt73l/likelySubtags.res",
-            "icudt73l/cnvalias.icu", "icudt73l/unit/en_001.res", "icudt73l/plurals.res"]
-    dropped = ["icudt73l/de.res", "icudt73l/zh_Hant_TW.res", "icudt73l/coll/de.res", "icudt73l/yue.res",
-               "icudt73l/ibm-1047_P100-1995.cnv", "icudt73l/brkitr/cjdict.dict", "icudt73l/translit/root.res",
-               "icudt73l/curr/ja.res", "icudt73l/coll/de__PHONEBOOK.res"]
+    kept = [
+        "icudt73l/root.res",
+        "icudt73l/en.res",
+        "icudt73l/en_GB.res",
+        "icudt73l/coll/ucadata.icu",
+        "icudt73l/coll/root.res",
+        "icudt73l/zone/pool.res",
+        "icudt73l/zoneinfo64.res",
+        "icudt73l/uprops.icu",
+        "icudt73l/brkitr/word.brk",
+        "icudt73l/res_index.res",
+        "icudt73l/likelySubtags.res",
+        "icudt73l/cnvalias.icu",
+        "icudt73l/unit/en_001.res",
+        "icudt73l/plurals.res",
+    ]
+    dropped = [
+        "icudt73l/de.res",
+        "icudt73l/zh_Hant_TW.res",
+        "icudt73l/coll/de.res",
+        "icudt73l/yue.res",
+        "icudt73l/ibm-1047_P100-1995.cnv",
+        "icudt73l/brkitr/cjdict.dict",
+        "icudt73l/translit/root.res",
+        "icudt73l/curr/ja.res",
+        "icudt73l/coll/de__PHONEBOOK.res",
+    ]
     assert all(icu_filter.keep(n) for n in kept)
     assert not any(icu_filter.keep(n) for n in dropped)
 
@@ -73,8 +93,13 @@ def test_qt_answers_the_same_with_the_slim_data(tmp_path: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         if preload:
             env["LD_PRELOAD"] = str(preload)  # same soname: Qt's ICU binds to this one instead of its own
-        out = subprocess.run([sys.executable, "-c", QT_PROBE.replace("{lib}", str(slim))], env=env,
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", QT_PROBE.replace("{lib}", str(slim))],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout
 

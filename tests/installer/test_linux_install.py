@@ -34,8 +34,9 @@ def fake_unpacked_archive(folder: Path, marker: str) -> Path:
 
 def run_install(folder: Path, prefix: Path, *args: str) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ["PATH"], "HOME": str(prefix.parent), "PREFIX": str(prefix)}
-    return subprocess.run(["bash", str(folder / "install.sh"), *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        ["bash", str(folder / "install.sh"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_install_upgrade_and_uninstall(tmp_path: Path) -> None:

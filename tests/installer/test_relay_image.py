@@ -15,9 +15,20 @@ from tests.conftest import ROOT
 
 DOCKERFILE = ROOT / "installer" / "relay" / "Dockerfile"
 # The desktop and detector stacks; none belongs on a VPS that only queues work.
-FORBIDDEN = {"pyside6", "pyside6-essentials", "shiboken6", "onnxruntime", "onnxruntime-gpu", "torch",
-             "torchvision", "ultralytics", "ultralytics-opencv-headless", "opencv-python",
-             "opencv-python-headless", "qasync"}
+FORBIDDEN = {
+    "pyside6",
+    "pyside6-essentials",
+    "shiboken6",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "torch",
+    "torchvision",
+    "ultralytics",
+    "ultralytics-opencv-headless",
+    "opencv-python",
+    "opencv-python-headless",
+    "qasync",
+}
 
 
 def test_image_copies_every_package_the_project_installs() -> None:
@@ -34,9 +45,21 @@ def test_image_copies_every_package_the_project_installs() -> None:
 def test_relay_extra_pulls_no_qt_onnxruntime_or_torch(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-         "--report", str(report), f"{ROOT}[relay]"],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            f"{ROOT}[relay]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     if done.returncode != 0 and ("No matching distribution" in done.stderr or "connection" in done.stderr.lower()):
         pytest.skip(f"no package index reachable: {done.stderr.strip()[-300:]}")

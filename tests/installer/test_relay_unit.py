@@ -35,9 +35,15 @@ def test_unit_runs_insane_relay_hardened() -> None:
     service = unit_service()
     assert service["ExecStart"] == ["/opt/insane/bin/insane relay"]
     assert service["EnvironmentFile"] == ["/etc/insane/relay.env"]
-    for key, value in {"DynamicUser": "yes", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
-                       "ProtectHome": "yes", "PrivateTmp": "yes", "PrivateDevices": "yes",
-                       "CapabilityBoundingSet": ""}.items():
+    for key, value in {
+        "DynamicUser": "yes",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "CapabilityBoundingSet": "",
+    }.items():
         assert service.get(key) == [value], key
     assert "User" not in service  # DynamicUser: no fixed account on the host
 
@@ -68,8 +74,9 @@ def test_systemd_security_exposure_is_low(tmp_path: Path) -> None:
         pytest.skip("no systemd-analyze here (Debian: apt-get install systemd)")
     unit = _verifiable_copy(tmp_path)
     # --threshold is on a 0-100 scale; 20 is "2.0 OK" in systemd's words. This unit scores 1.2.
-    done = subprocess.run([tool, "security", "--offline=yes", "--threshold=20", str(unit)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [tool, "security", "--offline=yes", "--threshold=20", str(unit)], capture_output=True, text=True, timeout=60
+    )
     if "--offline" in done.stderr and "unrecognized" in done.stderr:
         pytest.skip("this systemd-analyze has no offline security analysis (systemd < 250)")
     assert done.returncode == 0, done.stdout[-2000:]

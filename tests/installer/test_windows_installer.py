@@ -26,4 +26,4 @@ def test_autostart_value_is_the_one_the_app_manages() -> None:
 def test_upgrades_replace_the_same_installation() -> None:
     assert re.search(r"^AppId=\{\{[0-9A-F-]{36}\}$", ISS, re.M)  # fixed: an upgrade finds the old install
     assert 'Type: filesandordirs; Name: "{app}\\_internal"' in ISS
-    assert "#define AppExe \"insane-desktop.exe\"" in ISS
+    assert '#define AppExe "insane-desktop.exe"' in ISS

@@ -19,8 +19,9 @@ def test_shutdown_ends_lease_long_polls_and_result_streams(services) -> None:
         streaming = threading.Event()
 
         def lease() -> None:
-            r = httpx.post(f"{relay.url}/v1/worker/lease", json={"max_events": 4, "wait_s": 25},
-                           headers=worker.headers, timeout=60)
+            r = httpx.post(
+                f"{relay.url}/v1/worker/lease", json={"max_events": 4, "wait_s": 25}, headers=worker.headers, timeout=60
+            )
             answers["lease"] = (r.status_code, r.json())
 
         def stream() -> None:

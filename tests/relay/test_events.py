@@ -70,8 +70,9 @@ def test_retry_with_idempotency_key_returns_the_same_event(relay: RelayServer) -
 
 async def _burst(url: str, headers: dict, n: int, moments: int) -> list[httpx.Response]:
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=50)) as client:
-        return await asyncio.gather(*(client.post(f"{url}/v1/events", headers=headers, json=event_body(moments))
-                                      for _ in range(n)))
+        return await asyncio.gather(
+            *(client.post(f"{url}/v1/events", headers=headers, json=event_body(moments)) for _ in range(n))
+        )
 
 
 def test_guardian_quota_admits_exactly_five_of_100_concurrent_deep_reviews(relay: RelayServer) -> None:
@@ -125,22 +126,34 @@ def test_backlog_bound_answers_503_with_retry_after(services, relay_db: str) -> 
         assert redis.Redis.from_url(settings.redis_url).xlen(stream_key("standard")) == 2
 
 
-@pytest.mark.parametrize(("kwargs", "status", "slug"), [
-    ({"json": {"camera": "c"}}, 422, "invalid-event"),
-    ({"json": event_body(0)}, 422, "no-moments"),
-    ({"json": event_body(33)}, 422, "too-many-moments"),
-    ({"json": {**event_body(1), "moments": ["ftp://x/y.jpg"]}}, 422, "bad-url-scheme"),
-    ({"json": {**event_body(1), "moments": ["https://x/" + "a" * 3000]}}, 422, "url-too-long"),
-    ({"json": {**event_body(1), "time": "2024-01-01T00:00:00"}}, 422, "invalid-event"),
-    ({"json": {**event_body(1), "extra": 1}}, 422, "invalid-event"),
-    ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported-media-type"),
-    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "invalid-event"),
-    ({"data": {"nothing": "x"}, "files": [("moment", ("a.jpg", b"\xff\xd8", "image/jpeg"))]}, 400,
-     "invalid-multipart"),
-    ({"data": {"event": json.dumps(event_body(0))}, "files": [("moment", ("a.png", b"\x89PNG\r\n\x1a\n" + b"0" * 30,
-                                                                          "image/png"))]}, 415, "unsupported-image"),
-    ({"headers": {"Idempotency-Key": "x" * 201}, "json": event_body(1)}, 400, "invalid-idempotency-key"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "status", "slug"),
+    [
+        ({"json": {"camera": "c"}}, 422, "invalid-event"),
+        ({"json": event_body(0)}, 422, "no-moments"),
+        ({"json": event_body(33)}, 422, "too-many-moments"),
+        ({"json": {**event_body(1), "moments": ["ftp://x/y.jpg"]}}, 422, "bad-url-scheme"),
+        ({"json": {**event_body(1), "moments": ["https://x/" + "a" * 3000]}}, 422, "url-too-long"),
+        ({"json": {**event_body(1), "time": "2024-01-01T00:00:00"}}, 422, "invalid-event"),
+        ({"json": {**event_body(1), "extra": 1}}, 422, "invalid-event"),
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "unsupported-media-type"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "invalid-event"),
+        (
+            {"data": {"nothing": "x"}, "files": [("moment", ("a.jpg", b"\xff\xd8", "image/jpeg"))]},
+            400,
+            "invalid-multipart",
+        ),
+        (
+            {
+                "data": {"event": json.dumps(event_body(0))},
+                "files": [("moment", ("a.png", b"\x89PNG\r\n\x1a\n" + b"0" * 30, "image/png"))],
+            },
+            415,
+            "unsupported-image",
+        ),
+        ({"headers": {"Idempotency-Key": "x" * 201}, "json": event_body(1)}, 400, "invalid-idempotency-key"),
+    ],
+)
 def test_documented_4xx(relay: RelayServer, kwargs: dict, status: int, slug: str) -> None:
     tenant = make_tenant(relay.url)
     headers = {**tenant.headers, **kwargs.pop("headers", {})}
@@ -155,8 +168,9 @@ def test_oversized_image_and_request(services, relay_db: str) -> None:
     with RelayServer(settings, background=False) as relay:
         tenant = make_tenant(relay.url)
         event = {"event": json.dumps(event_body(0))}
-        big = post(relay, tenant.headers, data=event, files=[("moment", ("a.jpg", jpeg(64, 48) + b"\0" * 3000,
-                                                                         "image/jpeg"))])
+        big = post(
+            relay, tenant.headers, data=event, files=[("moment", ("a.jpg", jpeg(64, 48) + b"\0" * 3000, "image/jpeg"))]
+        )
         assert big.status_code == 413 and big.json()["type"].endswith("/image-too-large")
         many_pixels = post(relay, tenant.headers, data=event, files=[("moment", ("a.jpg", jpeg(64, 48), "image/jpeg"))])
         assert many_pixels.status_code == 413 and "pixel" in many_pixels.json()["detail"]

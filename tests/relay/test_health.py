@@ -13,7 +13,10 @@ from tests.conftest import INSANE
 
 def test_relay_health_and_readiness(insane_env: dict[str, str]) -> None:
     with subprocess.Popen(
-        [*INSANE, "relay", "--port", "0"], env=insane_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [*INSANE, "relay", "--port", "0"],
+        env=insane_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     ) as proc:
         try:

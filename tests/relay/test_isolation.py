@@ -66,8 +66,12 @@ def test_dedicated_worker_answers_what_it_leased_from_the_shared_lanes(relay: Re
 def test_blob_of_another_workers_lease_is_404(relay: RelayServer) -> None:
     a = make_tenant(relay.url)
     w1, w2 = enroll_worker(relay.url), enroll_worker(relay.url)
-    r = httpx.post(f"{relay.url}/v1/events", headers=a.headers, data={"event": json.dumps(event_body(0))},
-                   files=[("moment", ("a.jpg", jpeg(), "image/jpeg"))])
+    r = httpx.post(
+        f"{relay.url}/v1/events",
+        headers=a.headers,
+        data={"event": json.dumps(event_body(0))},
+        files=[("moment", ("a.jpg", jpeg(), "image/jpeg"))],
+    )
     blob = lease_until(relay, w1, r.json()["id"])["moments"][0]["blob"]
     assert httpx.get(f"{relay.url}/v1/worker/blobs/{blob}", headers=w2.headers).status_code == 404
 
@@ -78,6 +82,7 @@ def test_interleaved_tenants_on_a_small_pool_never_leak(relay: RelayServer) -> N
 
     async def probe() -> list[tuple[str, set[str]]]:
         async with httpx.AsyncClient(base_url=relay.url, timeout=30) as client:
+
             async def one(t) -> tuple[str, set[str]]:
                 r = await client.get("/v1/events", headers=t.headers, params={"limit": 200})
                 return t.id, {e["id"] for e in r.json()["events"]}
@@ -92,11 +97,14 @@ def test_every_tenant_table_has_forced_row_level_security(relay_db: str) -> None
     async def check() -> list[tuple[str, bool, bool]]:
         conn = await asyncpg.connect(relay_db)
         try:
-            return [tuple(r) for r in await conn.fetch("""
+            return [
+                tuple(r)
+                for r in await conn.fetch("""
                 SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c
                 JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
                 WHERE c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
-                    AND a.attname IN ('tenant_id', 'dedicated_tenant') AND NOT a.attisdropped)""")]
+                    AND a.attname IN ('tenant_id', 'dedicated_tenant') AND NOT a.attisdropped)""")
+            ]
         finally:
             await conn.close()
 
@@ -119,8 +127,12 @@ def test_the_app_role_sees_nothing_without_a_tenant(relay: RelayServer) -> None:
             async with conn.transaction():
                 await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(uuid.uuid4()))
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                    await conn.execute("INSERT INTO events (id, tenant_id, camera, occurred_at, lane, n_moments) "
-                                       "VALUES ($1, $2, 'x', now(), 'standard', 1)", uuid.uuid4(), uuid.UUID(a.id))
+                    await conn.execute(
+                        "INSERT INTO events (id, tenant_id, camera, occurred_at, lane, n_moments) "
+                        "VALUES ($1, $2, 'x', now(), 'standard', 1)",
+                        uuid.uuid4(),
+                        uuid.UUID(a.id),
+                    )
             return bare, mine, await conn.fetchval("SELECT count(*) FROM tenants")
         finally:
             await conn.close()

@@ -13,8 +13,9 @@ from tests.relayhelp import RelayServer, admin_headers, make_tenant
 
 def _enroll(relay: RelayServer, code: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, INSANE_RELAY_URL=relay.url)
-    return subprocess.run([*INSANE, "worker", "--enroll", code, "--name", "cli-test"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*INSANE, "worker", "--enroll", code, "--name", "cli-test"], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_enroll_prints_a_working_token_and_the_dedicated_tenant(relay: RelayServer) -> None:

@@ -27,8 +27,9 @@ from tests.relayhelp import (
 
 
 def lease(relay: RelayServer, worker, n: int = 8, wait: float = 0.5) -> list[dict]:
-    r = httpx.post(f"{relay.url}/v1/worker/lease", json={"max_events": n, "wait_s": wait}, headers=worker.headers,
-                   timeout=30)
+    r = httpx.post(
+        f"{relay.url}/v1/worker/lease", json={"max_events": n, "wait_s": wait}, headers=worker.headers, timeout=30
+    )
     assert r.status_code == 200, r.text
     return r.json()["events"]
 
@@ -48,8 +49,9 @@ def submit(relay: RelayServer, tenant, **kw) -> str:
 
 
 def results_post(relay: RelayServer, worker, *results: dict) -> httpx.Response:
-    return httpx.post(f"{relay.url}/v1/worker/results", json={"results": list(results)}, headers=worker.headers,
-                      timeout=30)
+    return httpx.post(
+        f"{relay.url}/v1/worker/results", json={"results": list(results)}, headers=worker.headers, timeout=30
+    )
 
 
 def result_rows(relay: RelayServer, event_id: str) -> int:
@@ -75,8 +77,12 @@ def test_enroll_codes_are_one_time(relay: RelayServer) -> None:
     assert first.status_code == 200 and first.json()["token"].startswith("iw_")
     again = httpx.post(f"{relay.url}/v1/workers/enroll", json={"code": code, "name": "pc"})
     assert again.status_code == 403 and again.json()["type"].endswith("/invalid-enroll-code")
-    assert httpx.post(f"{relay.url}/v1/worker/lease", json={}, headers={"Authorization": "Bearer iw_x_" + "y" * 40}
-                      ).status_code == 401
+    assert (
+        httpx.post(
+            f"{relay.url}/v1/worker/lease", json={}, headers={"Authorization": "Bearer iw_x_" + "y" * 40}
+        ).status_code
+        == 401
+    )
 
 
 def test_whole_event_life_with_sse_and_webhook(relay: RelayServer) -> None:
@@ -84,8 +90,9 @@ def test_whole_event_life_with_sse_and_webhook(relay: RelayServer) -> None:
     worker = enroll_worker(relay.url)
     received: list[tuple[bytes, str]] = []
     hook = _start_receiver(received)
-    secret = httpx.put(f"{relay.url}/admin/tenants/{tenant.id}/webhook", json={"url": hook.url},
-                       headers=admin_headers()).json()["secret"]
+    secret = httpx.put(
+        f"{relay.url}/admin/tenants/{tenant.id}/webhook", json={"url": hook.url}, headers=admin_headers()
+    ).json()["secret"]
     sse_lines: list[str] = []
     ready = threading.Event()
 
@@ -124,8 +131,11 @@ def test_whole_event_life_with_sse_and_webhook(relay: RelayServer) -> None:
 def test_webhook_to_a_private_address_is_refused_by_the_ssrf_guard(relay: RelayServer) -> None:
     tenant = make_tenant(relay.url)
     worker = enroll_worker(relay.url)
-    httpx.put(f"{relay.url}/admin/tenants/{tenant.id}/webhook", json={"url": "http://127.0.0.1:9/hook"},
-              headers=admin_headers())
+    httpx.put(
+        f"{relay.url}/admin/tenants/{tenant.id}/webhook",
+        json={"url": "http://127.0.0.1:9/hook"},
+        headers=admin_headers(),
+    )
     event_id = submit(relay, tenant)
     results_post(relay, worker, result_for(lease_until(relay, worker, event_id)))
     assert relay.call(send_webhooks, frozenset()) == 0
@@ -133,8 +143,11 @@ def test_webhook_to_a_private_address_is_refused_by_the_ssrf_guard(relay: RelayS
     async def status(state) -> tuple:
         async with state.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', '*', true)")
-            return tuple(await conn.fetchrow("SELECT status, last_error FROM webhook_deliveries WHERE event_id = $1",
-                                             uuid.UUID(event_id)))
+            return tuple(
+                await conn.fetchrow(
+                    "SELECT status, last_error FROM webhook_deliveries WHERE event_id = $1", uuid.UUID(event_id)
+                )
+            )
 
     got = relay.call(status)
     assert got[0] == "failed" and "SSRF" in got[1]
@@ -172,8 +185,12 @@ def test_blobs_only_to_the_lease_holder(relay: RelayServer) -> None:
     tenant = make_tenant(relay.url)
     holder, other = enroll_worker(relay.url), enroll_worker(relay.url)
     data = jpeg()
-    r = httpx.post(f"{relay.url}/v1/events", headers=tenant.headers,
-                   data={"event": json.dumps(event_body(0))}, files=[("moment", ("a.jpg", data, "image/jpeg"))])
+    r = httpx.post(
+        f"{relay.url}/v1/events",
+        headers=tenant.headers,
+        data={"event": json.dumps(event_body(0))},
+        files=[("moment", ("a.jpg", data, "image/jpeg"))],
+    )
     ev = lease_until(relay, holder, r.json()["id"])
     blob = ev["moments"][0]["blob"]
     got = httpx.get(f"{relay.url}/v1/worker/blobs/{blob}", headers=holder.headers)
@@ -217,8 +234,11 @@ def test_poison_event_is_delivered_n_times_then_dead_lettered_once(relay: RelayS
 
 def test_heartbeat_stores_metrics_and_answers_depth(relay: RelayServer) -> None:
     worker = enroll_worker(relay.url, name="hb")
-    r = httpx.post(f"{relay.url}/v1/worker/heartbeat", headers=worker.headers,
-                   json={"provider": "CPUExecutionProvider", "model": "yolov8n", "metrics": {"items_s": 12.5}})
+    r = httpx.post(
+        f"{relay.url}/v1/worker/heartbeat",
+        headers=worker.headers,
+        json={"provider": "CPUExecutionProvider", "model": "yolov8n", "metrics": {"items_s": 12.5}},
+    )
     assert r.status_code == 200 and set(r.json()["queue_depth"]) == {"pro", "standard"}
     listed = httpx.get(f"{relay.url}/admin/workers", headers=admin_headers()).json()["workers"]
     mine = next(w for w in listed if w["id"] == worker.id)
@@ -231,8 +251,11 @@ def test_worker_api_validates_bodies(relay: RelayServer) -> None:
     worker = enroll_worker(relay.url)
     bad = httpx.post(f"{relay.url}/v1/worker/lease", json={"max_events": 0}, headers=worker.headers)
     assert bad.status_code == 422 and bad.json()["type"].endswith("/invalid-body")
-    r = results_post(relay, worker, {**result_for({"event_id": "00000000-0000-0000-0000-000000000000",
-                                                   "lease_id": "nolane:1-0", "moments": []})})
+    r = results_post(
+        relay,
+        worker,
+        {**result_for({"event_id": "00000000-0000-0000-0000-000000000000", "lease_id": "nolane:1-0", "moments": []})},
+    )
     assert r.status_code == 422
 
 

@@ -96,10 +96,25 @@ class Plan:
 
     @classmethod
     def quick(cls, model: str, **overrides) -> Plan:
-        values = dict(model=model, workers=2, moments=3, submit_rate=10.0, worker_events=30, worker_kills=3,
-                      redis_events=20, redis_kills=1, pg_events=15, pg_down_s=3.0, poison_events=6, relay_events=15,
-                      max_deliveries=3, lease_idle_s=3.0, requeue_after_s=5.0,
-                      reconcile_interval_s=1.0, drain_timeout_s=60.0)
+        values = dict(
+            model=model,
+            workers=2,
+            moments=3,
+            submit_rate=10.0,
+            worker_events=30,
+            worker_kills=3,
+            redis_events=20,
+            redis_kills=1,
+            pg_events=15,
+            pg_down_s=3.0,
+            poison_events=6,
+            relay_events=15,
+            max_deliveries=3,
+            lease_idle_s=3.0,
+            requeue_after_s=5.0,
+            reconcile_interval_s=1.0,
+            drain_timeout_s=60.0,
+        )
         values.update(overrides)
         return cls(**values)
 
@@ -194,11 +209,18 @@ class Chaos:
     def _relay_env(self) -> dict[str, str]:
         p = self.plan
         return dict(
-            os.environ, INSANE_DATABASE_URL=self.services.database_url, INSANE_REDIS_URL=self.services.redis_url,
-            INSANE_ADMIN_TOKEN=ADMIN_TOKEN, INSANE_RELAY_PORT=str(self.port), INSANE_LEASE_IDLE_S=str(p.lease_idle_s),
-            INSANE_MAX_DELIVERIES=str(p.max_deliveries), INSANE_REQUEUE_AFTER_S=str(p.requeue_after_s),
-            INSANE_RECONCILE_INTERVAL_S=str(p.reconcile_interval_s), INSANE_LOG_LEVEL="WARNING",
-            INSANE_DB_POOL_SIZE="20", INSANE_MAX_MOMENTS="64",
+            os.environ,
+            INSANE_DATABASE_URL=self.services.database_url,
+            INSANE_REDIS_URL=self.services.redis_url,
+            INSANE_ADMIN_TOKEN=ADMIN_TOKEN,
+            INSANE_RELAY_PORT=str(self.port),
+            INSANE_LEASE_IDLE_S=str(p.lease_idle_s),
+            INSANE_MAX_DELIVERIES=str(p.max_deliveries),
+            INSANE_REQUEUE_AFTER_S=str(p.requeue_after_s),
+            INSANE_RECONCILE_INTERVAL_S=str(p.reconcile_interval_s),
+            INSANE_LOG_LEVEL="WARNING",
+            INSANE_DB_POOL_SIZE="20",
+            INSANE_MAX_MOMENTS="64",
         )
 
     def start_relay(self) -> None:
@@ -206,7 +228,11 @@ class Chaos:
         try:
             self.relay = subprocess.Popen(
                 [sys.executable, "-c", RELAY_MAIN],
-                env=self._relay_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=log, preexec_fn=_pdeathsig,
+                env=self._relay_env(),
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                preexec_fn=_pdeathsig,
             )
         finally:
             log.close()
@@ -224,19 +250,33 @@ class Chaos:
     def start_worker(self, slot: int) -> None:
         p = self.plan
         env = dict(
-            os.environ, INSANE_RELAY_URL=self.url, INSANE_WORKER_TOKEN=self.tokens[slot][1], INSANE_MODEL=p.model,
-            INSANE_WORKER_THREADS="1", INSANE_WORKER_DECODE_THREADS="1", INSANE_WORKER_LEASE_WAIT_S="2",
-            INSANE_WORKER_LEASE_EVENTS="4", INSANE_WORKER_LEASE_AHEAD="24", INSANE_WORKER_BATCH_SIZE="8",
-            INSANE_WORKER_K_MAX_STANDARD="64", INSANE_WORKER_K_FLOOR_STANDARD="64", INSANE_WORKER_BACKFILL="false",
-            INSANE_LEASE_IDLE_S=str(p.lease_idle_s), INSANE_CHAOS_POISON=POISON_MARK.decode(),
+            os.environ,
+            INSANE_RELAY_URL=self.url,
+            INSANE_WORKER_TOKEN=self.tokens[slot][1],
+            INSANE_MODEL=p.model,
+            INSANE_WORKER_THREADS="1",
+            INSANE_WORKER_DECODE_THREADS="1",
+            INSANE_WORKER_LEASE_WAIT_S="2",
+            INSANE_WORKER_LEASE_EVENTS="4",
+            INSANE_WORKER_LEASE_AHEAD="24",
+            INSANE_WORKER_BATCH_SIZE="8",
+            INSANE_WORKER_K_MAX_STANDARD="64",
+            INSANE_WORKER_K_FLOOR_STANDARD="64",
+            INSANE_WORKER_BACKFILL="false",
+            INSANE_LEASE_IDLE_S=str(p.lease_idle_s),
+            INSANE_CHAOS_POISON=POISON_MARK.decode(),
             INSANE_CHAOS_POISON_LOG=str(self.poison_log),
             ORT_DISABLE_TELEMETRY="1",
         )
         log = open(self.dir / f"worker{slot}.log", "ab")  # noqa: SIM115
         try:
             self.workers[slot] = subprocess.Popen(
-                [sys.executable, "-m", "tests.reliability.faultworker"], env=env, cwd=ROOT,
-                stdout=subprocess.DEVNULL, stderr=log, preexec_fn=_pdeathsig,
+                [sys.executable, "-m", "tests.reliability.faultworker"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                preexec_fn=_pdeathsig,
             )
         finally:
             log.close()
@@ -274,8 +314,13 @@ class Chaos:
                 if self.db is None or self.db.is_closed():
                     self.db = await asyncpg.connect(self.services.database_url)
                 return await self.db.fetch(sql, *args)
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-                    asyncpg.exceptions.OperatorInterventionError):
+            except (
+                OSError,
+                asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError,
+                asyncpg.CannotConnectNowError,
+                asyncpg.exceptions.OperatorInterventionError,
+            ):
                 self.db = None
                 await asyncio.sleep(0.5)
         raise RuntimeError("PostgreSQL did not come back")
@@ -290,13 +335,22 @@ class Chaos:
                     await asyncio.sleep(0.2)
             else:
                 raise RuntimeError("the relay's /metrics did not answer")
-        return {"duplicate": self.metric_base["duplicate"] + _counter(text, "insane_results", 'outcome="duplicate"'),
-                "dead": self.metric_base["dead"] + _counter(text, "insane_dead_lettered")}
+        return {
+            "duplicate": self.metric_base["duplicate"] + _counter(text, "insane_results", 'outcome="duplicate"'),
+            "dead": self.metric_base["dead"] + _counter(text, "insane_dead_lettered"),
+        }
 
     # ----- cameras -----------------------------------------------------------------------------
 
-    async def submit(self, client: httpx.AsyncClient, phase: Phase, tenant: str, key: str,
-                     images: list[bytes], accepted: dict[str, str]) -> None:
+    async def submit(
+        self,
+        client: httpx.AsyncClient,
+        phase: Phase,
+        tenant: str,
+        key: str,
+        images: list[bytes],
+        accepted: dict[str, str],
+    ) -> None:
         event = json.dumps({"camera": f"cam-{phase.name}", "time": "2026-11-29T00:00:00Z"})
         files = [("event", (None, event, "application/json"))]
         files += [("moment", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
@@ -323,8 +377,9 @@ class Chaos:
             await asyncio.sleep(1.0)
         phase.notes.append(f"gave up submitting {key}")
 
-    async def cameras(self, phase: Phase, tenant: str, n: int, accepted: dict[str, str],
-                      extra: dict[str, list[bytes]] | None = None) -> None:
+    async def cameras(
+        self, phase: Phase, tenant: str, n: int, accepted: dict[str, str], extra: dict[str, list[bytes]] | None = None
+    ) -> None:
         """Offer ``n`` events at the plan's rate (plus ``extra``: key -> images), each retried until answered."""
         jobs = []
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=32)) as client:
@@ -342,8 +397,13 @@ class Chaos:
 
     # ----- a phase -----------------------------------------------------------------------------
 
-    async def run_phase(self, name: str, n: int, fault: Callable[[Phase, float], Awaitable[None]],
-                        extra: dict[str, list[bytes]] | None = None) -> Phase:
+    async def run_phase(
+        self,
+        name: str,
+        n: int,
+        fault: Callable[[Phase, float], Awaitable[None]],
+        extra: dict[str, list[bytes]] | None = None,
+    ) -> Phase:
         phase = Phase(name)
         self.echo(f"phase {name}: {n} events of {self.plan.moments} moments")
         t0 = time.monotonic()
@@ -367,10 +427,14 @@ class Chaos:
             "(SELECT count(*) FROM results r, jsonb_array_elements(r.moments) m WHERE r.event_id = e.id "
             " AND m->>'error' IS NOT NULL) AS errors, "
             "(SELECT count(*) FROM results r, jsonb_array_elements(r.moments) m WHERE r.event_id = e.id "
-            " AND m->>'error' IS NULL) AS reviewed FROM events e WHERE e.id = ANY($1)", ids)
+            " AND m->>'error' IS NULL) AS reviewed FROM events e WHERE e.id = ANY($1)",
+            ids,
+        )
         errors = await self._query(
             "SELECT m->>'error' AS error, count(*) AS n FROM results r, jsonb_array_elements(r.moments) m "
-            "WHERE r.event_id = ANY($1) AND m->>'error' IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 5", ids)
+            "WHERE r.event_id = ANY($1) AND m->>'error' IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 5",
+            ids,
+        )
         phase.notes += [f"{e['n']}× moment error: {e['error'][:160]}" for e in errors]
         stored = {r["id"] for r in rows}
         phase.unstored_202 = len(set(ids) - stored)
@@ -426,7 +490,8 @@ class Chaos:
     async def stop_postgres(self, phase: Phase, offer_s: float) -> None:
         await asyncio.sleep(offer_s / 3)
         await asyncio.get_running_loop().run_in_executor(
-            self.forker, lambda: self.services.restart_postgres(self.plan.pg_down_s))
+            self.forker, lambda: self.services.restart_postgres(self.plan.pg_down_s)
+        )
         phase.faults += 1
 
     async def poison_fault(self, phase: Phase, offer_s: float) -> None:
@@ -467,8 +532,9 @@ class Chaos:
     # ----- the whole run -----------------------------------------------------------------------
 
     async def _setup(self) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=30,
-                                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as admin:
+        async with httpx.AsyncClient(
+            base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as admin:
             r = await admin.post("/admin/tenants", json={"name": "chaos", "tier": "guardian"})
             r.raise_for_status()
             self.tenant = r.json()["api_key"]
@@ -514,13 +580,35 @@ class Chaos:
             self.forker.submit(self.services.stop).result()
             self.forker.shutdown()
             shutil.rmtree(self.services.root, ignore_errors=True)  # the data; the logs stay
-        totals = {key: sum(getattr(ph, key) for ph in phases) for key in (
-            "faults", "submitted", "accepted", "lost", "duplicate_rows", "unexpected_failed", "unstored_202",
-            "requeued", "re_reviews", "dead_letters", "answers_503", "answers_503_without_retry_after", "server_errors",
-            "moment_errors", "moments_reviewed", "crashes")}
-        return {"plan": {k: v for k, v in asdict(p).items() if k != "model"} | {"model": Path(p.model).name},
-                "phases": [asdict(ph) for ph in phases], "totals": totals, "dead_letter_stream": dead,
-                "seconds": round(time.monotonic() - t0, 1), "logs": str(self.dir)}
+        totals = {
+            key: sum(getattr(ph, key) for ph in phases)
+            for key in (
+                "faults",
+                "submitted",
+                "accepted",
+                "lost",
+                "duplicate_rows",
+                "unexpected_failed",
+                "unstored_202",
+                "requeued",
+                "re_reviews",
+                "dead_letters",
+                "answers_503",
+                "answers_503_without_retry_after",
+                "server_errors",
+                "moment_errors",
+                "moments_reviewed",
+                "crashes",
+            )
+        }
+        return {
+            "plan": {k: v for k, v in asdict(p).items() if k != "model"} | {"model": Path(p.model).name},
+            "phases": [asdict(ph) for ph in phases],
+            "totals": totals,
+            "dead_letter_stream": dead,
+            "seconds": round(time.monotonic() - t0, 1),
+            "logs": str(self.dir),
+        }
 
     def _poison_crashes(self) -> int:
         try:
@@ -540,10 +628,20 @@ class Chaos:
             await client.aclose()
 
 
-COLUMNS = [("faults", "faults"), ("accepted", "events"), ("lost", "lost"), ("duplicate_rows", "dup rows"),
-           ("re_reviews", "dup answers"), ("requeued", "re-queued"), ("dead_letters", "dead"),
-           ("unexpected_failed", "failed"), ("unstored_202", "202 unstored"), ("answers_503", "503s"),
-           ("crashes", "crashes"), ("seconds", "s")]
+COLUMNS = [
+    ("faults", "faults"),
+    ("accepted", "events"),
+    ("lost", "lost"),
+    ("duplicate_rows", "dup rows"),
+    ("re_reviews", "dup answers"),
+    ("requeued", "re-queued"),
+    ("dead_letters", "dead"),
+    ("unexpected_failed", "failed"),
+    ("unstored_202", "202 unstored"),
+    ("answers_503", "503s"),
+    ("crashes", "crashes"),
+    ("seconds", "s"),
+]
 
 
 def table(report: dict) -> str:

@@ -21,8 +21,9 @@ def test_known_workers_keep_leasing_and_renewing_while_postgres_is_down(services
             tenant = make_tenant(relay.url)
             known, stranger = enroll_worker(relay.url, name="known"), enroll_worker(relay.url, name="stranger")
             httpx.post(f"{relay.url}/v1/events", json=event_body(1), headers=tenant.headers, timeout=30)
-            first = httpx.post(f"{relay.url}/v1/worker/lease", json={"max_events": 1, "wait_s": 0},
-                               headers=known.headers, timeout=30).json()["events"]
+            first = httpx.post(
+                f"{relay.url}/v1/worker/lease", json={"max_events": 1, "wait_s": 0}, headers=known.headers, timeout=30
+            ).json()["events"]
             assert len(first) == 1
             httpx.post(f"{relay.url}/v1/events", json=event_body(1), headers=tenant.headers, timeout=30)
             answers: dict[str, int] = {}
@@ -33,16 +34,22 @@ def test_known_workers_keep_leasing_and_renewing_while_postgres_is_down(services
             def during_outage() -> None:
                 time.sleep(1.0)  # PostgreSQL is down and the token cache (0.2 s) has expired
                 with httpx.Client(base_url=relay.url, timeout=30) as client:
-                    answers["lease"] = client.post("/v1/worker/lease", json={"max_events": 1, "wait_s": 0},
-                                                   headers=known.headers).status_code
-                    answers["heartbeat"] = client.post("/v1/worker/heartbeat", json={
-                        "leases": [first[0]["lease_id"]]}, headers=known.headers).status_code
-                    idle_ms.extend(p["time_since_delivered"] for p in redis_client.xpending_range(
-                        stream_key("standard"), "workers", min=entry_id, max=entry_id, count=1))
-                    answers["stranger"] = client.post("/v1/worker/lease", json={"max_events": 1, "wait_s": 0},
-                                                      headers=stranger.headers).status_code
-                    answers["event"] = client.post("/v1/events", json=event_body(1),
-                                                   headers=tenant.headers).status_code
+                    answers["lease"] = client.post(
+                        "/v1/worker/lease", json={"max_events": 1, "wait_s": 0}, headers=known.headers
+                    ).status_code
+                    answers["heartbeat"] = client.post(
+                        "/v1/worker/heartbeat", json={"leases": [first[0]["lease_id"]]}, headers=known.headers
+                    ).status_code
+                    idle_ms.extend(
+                        p["time_since_delivered"]
+                        for p in redis_client.xpending_range(
+                            stream_key("standard"), "workers", min=entry_id, max=entry_id, count=1
+                        )
+                    )
+                    answers["stranger"] = client.post(
+                        "/v1/worker/lease", json={"max_events": 1, "wait_s": 0}, headers=stranger.headers
+                    ).status_code
+                    answers["event"] = client.post("/v1/events", json=event_body(1), headers=tenant.headers).status_code
 
             probe = threading.Thread(target=during_outage)
             time.sleep(1.0)  # the first lease is idle for a while before the outage

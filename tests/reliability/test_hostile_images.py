@@ -27,7 +27,7 @@ def _png_header(width: int, height: int) -> bytes:
 
 def _patched(data: bytes, marker: bytes, offset: int, new: bytes) -> bytes:
     at = data.index(marker) + offset
-    return data[:at] + new + data[at + len(new):]
+    return data[:at] + new + data[at + len(new) :]
 
 
 def hostile(good: bytes) -> dict[str, tuple[bytes, tuple[str, ...]]]:
@@ -55,8 +55,13 @@ def relay(services) -> Iterator[RelayServer]:
 def files(photos) -> Iterator[tuple[str, dict]]:
     cases = hostile(photos["bus.jpg"])
     served = {name: data for name, (data, _) in cases.items()}
-    served.update({"bus.jpg": photos["bus.jpg"], "zidane.jpg": photos["zidane.jpg"],
-                   "jpeg-zip.jpg": photos["zidane.jpg"] + b"PK\x03\x04" + b"\0" * 64})  # a JPEG that is also a ZIP
+    served.update(
+        {
+            "bus.jpg": photos["bus.jpg"],
+            "zidane.jpg": photos["zidane.jpg"],
+            "jpeg-zip.jpg": photos["zidane.jpg"] + b"PK\x03\x04" + b"\0" * 64,
+        }
+    )  # a JPEG that is also a ZIP
     with serve_images(served) as server:
         yield server.base, cases
 

@@ -65,8 +65,9 @@ def slow_server(photos) -> Iterator[tuple[str, list[str]]]:
 
 
 @pytest.mark.parametrize("renew", [True, False], ids=["heartbeats-renew", "without-renewal"])
-async def test_a_review_slower_than_the_lease_deadline_is_not_done_twice(relay, relay_db, slow_server, small_onnx,
-                                                                         renew: bool) -> None:
+async def test_a_review_slower_than_the_lease_deadline_is_not_done_twice(
+    relay, relay_db, slow_server, small_onnx, renew: bool
+) -> None:
     url, hits = slow_server
     tenant = make_tenant(relay.url)
     allow_private(relay_db, tenant.id, ["127.0.0.1"])
@@ -79,8 +80,11 @@ async def test_a_review_slower_than_the_lease_deadline_is_not_done_twice(relay, 
     tasks = [asyncio.create_task(slow.run())]
     try:
         async with httpx.AsyncClient(timeout=30) as client:
-            r = await client.post(f"{relay.url}/v1/events", headers=tenant.headers,
-                                  json=event_body(camera="slow", moments=[f"{url}/a/{i}.jpg" for i in range(2)]))
+            r = await client.post(
+                f"{relay.url}/v1/events",
+                headers=tenant.headers,
+                json=event_body(camera="slow", moments=[f"{url}/a/{i}.jpg" for i in range(2)]),
+            )
         event_id = r.json()["id"]
         for _ in range(200):
             if hits:
@@ -112,8 +116,13 @@ async def test_lan_worker_gets_poison_and_malformed_entries_dead_lettered(relay,
     name, password = f"lan-{uuid.uuid4().hex[:6]}", "pw-" + uuid.uuid4().hex
     admin.execute_command("ACL", "SETUSER", *acl_rules(name, password))
     host_db = relay.settings.redis_url.split("://", 1)[1]
-    source = RedisLeaseSource(f"redis://{name}:{password}@{host_db}", relay.url, creds.secret,
-                              min_idle_s=0.3, max_deliveries=relay.settings.max_deliveries)
+    source = RedisLeaseSource(
+        f"redis://{name}:{password}@{host_db}",
+        relay.url,
+        creds.secret,
+        min_idle_s=0.3,
+        max_deliveries=relay.settings.max_deliveries,
+    )
     client = httpx.AsyncClient(base_url=relay.url, timeout=30)
     try:
         assert source.consumer == creds.id  # the relay renews and dead-letters only for the holder
@@ -130,8 +139,9 @@ async def test_lan_worker_gets_poison_and_malformed_entries_dead_lettered(relay,
         r2 = await client.post("/v1/events", json=event_body(1), headers=tenant.headers)
         fresh = next(e for e in (await source.lease(16, 0.1)).events if str(e.event_id) == r2.json()["id"])
         for who in (other, creds):
-            moved = await client.post("/v1/worker/dead-letter", headers=who.headers,
-                                      json={"lease_ids": [fresh.lease_id], "reason": "try"})
+            moved = await client.post(
+                "/v1/worker/dead-letter", headers=who.headers, json={"lease_ids": [fresh.lease_id], "reason": "try"}
+            )
             assert moved.status_code == 200 and moved.json() == {"moved": []}
         view = (await client.get(f"/v1/events/{event_id}", headers=tenant.headers)).json()
     finally:

@@ -71,15 +71,21 @@ def test_pro_at_twice_its_rate_gets_rate_times_time_plus_burst(services, db) -> 
 
 async def _burst(urls: list[str], headers: dict, n: int) -> list[int]:
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as client:
-        answers = await asyncio.gather(*(client.post(f"{urls[i % len(urls)]}/v1/events", headers=headers,
-                                                     json=event_body(20)) for i in range(n)))
+        answers = await asyncio.gather(
+            *(client.post(f"{urls[i % len(urls)]}/v1/events", headers=headers, json=event_body(20)) for i in range(n))
+        )
     return [r.status_code for r in answers]
 
 
 @pytest.fixture
 def two_relays(services, db) -> Iterator[list[str]]:
-    env = dict(os.environ, INSANE_DATABASE_URL=db, INSANE_REDIS_URL=fresh_redis_url(services),
-               INSANE_ADMIN_TOKEN=ADMIN_TOKEN, INSANE_LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        INSANE_DATABASE_URL=db,
+        INSANE_REDIS_URL=fresh_redis_url(services),
+        INSANE_ADMIN_TOKEN=ADMIN_TOKEN,
+        INSANE_LOG_LEVEL="WARNING",
+    )
     procs = []
     try:
         for _ in range(2):

@@ -32,8 +32,13 @@ def test_a_retried_upload_restores_images_a_crash_never_stored(relay: RelayServe
 
     def post() -> httpx.Response:
         files = [("moment", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
-        return httpx.post(f"{relay.url}/v1/events", data={"event": json.dumps(event_body(0))}, files=files,
-                          headers={**tenant.headers, "Idempotency-Key": "cam-7-0001"}, timeout=30)
+        return httpx.post(
+            f"{relay.url}/v1/events",
+            data={"event": json.dumps(event_body(0))},
+            files=files,
+            headers={**tenant.headers, "Idempotency-Key": "cam-7-0001"},
+            timeout=30,
+        )
 
     first = post()
     assert first.status_code == 202
