@@ -33,6 +33,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _Answer(BaseModel):
+    """A relay answer: a worker ignores fields it does not know, so a newer relay can add some."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
 class MomentRef(_Model):
     """One frame to review: either a tenant URL (fetched under the SSRF policy) or an uploaded blob."""
 
@@ -68,7 +74,7 @@ class LeaseRequest(_Model):
     wait_s: float = Field(10.0, ge=0, le=30, description="long-poll: how long to wait for work")
 
 
-class LeaseResponse(_Model):
+class LeaseResponse(_Answer):
     events: list[LeasedEvent]
     queue_depth: dict[Lane, int] = Field(default_factory=dict, description="entries waiting per lane")
 
@@ -113,10 +119,14 @@ class ResultsPost(_Model):
     results: list[EventResult] = Field(min_length=1, max_length=64)
 
 
-class ResultsResponse(_Model):
+class ResultsResponse(_Answer):
     stored: list[UUID] = Field(description="events whose result this post wrote")
     duplicates: list[UUID] = Field(description="events that already had a result (a retry or a stale worker)")
-    acked: int
+    acked: int = Field(description="entries this worker held that are now acked and removed from the queue")
+    refused: list[UUID] = Field(
+        default_factory=list,
+        description="events never delivered to this worker (or gone): their results are not stored; do not retry",
+    )
 
 
 class Heartbeat(_Model):
@@ -132,7 +142,7 @@ class Heartbeat(_Model):
     )
 
 
-class HeartbeatResponse(_Model):
+class HeartbeatResponse(_Answer):
     queue_depth: dict[Lane, int] = Field(default_factory=dict)
     renewed: int = Field(0, description="how many of the listed leases this worker still held")
 
@@ -142,7 +152,7 @@ class DeadLetterRequest(_Model):
     reason: str = Field(min_length=1, max_length=500, description="why the worker will not review them")
 
 
-class DeadLetterResponse(_Model):
+class DeadLetterResponse(_Answer):
     moved: list[str] = Field(description="lease ids moved to the dead-letter stream (their events are failed)")
 
 
@@ -151,7 +161,7 @@ class EnrollRequest(_Model):
     name: str = Field(min_length=1, max_length=100, description="a name for this worker, e.g. the PC's name")
 
 
-class EnrollResponse(_Model):
+class EnrollResponse(_Answer):
     worker_id: UUID
     token: str
     dedicated_tenant: UUID | None = None

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1, description="pixels per image")
     max_url_length: int = Field(2048, ge=16, le=65536, description="characters per moment URL")
     key_cache_s: float = Field(5.0, ge=0, le=300, description="seconds an API key or worker token stays cached")
+    delivery_record_s: int = Field(
+        21600, ge=60, description="seconds the relay remembers which workers an event went to (their late results)"
+    )
     webhook_max_attempts: int = Field(8, ge=1, le=50, description="webhook delivery attempts")
 
     # The worker.

@@ -14,7 +14,8 @@ event id, so the reconciler can scan a lane without parsing JSON).
     entry_id, depth = await streams.add("pro", event_json)
     entries = await streams.lease("worker-1", count=8, block_ms=5000, min_idle_ms=60000)
     await streams.renew("worker-1", [e.lease_id for e in entries])   # still working on them: not idle
-    await streams.ack(entries[0].lease_id)      # the relay only, after the result is durable
+    await streams.ack(entries[0].lease_id, "worker-1", event_id)     # the relay only, after the result
+                                                                     # is durable; only its holder's
 
 A LAN worker uses :meth:`Streams.lease` and :meth:`Streams.get_blob` under the ACL user that
 :func:`acl_rules` describes; it posts results over the relay's HTTP API, so only the relay acks.
@@ -30,27 +31,21 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from core import keys
 from core.protocol import LANES, Lane, LeasedEvent
 
 log = logging.getLogger(__name__)
 
 GROUP = "workers"
-PREFIX = "insane"
 
 
 class StreamError(Exception):
     """A lease id or stream entry that does not have the expected form."""
 
 
-def stream_key(lane: str) -> str:
-    return f"{PREFIX}:{{lane}}:{lane}"
-
-
-DEAD_KEY = f"{PREFIX}:{{lane}}:dead"
-
-
-def blob_key(blob_id: str) -> str:
-    return f"{PREFIX}:blob:{blob_id}"
+stream_key = keys.stream
+DEAD_KEY = keys.DEAD
+blob_key = keys.blob
 
 
 def parse_lease_id(lease_id: str) -> tuple[Lane, str]:
@@ -112,19 +107,49 @@ def _entries(lane: Lane, raw: list[Any], deliveries: int = 1) -> list[Entry]:
 # Renew the leases a consumer still holds: XCLAIM with JUSTID resets the idle time without counting a
 # delivery. Only entries pending under that consumer are touched, so an entry reclaimed by another
 # worker stays with it. KEYS: the lane streams in LANES order; ARGV: group, consumer, then pairs of
-# (lane position from 1, entry id).
+# (lane position from 1, entry id). Returns the event id of each renewed entry.
 _RENEW = """
 local group, consumer = ARGV[1], ARGV[2]
-local renewed = 0
+local renewed = {}
 for i = 3, #ARGV, 2 do
   local key, id = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
   local p = redis.call('XPENDING', key, group, id, id, 1)
   if p[1] and p[1][2] == consumer then
     redis.call('XCLAIM', key, group, consumer, 0, id, 'JUSTID')
-    renewed = renewed + 1
+    local event = ''
+    local rows = redis.call('XRANGE', key, id, id)
+    if rows[1] then
+      local f = rows[1][2]
+      for j = 1, #f, 2 do
+        if f[j] == 'id' then event = f[j + 1] end
+      end
+    end
+    table.insert(renewed, event)
   end
 end
 return renewed
+"""
+
+# Ack an entry only for the consumer that holds it, and only with the result of the event it carries:
+# XACK and XDEL (so XLEN stays the backlog). A worker naming another worker's lease, or its own lease
+# with another event's result, acks nothing. KEYS: the lane stream; ARGV: group, consumer, entry id,
+# event id. Returns 1 when acked, else 0.
+_ACK = """
+local group, consumer, id, event = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p = redis.call('XPENDING', KEYS[1], group, id, id, 1)
+if not p[1] or p[1][2] ~= consumer then
+  return 0
+end
+local rows = redis.call('XRANGE', KEYS[1], id, id)
+if rows[1] then
+  local f = rows[1][2]
+  for j = 1, #f, 2 do
+    if f[j] == 'id' and f[j + 1] ~= event then return 0 end
+  end
+end
+redis.call('XACK', KEYS[1], group, id)
+redis.call('XDEL', KEYS[1], id)
+return 1
 """
 
 # Move one entry to the dead-letter stream if (and only if) it is still pending under ``consumer`` and
@@ -158,6 +183,7 @@ class Streams:
         self.redis = redis
         self.group = group
         self._renew = redis.register_script(_RENEW)
+        self._ack = redis.register_script(_ACK)
         self._move_dead = redis.register_script(_MOVE_DEAD)
 
     async def ensure_groups(self) -> None:
@@ -260,14 +286,15 @@ class Streams:
             got += await self.read(consumer, count - len(got), None if got else block_ms)
         return got
 
-    async def ack(self, lease_id: str) -> int:
-        """XACK and XDEL the entry (so XLEN is the backlog); 1 if it was still pending, else 0."""
+    async def ack(self, lease_id: str, consumer: str, event_id: str) -> int:
+        """XACK and XDEL the entry if ``consumer`` holds it and it carries ``event_id``; 1 if acked, else 0."""
         lane, entry_id = parse_lease_id(lease_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(stream_key(lane), self.group, entry_id)
-        pipe.xdel(stream_key(lane), entry_id)
-        acked, _ = await pipe.execute()
-        return int(acked)
+        try:
+            return int(await self._ack(keys=[stream_key(lane)], args=[self.group, consumer, entry_id, event_id]))
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            return 0  # Redis came back without the group: nothing is pending, nothing to ack
 
     async def pending(self, lane: Lane, count: int = 100, min_idle_ms: int = 0) -> list[dict[str, Any]]:
         """Pending entries of a lane: message_id, consumer, time_since_delivered, times_delivered."""
@@ -285,9 +312,10 @@ class Streams:
         counts = await self._deliveries(found)
         return Entry(lane, entry_id, found[0].fields, counts.get(found[0].lease_id, 1))
 
-    async def renew(self, consumer: str, lease_ids: list[str]) -> int:
+    async def renew(self, consumer: str, lease_ids: list[str]) -> list[str]:
         """Reset the idle time of the leases ``consumer`` still holds, so they are not reclaimed while
-        it works on them; returns how many it still held. Unknown or malformed lease ids are skipped."""
+        it works on them; returns the event ids of those it still held. Unknown or malformed lease ids
+        are skipped."""
         args: list[str | int] = [self.group, consumer]
         for lease_id in lease_ids:
             try:
@@ -296,13 +324,14 @@ class Streams:
                 continue
             args += [LANES.index(lane) + 1, entry_id]
         if len(args) == 2:
-            return 0
+            return []
         try:
-            return int(await self._renew(keys=[stream_key(lane) for lane in LANES], args=args))
+            renewed = await self._renew(keys=[stream_key(lane) for lane in LANES], args=args)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
-            return 0  # Redis came back without the group: nothing is pending, nothing to renew
+            return []  # Redis came back without the group: nothing is pending, nothing to renew
+        return [_text(event_id) for event_id in renewed]
 
     async def holder(self, lease_id: str) -> tuple[str, int] | None:
         """(consumer, deliveries) of a pending entry, or None when it is not pending."""
@@ -311,6 +340,26 @@ class Streams:
         if not rows:
             return None
         return _text(rows[0]["consumer"]), int(rows[0]["times_delivered"])
+
+    async def held_events(self, consumer: str, lease_ids: list[str]) -> dict[str, str]:
+        """{lease id: event id} of the listed leases that are pending under ``consumer``."""
+        parsed = [(lease_id, *parse_lease_id(lease_id)) for lease_id in lease_ids]
+        pipe = self.redis.pipeline(transaction=False)
+        for _, lane, entry_id in parsed:
+            pipe.xpending_range(stream_key(lane), self.group, min=entry_id, max=entry_id, count=1)
+            pipe.xrange(stream_key(lane), min=entry_id, max=entry_id, count=1)
+        try:
+            replies = await pipe.execute()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            return {}
+        held = {}
+        for n, (lease_id, lane, _) in enumerate(parsed):
+            pending, rows = replies[2 * n], replies[2 * n + 1]
+            if pending and _text(pending[0]["consumer"]) == consumer and rows:
+                held[lease_id] = _entries(lane, rows)[0].event_id
+        return held
 
     async def entry(self, lease_id: str) -> Entry | None:
         """The entry behind a lease id (with its delivery count), or None when it is gone."""

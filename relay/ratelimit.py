@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from core import keys
+
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -29,7 +31,7 @@ return {1, 0}
 
 
 def bucket_key(tenant_id: str) -> str:
-    return f"insane:rate:{tenant_id}"
+    return keys.rate(tenant_id)
 
 
 class RateLimiter:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
+from core import keys
 from core.protocol import LANES
 from core.streams import Entry
 from relay.db import DatabaseUnavailable, system_tx
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "insane:reconciler"
+LOCK_KEY = keys.RECONCILER_LOCK
 CONSUMER = "relay-reconciler"
 
 

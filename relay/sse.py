@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from core import keys
 from relay.db import DatabaseUnavailable, tenant_tx
 from relay.problems import unavailable
 from relay.state import state
@@ -33,7 +34,7 @@ async def stream_events(request: Request) -> StreamingResponse:
     tenant = await relay.tenant(request)
     pubsub = relay.redis.pubsub()
     try:
-        await pubsub.subscribe(f"insane:done:{tenant.id}")
+        await pubsub.subscribe(keys.done_channel(str(tenant.id)))
     except (RedisError, OSError) as exc:
         await pubsub.aclose()
         raise unavailable("the result stream") from exc

@@ -11,13 +11,14 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from core import keys
 from core.protocol import (
     DeadLetterRequest,
     DeadLetterResponse,
@@ -59,8 +60,8 @@ async def parse_body(request: Request, model: type[M], limit: int = 16_000_000) 
         raise Problem(422, "invalid-body", f"{first['loc'] or 'body'}: {first['msg']}", errors=errors) from None
 
 
-def _model_response(model: BaseModel, status: int = 200) -> Response:
-    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+def _model_response(model: BaseModel, status: int = 200, exclude: set[str] | None = None) -> Response:
+    return Response(model.model_dump_json(exclude=exclude), status_code=status, media_type="application/json")
 
 
 async def enroll(request: Request) -> Response:
@@ -75,10 +76,6 @@ async def enroll(request: Request) -> Response:
         raise Problem(403, "invalid-enroll-code", "unknown, used or expired enrollment code")
     log.info("worker %s enrolled as %r", got["worker_id"], body.name)
     return _model_response(EnrollResponse(**got))
-
-
-def _hold_key(blob: str) -> str:
-    return f"insane:hold:{blob}"
 
 
 async def lease(request: Request) -> Response:
@@ -113,12 +110,8 @@ async def lease(request: Request) -> Response:
                 continue
             events.append(leased)
             holds.update({m.blob: worker.consumer for m in leased.moments if m.blob})
-        if holds:
-            # Blobs are served only to the worker that holds the lease (re-leasing moves the hold).
-            pipe = relay.redis.pipeline(transaction=False)
-            for blob, consumer in holds.items():
-                pipe.set(_hold_key(blob), consumer, ex=int(settings.lease_idle_s * 2) + 60)
-            await pipe.execute()
+        if events:
+            await _record_deliveries(relay, worker, [e.event_id for e in events], holds)
         depth = await relay.streams.depth()
     except (RedisError, OSError) as exc:
         log.warning("lease for worker %s failed: %r", worker.consumer, exc)
@@ -134,8 +127,8 @@ async def blob(request: Request) -> Response:
         raise Problem(404, "not-found", "no such blob")
     try:
         pipe = relay.redis.pipeline(transaction=False)
-        pipe.get(_hold_key(blob_id))
-        pipe.get(f"insane:blob:{blob_id}")
+        pipe.get(keys.hold(blob_id))
+        pipe.get(keys.blob(blob_id))
         holder, data = await pipe.execute()
     except (RedisError, OSError) as exc:
         raise unavailable("the blob store") from exc
@@ -144,12 +137,27 @@ async def blob(request: Request) -> Response:
     return Response(data, media_type="image/jpeg")
 
 
+async def _record_deliveries(relay, worker: Worker, event_ids: list, holds: dict[str, str] | None = None) -> None:
+    """Remember that these events were delivered to ``worker``: only their result is taken from it, also
+    after the lease lapsed. Blobs are served only to the worker that holds the lease (re-leasing moves
+    the hold)."""
+    ttl = int(relay.settings.delivery_record_s)
+    pipe = relay.redis.pipeline(transaction=False)
+    for event_id in event_ids:
+        pipe.sadd(keys.delivered(str(event_id)), worker.consumer)
+        pipe.expire(keys.delivered(str(event_id)), ttl)
+    for blob_id, consumer in (holds or {}).items():
+        pipe.set(keys.hold(blob_id), consumer, ex=int(relay.settings.lease_idle_s * 2) + 60)
+    await pipe.execute()
+
+
 STORE_SQL = """
 WITH ev AS (
-    SELECT id, tenant_id, created_at FROM events WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)
+    SELECT id, tenant_id, created_at FROM events WHERE id = $1
 ), ins AS (
-    INSERT INTO results (event_id, tenant_id, worker_id, k, moments, verdict, timings_ms, model, provider)
-    SELECT id, tenant_id, $3, $4, $5, $6, $7, $8, $9 FROM ev
+    INSERT INTO results (event_id, tenant_id, worker_id, k, moments, verdict, timings_ms, model, provider,
+                         delivered_to)
+    SELECT id, tenant_id, $2, $3, $4, $5, $6, $7, $8, $9 FROM ev
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, tenant_id
 ), upd AS (
@@ -163,11 +171,18 @@ WITH ev AS (
 SELECT ev.tenant_id, ev.created_at, EXISTS (SELECT 1 FROM ins) AS stored FROM ev
 """
 
+# A back-fill replaces a result only when it reviews more (k grows) and comes from a worker the event
+# was delivered to: one the live record names ($9), or one kept with the result.
 BACKFILL_SQL = """
-UPDATE results SET k = $3, moments = $4, verdict = $5, timings_ms = $6, model = $7, provider = $8, updated_at = now()
-WHERE event_id = $1 AND ($2::uuid IS NULL OR tenant_id = $2) AND k < $3
+UPDATE results SET k = $3, moments = $4, verdict = $5, timings_ms = $6, model = $7, provider = $8,
+    delivered_to = ARRAY(SELECT DISTINCT unnest(delivered_to || $10::uuid[])), updated_at = now()
+WHERE event_id = $1 AND k < $3 AND ($9 OR $2 = ANY(delivered_to))
 RETURNING tenant_id
 """
+
+# A result this worker may not write (the live record does not name it): a duplicate if the stored
+# result says the event was delivered to it, otherwise refused.
+KNOWN_SQL = "SELECT $2 = ANY(delivered_to) FROM results WHERE event_id = $1"
 
 
 def _columns(result: EventResult) -> tuple:
@@ -175,38 +190,56 @@ def _columns(result: EventResult) -> tuple:
     return (result.k, dump["moments"], dump["verdict"], dump["timings_ms"], result.model, result.provider)
 
 
-async def _store_one(
-    conn,
-    worker: Worker,
-    result: EventResult,
-    scope: uuid.UUID | None,
-) -> tuple[str, uuid.UUID | None, datetime | None]:
-    """('stored' | 'duplicate' | 'unknown', tenant id, event created_at); ``scope``: only this tenant's events."""
+def _worker_ids(members: set[str]) -> list[uuid.UUID]:
+    out = []
+    for member in members:
+        try:
+            out.append(uuid.UUID(member))
+        except ValueError:
+            continue  # a consumer name that is not a worker id holds no result rights
+    return out
+
+
+async def _store_one(conn, worker: Worker, result: EventResult, delivered: set[str]) -> tuple[str, Any, Any]:
+    """('stored' | 'duplicate' | 'refused', tenant id, event created_at). ``delivered``: the workers the live
+    record says this event was delivered to (with this worker when it holds the result's lease)."""
+    allowed = worker.consumer in delivered
     if result.backfill:
-        tenant_id = await conn.fetchval(BACKFILL_SQL, result.event_id, scope, *_columns(result))
+        tenant_id = await conn.fetchval(
+            BACKFILL_SQL, result.event_id, worker.id, *_columns(result), allowed, _worker_ids(delivered)
+        )
         if tenant_id is not None:
             return "stored", tenant_id, None
-    row = await conn.fetchrow(STORE_SQL, result.event_id, scope, worker.id, *_columns(result))
+    if not allowed:
+        known = await conn.fetchval(KNOWN_SQL, result.event_id, worker.id)
+        return ("duplicate" if known else "refused"), None, None
+    row = await conn.fetchrow(STORE_SQL, result.event_id, worker.id, *_columns(result), _worker_ids(delivered))
     if row is None:
-        return "unknown", None, None
+        return "refused", None, None  # the event is gone (its tenant was deleted)
     return ("stored" if row["stored"] else "duplicate"), row["tenant_id"], row["created_at"]
 
 
-async def _result_scopes(relay, worker: Worker, results: list[EventResult]) -> dict[uuid.UUID, uuid.UUID | None]:
-    """Whose events each result may land on. A shared worker: any event. A dedicated worker leases from
-    the shared lanes too, so it may answer any event whose lease it holds; otherwise (a back-fill, a lapsed
-    lease) only its own tenant's."""
-    scopes: dict[uuid.UUID, uuid.UUID | None] = {r.event_id: worker.dedicated_tenant for r in results}
-    if worker.dedicated_tenant is None:
-        return scopes
-    try:
-        for r in results:
-            held = await relay.streams.holder(r.lease_id) if r.lease_id is not None else None
-            if held is not None and held[0] == worker.consumer:
-                scopes[r.event_id] = None
-    except (RedisError, OSError) as exc:
-        raise unavailable("the queue") from exc
-    return scopes
+async def _deliveries(relay, worker: Worker, results: list[EventResult]) -> dict[uuid.UUID, set[str]]:
+    """For each result's event, the workers it was delivered to: its delivery record, plus this worker when
+    it holds the result's lease and that lease carries the event (a LAN worker leases from Redis itself,
+    so the relay records its deliveries only when it sees them)."""
+    pipe = relay.redis.pipeline(transaction=False)
+    for r in results:
+        pipe.smembers(keys.delivered(str(r.event_id)))
+    records = await pipe.execute()
+    out = {
+        r.event_id: {m.decode() if isinstance(m, bytes) else m for m in members}
+        for r, members in zip(results, records, strict=True)
+    }
+    leases = [r.lease_id for r in results if r.lease_id is not None and worker.consumer not in out[r.event_id]]
+    if leases:
+        held = await relay.streams.held_events(worker.consumer, leases)
+        seen = [r.event_id for r in results if r.lease_id in held and held[r.lease_id] == str(r.event_id)]
+        for event_id in seen:
+            out[event_id].add(worker.consumer)
+        if seen:
+            await _record_deliveries(relay, worker, seen)
+    return out
 
 
 async def results(request: Request) -> Response:
@@ -221,38 +254,57 @@ async def results(request: Request) -> Response:
                 parse_lease_id(r.lease_id)
             except StreamError as exc:
                 raise Problem(422, "invalid-body", str(exc)) from None
-    scopes = await _result_scopes(relay, worker, body.results)
+    try:
+        delivered = await _deliveries(relay, worker, body.results)
+    except (RedisError, OSError) as exc:
+        # Without the delivery records no result can be checked; the worker keeps them and retries.
+        raise unavailable("the queue") from exc
     outcomes = []
     try:
         async with system_tx(relay.pool) as conn:
             for r in body.results:
-                outcomes.append((r, *await _store_one(conn, worker, r, scopes[r.event_id])))
+                outcomes.append((r, *await _store_one(conn, worker, r, delivered[r.event_id])))
     except DatabaseUnavailable as exc:
         # Nothing was acked: the worker keeps its results and retries.
         raise unavailable("the database") from exc
-    stored, duplicates, acked = [], [], 0
+    answer = await _announce_and_ack(relay, worker, outcomes)
+    if answer.stored:
+        relay.webhook_wakeup()
+    return _model_response(answer, exclude={"refused"} if not answer.refused else None)
+
+
+async def _announce_and_ack(relay, worker: Worker, outcomes: list[tuple]) -> ResultsResponse:
+    stored, duplicates, refused, acked = [], [], [], 0
     now = datetime.now(UTC)
+    for r, outcome, _, created_at in outcomes:
+        relay.metrics.results.labels(outcome).inc()
+        if outcome == "stored":
+            stored.append(r.event_id)
+            if created_at is not None:
+                relay.metrics.latency.observe((now - created_at).total_seconds())
+        elif outcome == "duplicate":
+            duplicates.append(r.event_id)
+        else:
+            refused.append(r.event_id)
+            log.warning(
+                "worker %s sent a result for event %s, which was never delivered to it: refused",
+                worker.consumer,
+                r.event_id,
+            )
     try:
         pipe = relay.redis.pipeline(transaction=False)
-        for r, outcome, tenant_id, created_at in outcomes:
-            relay.metrics.results.labels(outcome).inc()
-            if outcome == "stored":
-                stored.append(r.event_id)
-                pipe.publish(f"insane:done:{tenant_id}", str(r.event_id))
-                if created_at is not None:
-                    relay.metrics.latency.observe((now - created_at).total_seconds())
-            elif outcome == "duplicate":
-                duplicates.append(r.event_id)
+        for r, outcome, tenant_id, _ in outcomes:
+            if outcome == "stored" and tenant_id is not None:
+                pipe.publish(keys.done_channel(str(tenant_id)), str(r.event_id))
         await pipe.execute()
         for r, outcome, _, _ in outcomes:
-            if r.lease_id is not None and outcome != "unknown":
-                acked += await relay.streams.ack(r.lease_id)
+            if r.lease_id is not None and outcome != "refused":
+                # Only an entry this worker holds, carrying this event, is acked.
+                acked += await relay.streams.ack(r.lease_id, worker.consumer, str(r.event_id))
     except (RedisError, OSError) as exc:
         # The results are durable; an entry left unacked is redelivered and then answered as a duplicate.
         log.warning("results stored but not acked: %s", exc)
-    if stored:
-        relay.webhook_wakeup()
-    return _model_response(ResultsResponse(stored=stored, duplicates=duplicates, acked=acked))
+    return ResultsResponse(stored=stored, duplicates=duplicates, acked=acked, refused=refused)
 
 
 async def heartbeat(request: Request) -> Response:
@@ -261,7 +313,10 @@ async def heartbeat(request: Request) -> Response:
     body = await parse_body(request, Heartbeat)
     try:
         # Renew first: it needs only Redis, and a PostgreSQL outage must not get held leases reclaimed.
-        renewed = await relay.streams.renew(worker.consumer, body.leases) if body.leases else 0
+        renewed = await relay.streams.renew(worker.consumer, body.leases) if body.leases else []
+        if renewed:
+            # A LAN worker's leases come from Redis itself: this is where the relay learns of them.
+            await _record_deliveries(relay, worker, [e for e in renewed if e])
         depth = await relay.streams.depth()
     except (RedisError, OSError) as exc:
         log.warning("lease for worker %s failed: %r", worker.consumer, exc)
@@ -279,7 +334,7 @@ async def heartbeat(request: Request) -> Response:
             )
     except DatabaseUnavailable as exc:
         raise unavailable("the database") from exc
-    return _model_response(HeartbeatResponse(queue_depth=depth, renewed=renewed))
+    return _model_response(HeartbeatResponse(queue_depth=depth, renewed=len(renewed)))
 
 
 async def dead_letter_held(request: Request) -> Response:

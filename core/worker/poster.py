@@ -90,6 +90,10 @@ class Poster:
             self.on_error("results", None)
             if resp.duplicates:
                 log.info("%d results were already stored (re-delivery)", len(resp.duplicates))
+            for event_id in resp.refused:
+                # Not ours to write (a lease that moved on before this worker ever held it, or an event
+                # that is gone): retrying would be refused again.
+                log.warning("the relay did not take the result of event %s: not delivered to this worker", event_id)
             duplicates = set(resp.duplicates)
             for result, context in batch:
                 self.on_posted(result, context, result.event_id in duplicates)

@@ -14,7 +14,6 @@ the consumer that holds it, and this Redis user can do neither itself.
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 from collections.abc import Sequence
 
@@ -47,12 +46,16 @@ class RedisLeaseSource:
         relay_url: str,
         token: str,
         *,
-        consumer: str | None = None,
         min_idle_s: float = 60.0,
         max_deliveries: int = 5,
         http: HttpLeaseSource | None = None,
     ) -> None:
-        self.consumer = consumer or worker_id(token) or f"lan-{socket.gethostname()}"
+        consumer = worker_id(token)
+        if consumer is None:
+            # The relay takes a result only from the worker an event was delivered to, and it knows a LAN
+            # worker's deliveries by this consumer name: it must be the id inside the token.
+            raise TokenRejected("a LAN worker needs its worker token (iw_<id>_<secret>) to lease from Redis")
+        self.consumer = consumer
         self.min_idle_ms = int(min_idle_s * 1000)
         self.max_deliveries = max_deliveries
         self._redis = redis_client(redis_url)

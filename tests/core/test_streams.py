@@ -61,9 +61,20 @@ async def test_idle_entries_are_reclaimed_with_their_delivery_count_and_acks_del
     assert await streams.lease("w2", 1, None, 60_000) == []
     (again,) = await streams.lease("w2", 1, None, 0)  # idle past a zero deadline
     assert again.event_id == event_id and again.deliveries == 2 and again.lease_id == taken.lease_id
-    assert await streams.ack(again.lease_id) == 1
-    assert await streams.ack(taken.lease_id) == 0  # the stale worker's late ack is a no-op
+    assert await streams.ack(taken.lease_id, "dead-worker", event_id) == 0  # no longer its lease: no-op
+    assert await streams.ack(again.lease_id, "w2", str(uuid.uuid4())) == 0  # its lease, another event
+    assert await streams.depth() == {"pro": 0, "standard": 1}
+    assert await streams.ack(again.lease_id, "w2", event_id) == 1
+    assert await streams.ack(again.lease_id, "w2", event_id) == 0  # once
     assert await streams.depth() == {"pro": 0, "standard": 0}
+
+
+async def test_held_events_name_only_the_holders_leases(streams: Streams) -> None:
+    event_id, body = event("pro")
+    await streams.add("pro", event_id, body)
+    (got,) = await streams.lease("w1", 1, None, 60_000)
+    assert await streams.held_events("w1", [got.lease_id, "pro:1-0"]) == {got.lease_id: event_id}
+    assert await streams.held_events("w2", [got.lease_id]) == {}
 
 
 async def test_dead_letter_moves_the_entry_atomically(streams: Streams) -> None:
@@ -93,15 +104,15 @@ async def test_renewing_keeps_a_held_lease_from_being_reclaimed(streams: Streams
     slow = await streams.lease("slow", 2, None, 60_000)
     await asyncio.sleep(0.3)
     # One lease renewed by its holder; a stranger's renewal, an unknown and a malformed id change nothing.
-    assert await streams.renew("slow", [slow[0].lease_id, "standard:1-0", "bogus"]) == 1
-    assert await streams.renew("thief", [slow[1].lease_id]) == 0
+    assert await streams.renew("slow", [slow[0].lease_id, "standard:1-0", "bogus"]) == [slow[0].event_id]
+    assert await streams.renew("thief", [slow[1].lease_id]) == []
     reclaimed = await streams.lease("other", 2, None, 200)
     assert [e.event_id for e in reclaimed] == [slow[1].event_id]  # idle 300 ms; the renewed one is not
     assert reclaimed[0].deliveries == 2
     pending = {p["message_id"]: p for p in await streams.pending("standard")}
     renewed = pending[slow[0].entry_id]
     assert renewed["consumer"] == "slow" and renewed["times_delivered"] == 1  # renewing is not a delivery
-    assert await streams.renew("slow", [slow[1].lease_id]) == 0  # no longer its lease
+    assert await streams.renew("slow", [slow[1].lease_id]) == []  # no longer its lease
 
 
 async def test_blobs_expire_and_the_scan_finds_queued_ids(streams: Streams) -> None:
@@ -172,7 +183,7 @@ async def test_lan_worker_acl_allows_leasing_and_denies_everything_else(streams:
             (got,) = await Streams(lan).lease("lan-worker", 1, None, 60_000)
             assert got.event_id == event_id
             with pytest.raises((NoPermissionError, ResponseError)):
-                await Streams(lan).ack(got.lease_id)
+                await Streams(lan).ack(got.lease_id, "lan-worker", event_id)
         finally:
             await lan.aclose()
     finally:

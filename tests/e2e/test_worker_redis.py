@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(180)
 
 async def test_redis_source_reviews_uploads_and_the_relay_acks(relay, tenant, photos, fast_onnx):
     creds = enroll_worker(relay.url)
-    source = RedisLeaseSource(relay.settings.redis_url, relay.url, creds.secret, consumer="lan-test", min_idle_s=5)
+    source = RedisLeaseSource(relay.settings.redis_url, relay.url, creds.secret, min_idle_s=5)
     worker = make_worker(relay.url, creds.secret, fast_onnx, source=source)
     task = asyncio.create_task(worker.run())
     try:
@@ -34,4 +34,5 @@ async def test_redis_source_reviews_uploads_and_the_relay_acks(relay, tenant, ph
         pending = [p for lane in ("pro", "standard") for p in await Streams(client).pending(lane)]
     finally:
         await client.aclose()
-    assert not [p for p in pending if p.get("consumer") in ("lan-test", b"lan-test")]
+    assert source.consumer == creds.id
+    assert not [p for p in pending if p.get("consumer") in (creds.id, creds.id.encode())]
