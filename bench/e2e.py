@@ -32,11 +32,11 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from core.detect import OnnxConfig, load_detector  # noqa: E402
-from core.services import EmbeddedServices  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 from core.worker import Worker, WorkerConfig  # noqa: E402
 from core.worker.build import preloader_factory  # noqa: E402
 from core.worker.http_source import HttpLeaseSource  # noqa: E402
+from insane.devkit.services import EmbeddedServices  # noqa: E402
 from tests import models  # noqa: E402
 from tests.relayhelp import RelayServer, enroll_worker, fresh_database, make_tenant, relay_settings  # noqa: E402
 

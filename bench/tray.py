@@ -69,7 +69,7 @@ def baseline_qt_import_s() -> float:
 
 
 def measure(model: str, idle_s: float) -> dict[str, object]:
-    from core.services import EmbeddedServices
+    from insane.devkit.services import EmbeddedServices
     from tests.relayhelp import RelayServer, enroll_worker, fresh_database, relay_settings
 
     with EmbeddedServices(durable=True) as services, tempfile.TemporaryDirectory() as tmpdir:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.services import EmbeddedServices
+from insane.devkit.services import EmbeddedServices
 
 # Nothing in the tests may read the developer's own config or write into their folders.
 os.environ.setdefault("INSANE_CONFIG", "")

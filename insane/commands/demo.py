@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from core.services import EmbeddedServices, ServiceError
+from insane.devkit.services import EmbeddedServices, ServiceError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
-from core.services import EmbeddedServices, ServiceError
+from insane.devkit.services import EmbeddedServices, ServiceError
 
 log = logging.getLogger(__name__)
 

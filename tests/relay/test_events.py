@@ -88,7 +88,7 @@ def test_guardian_quota_admits_exactly_five_of_100_concurrent_deep_reviews(relay
 
 
 def test_quota_holds_across_a_redis_restart(services, relay_db: str) -> None:
-    from core.services import EmbeddedServices
+    from insane.devkit.services import EmbeddedServices
 
     with EmbeddedServices(postgres=False, durable=False) as own:
         settings = relay_settings(services, relay_db, redis_url=own.redis_url)

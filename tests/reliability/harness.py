@@ -51,7 +51,7 @@ import cv2
 import httpx
 import numpy as np
 
-from core.services import EmbeddedServices, free_port
+from insane.devkit.services import EmbeddedServices, free_port
 from tests import models
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ import time
 import httpx
 import redis
 
-from core.services import EmbeddedServices
 from core.streams import stream_key
+from insane.devkit.services import EmbeddedServices
 from tests.relayhelp import RelayServer, enroll_worker, event_body, fresh_database, make_tenant, relay_settings
 
 
