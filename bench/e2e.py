@@ -36,9 +36,10 @@ from core.settings import load_settings  # noqa: E402
 from core.worker import Worker, WorkerConfig  # noqa: E402
 from core.worker.build import preloader_factory  # noqa: E402
 from core.worker.http_source import HttpLeaseSource  # noqa: E402
+from insane.devkit.client import enroll_worker, make_tenant  # noqa: E402
+from insane.devkit.relay import RelayServer, fresh_database, relay_settings  # noqa: E402
 from insane.devkit.services import EmbeddedServices  # noqa: E402
 from tests import models  # noqa: E402
-from tests.relayhelp import RelayServer, enroll_worker, fresh_database, make_tenant, relay_settings  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

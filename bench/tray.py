@@ -69,8 +69,9 @@ def baseline_qt_import_s() -> float:
 
 
 def measure(model: str, idle_s: float) -> dict[str, object]:
+    from insane.devkit.client import enroll_worker
+    from insane.devkit.relay import RelayServer, fresh_database, relay_settings
     from insane.devkit.services import EmbeddedServices
-    from tests.relayhelp import RelayServer, enroll_worker, fresh_database, relay_settings
 
     with EmbeddedServices(durable=True) as services, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)

@@ -111,7 +111,7 @@ def _secret(value: str):
 async def _run(settings, args: argparse.Namespace, photos: list[Path]) -> int:
     import uvicorn
 
-    from insane.demo_media import ImageServer
+    from insane.devkit.camera import ImageServer
     from relay.app import create_app
     from relay.db import migrate
     from relay.server import DrainingServer

@@ -84,7 +84,7 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def relay(services):
-    from tests.relayhelp import RelayServer, fresh_database, relay_settings
+    from insane.devkit.relay import RelayServer, fresh_database, relay_settings
 
     settings = relay_settings(services, fresh_database(services), lease_idle_s=5.0, max_moments=16)
     with RelayServer(settings) as running:
@@ -93,7 +93,7 @@ def relay(services):
 
 @pytest.fixture(scope="module")
 def tenant(relay):
-    from tests.relayhelp import make_tenant
+    from insane.devkit.client import make_tenant
 
     return make_tenant(relay.url, tier="pro")
 

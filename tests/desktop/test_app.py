@@ -21,8 +21,8 @@ from core.worker import WorkerState
 from desktop.controller import Controller
 from desktop.selftest import sample_path
 from desktop.tokens import TokenStore
+from insane.devkit.client import admin_headers
 from tests.desktop.qtasync import run_qt, until
-from tests.relayhelp import admin_headers
 
 pytestmark = pytest.mark.slow
 
@@ -152,7 +152,7 @@ def test_tray_drives_a_real_worker(qtbot, qapp, relay, tenant, model_onnx: Path,
 
 
 def test_settings_round_trip(qtbot, qapp, relay, model_onnx: Path, app_env: Path) -> None:
-    from tests.relayhelp import enroll_worker
+    from insane.devkit.client import enroll_worker
 
     TokenStore().save(relay.url, enroll_worker(relay.url).secret)
     settings = load_settings(relay_url=relay.url, model=str(model_onnx), worker_threads=1, worker_lease_wait_s=1.0)

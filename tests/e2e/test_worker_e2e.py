@@ -9,7 +9,8 @@ import pytest
 from core.detect import providers
 from core.worker import WorkerState
 from core.worker.http_source import HttpLeaseSource
-from tests.e2e.conftest import enroll_worker, make_worker, post_event, wait_done
+from insane.devkit.client import enroll_worker, post_event, wait_done
+from insane.devkit.worker import make_worker
 
 pytestmark = pytest.mark.timeout(240)
 

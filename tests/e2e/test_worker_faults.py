@@ -13,8 +13,8 @@ import uuid
 import asyncpg
 import pytest
 
-from tests.e2e.conftest import allow_private, enroll_worker, make_worker, post_event, wait_done
-from tests.relayhelp import make_tenant
+from insane.devkit.client import allow_private_hosts, enroll_worker, make_tenant, post_event, wait_done
+from insane.devkit.worker import make_worker
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -80,9 +80,9 @@ async def test_worker_killed_mid_batch_another_completes_everything_once(relay, 
     assert rescuer.snapshot().events_total == len(events) - killed_at["events_total"]
 
 
-async def test_backlog_shrinks_standard_k_to_its_floor_and_k_comes_back(relay, relay_db, image_server, fast_onnx):
+async def test_backlog_shrinks_standard_k_to_its_floor_and_k_comes_back(relay, image_server, fast_onnx):
     tenant = make_tenant(relay.url, tier="guardian")
-    allow_private(relay_db, tenant.id, ["127.0.0.1"])
+    allow_private_hosts(relay.url, tenant.id, ["127.0.0.1"])
     creds = enroll_worker(relay.url, tenant=tenant.id)
     worker = make_worker(
         relay.url,

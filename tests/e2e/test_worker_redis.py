@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 
 from core.streams import Streams
 from core.worker.redis_source import RedisLeaseSource
-from tests.e2e.conftest import enroll_worker, make_worker, post_event, wait_done
+from insane.devkit.client import enroll_worker, post_event, wait_done
+from insane.devkit.worker import make_worker
 
 pytestmark = pytest.mark.timeout(180)
 

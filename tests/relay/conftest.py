@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from core.ssrf import SsrfGuard
-from tests.relayhelp import RelayServer, fresh_database, relay_settings
+from insane.devkit.relay import RelayServer, fresh_database, relay_settings
 
 
 @pytest.fixture(scope="module")

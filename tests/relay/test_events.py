@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from core.streams import stream_key
-from tests.relayhelp import RelayServer, admin_headers, event_body, make_tenant, relay_settings
+from insane.devkit.client import admin_headers, event_body, make_tenant
+from insane.devkit.relay import RelayServer, relay_settings
 
 
 def jpeg(width: int = 64, height: int = 48) -> bytes:

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from core.worker.state import WorkerState
-from tests.e2e.conftest import allow_private, enroll_worker, make_worker, post_event, serve_images, wait_done
-from tests.relayhelp import RelayServer, fresh_database, make_tenant, relay_settings
+from insane.devkit.camera import serve_images
+from insane.devkit.client import allow_private_hosts, enroll_worker, make_tenant, post_event, wait_done
+from insane.devkit.relay import RelayServer, fresh_database, relay_settings
+from insane.devkit.worker import make_worker
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,7 +71,7 @@ def files(photos) -> Iterator[tuple[str, dict]]:
 async def test_each_hostile_image_is_one_clear_moment_error(relay, files, small_onnx) -> None:
     url, cases = files
     tenant = make_tenant(relay.url)
-    allow_private(relay.db, tenant.id, ["127.0.0.1"])
+    allow_private_hosts(relay.url, tenant.id, ["127.0.0.1"])
     creds = enroll_worker(relay.url, tenant=tenant.id)
     worker = make_worker(relay.url, creds.secret, small_onnx, dedicated=tenant.id)
     names = ["bus.jpg", *cases, "zidane.jpg", "jpeg-zip.jpg"]

@@ -17,9 +17,10 @@ import redis
 
 from core.streams import DEAD_KEY, acl_rules, stream_key
 from core.worker.redis_source import RedisLeaseSource
-from tests.e2e.conftest import allow_private, make_worker, wait_done
+from insane.devkit.client import allow_private_hosts, enroll_worker, event_body, make_tenant, wait_done
+from insane.devkit.relay import RelayServer, fresh_database, relay_settings
+from insane.devkit.worker import make_worker
 from tests.relay.test_workers import result_rows
-from tests.relayhelp import RelayServer, enroll_worker, event_body, fresh_database, make_tenant, relay_settings
 
 pytestmark = pytest.mark.timeout(120)
 SLOW_S = 2.5
@@ -66,11 +67,11 @@ def slow_server(photos) -> Iterator[tuple[str, list[str]]]:
 
 @pytest.mark.parametrize("renew", [True, False], ids=["heartbeats-renew", "without-renewal"])
 async def test_a_review_slower_than_the_lease_deadline_is_not_done_twice(
-    relay, relay_db, slow_server, small_onnx, renew: bool
+    relay, slow_server, small_onnx, renew: bool
 ) -> None:
     url, hits = slow_server
     tenant = make_tenant(relay.url)
-    allow_private(relay_db, tenant.id, ["127.0.0.1"])
+    allow_private_hosts(relay.url, tenant.id, ["127.0.0.1"])
     # In the control case the slow worker beats only every 30 s: its lease lapses (1 s deadline) and the
     # other worker takes the event over and reviews it again.
     heartbeat = 0.25 if renew else 30.0

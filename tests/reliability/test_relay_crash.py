@@ -13,10 +13,11 @@ import pytest
 import redis
 
 from core.streams import blob_key, stream_key
+from insane.devkit.client import enroll_worker, event_body, make_tenant
+from insane.devkit.relay import RelayServer, fresh_database, relay_settings
 from relay import reconciler
 from tests.relay.test_events import jpeg
 from tests.relay.test_workers import lease_until
-from tests.relayhelp import RelayServer, enroll_worker, event_body, fresh_database, make_tenant, relay_settings
 
 
 @pytest.fixture(scope="module")
