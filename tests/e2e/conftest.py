@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from insane.devkit import models
 from insane.devkit.camera import serve_images
 from insane.devkit.client import allow_private_hosts, make_tenant
 from insane.devkit.relay import RelayServer, fresh_database, relay_settings
-from tests import models
 
 
 def _need_ultralytics() -> None:

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from tests import models
+from insane.devkit import models
 from tests.conftest import ROOT
 
 CHILD = """

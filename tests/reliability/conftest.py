@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import models
+from insane.devkit import models
 from tests.e2e.conftest import _need_ultralytics, fast_onnx, photos  # noqa: F401 - fixtures shared with e2e
 
 

@@ -201,7 +201,7 @@ def sample_images() -> dict[str, bytes]:
     return {"bus.jpg": bus, "zidane.jpg": zidane, "frame1080.jpg": buf.tobytes()}
 
 
-if __name__ == "__main__":  # build everything once: python -m tests.models
+if __name__ == "__main__":  # build everything once: python -m insane.devkit.models
     c = test_cache()
     p = fall_model_pt(c)
     print(shipped_fall_onnx(c))
