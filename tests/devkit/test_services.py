@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 import redis
 
+from insane.devkit import INSANE
 from insane.devkit.services import EmbeddedServices, ServiceError
-from tests.conftest import INSANE
 
 
 def _gone(pid: int, timeout: float = 10.0) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+from insane.devkit import INSANE
 from insane.devkit.relay import fresh_database
-from tests.conftest import INSANE
 
 
 def insane(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

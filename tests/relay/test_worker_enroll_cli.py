@@ -7,9 +7,9 @@ import subprocess
 
 import httpx
 
+from insane.devkit import INSANE
 from insane.devkit.client import admin_headers, make_tenant
 from insane.devkit.relay import RelayServer
-from tests.conftest import INSANE
 
 
 def _enroll(relay: RelayServer, code: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -18,7 +18,6 @@ import redis
 from core.streams import DEAD_KEY, acl_rules, stream_key
 from core.worker.redis_source import RedisLeaseSource
 from insane.devkit.client import allow_private_hosts, enroll_worker, event_body, make_tenant, wait_done
-from insane.devkit.relay import RelayServer, fresh_database, relay_settings
 from insane.devkit.worker import make_worker
 from tests.relay.test_workers import result_rows
 
@@ -44,20 +43,18 @@ class _SlowImages(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def relay_db(services) -> str:
-    return fresh_database(services)
+def relay_overrides() -> dict[str, Any]:
+    return {"lease_idle_s": 1.0, "max_deliveries": 3, "requeue_after_s": 600}
 
 
 @pytest.fixture(scope="module")
-def relay(services, relay_db) -> Iterator[RelayServer]:
-    settings = relay_settings(services, relay_db, lease_idle_s=1.0, max_deliveries=3, requeue_after_s=600)
-    with RelayServer(settings, background=False) as running:
-        yield running
+def relay_app_options() -> dict[str, Any]:
+    return {"background": False}
 
 
 @pytest.fixture
-def slow_server(photos) -> Iterator[tuple[str, list[str]]]:
-    handler = type("Slow", (_SlowImages,), {"image": photos["bus.jpg"], "hits": []})
+def slow_server(sample_images) -> Iterator[tuple[str, list[str]]]:
+    handler = type("Slow", (_SlowImages,), {"image": sample_images["bus.jpg"], "hits": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", handler.hits
