@@ -23,8 +23,6 @@ from typing import Any
 
 import httpx
 
-from insane.devkit.services import EmbeddedServices, ServiceError
-
 log = logging.getLogger(__name__)
 
 
@@ -69,6 +67,7 @@ class Posted:
 
 def demo_command(args: argparse.Namespace, settings) -> int:
     from insane.demo_media import DemoError, choose_model, find_photos
+    from insane.devkit.services import EmbeddedServices, ServiceError  # the relay and worker never load the kit
 
     if not 1 <= args.events <= 50 or not 1 <= args.moments <= settings.max_moments:
         print(f"insane demo: --events takes 1 to 50, --moments 1 to {settings.max_moments}", file=sys.stderr)
