@@ -6,7 +6,7 @@
 
 Starts its own Redis (AOF every second) and PostgreSQL (fsync and synchronous commit on), a relay
 process and three worker processes on loopback, then runs one phase per fault (see
-tests/reliability/harness.py for what each does and counts):
+insane/devkit/chaos/harness.py for what each does and counts):
 
     workers   50 SIGKILLs of a random worker, half of them right after the relay stored one of its results
     redis     3 SIGKILLs of Redis, each restarted from its append-only file (fsync every second)
@@ -36,15 +36,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import models  # noqa: E402
-from tests.reliability.harness import Chaos, Plan, table  # noqa: E402
+from insane.devkit import models  # noqa: E402
+from insane.devkit.chaos.harness import Chaos  # noqa: E402
+from insane.devkit.chaos.plan import Plan, table  # noqa: E402
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--quick", action="store_true", help="the small variant the test suite runs")
-    p.add_argument("--model", help="a .onnx file (default: YOLOv8n at 320, built by tests/models.py)")
+    p.add_argument("--model", help="a .onnx file (default: YOLOv8n at 320, built by insane/devkit/models.py)")
     p.add_argument("--workers", type=int, help="worker processes (default 3; --quick 2)")
     p.add_argument("--kills", type=int, help="worker SIGKILLs (default 50)")
     p.add_argument("--rate", type=float, help="events per second the cameras offer (default 6)")

@@ -7,7 +7,7 @@
 
     .venv/bin/python bench/detect.py [--seconds 5] [--batch 4] [--json]
 
-Default model: YOLOv8n built from yolov8n.yaml (random weights, see tests/models.py) exported to ONNX with
+Default model: YOLOv8n built from yolov8n.yaml (random weights, see insane/devkit/models.py) exported to ONNX with
 a dynamic shape and run at 384×640. Both thread layouts are measured for (a) and (b): one session with all
 threads, and one single-thread session per core with the batch split between them.
 """
@@ -35,7 +35,7 @@ from core.detect.speed import measure_pipeline, measure_raw  # noqa: E402
 
 
 def _images(n: int) -> list[bytes]:
-    from tests.models import sample_images
+    from insane.devkit.models import sample_images
 
     frame = cv2.imdecode(np.frombuffer(sample_images()["frame1080.jpg"], np.uint8), cv2.IMREAD_COLOR)
     out = []
@@ -74,7 +74,7 @@ def main() -> int:
     args = ap.parse_args()
 
     if args.onnx is None or (args.pt is None and not args.skip_ultralytics):
-        from tests import models
+        from insane.devkit import models
 
         cache = models.test_cache()
         os.environ.setdefault("YOLO_CONFIG_DIR", str(cache / "ultralytics-config"))

@@ -12,7 +12,7 @@ Starts throwaway Redis and PostgreSQL, a relay on loopback (in a thread of this 
    last result stored), with each event's latency from its POST to its stored result.
 3. idle: single K-moment Pro events posted one at a time on the idle worker; event_p50_s / event_p95_s.
 
-The default model is the real YOLOv8s the tests build (see tests/models.py).
+The default model is the real YOLOv8s the tests build (see insane/devkit/models.py).
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from core.detect import OnnxConfig, load_detector  # noqa: E402
-from core.services import EmbeddedServices  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 from core.worker import Worker, WorkerConfig  # noqa: E402
 from core.worker.build import preloader_factory  # noqa: E402
 from core.worker.http_source import HttpLeaseSource  # noqa: E402
-from tests import models  # noqa: E402
-from tests.relayhelp import RelayServer, enroll_worker, fresh_database, make_tenant, relay_settings  # noqa: E402
+from insane.devkit import models  # noqa: E402
+from insane.devkit.client import enroll_worker, make_tenant  # noqa: E402
+from insane.devkit.relay import RelayServer, fresh_database, relay_settings  # noqa: E402
+from insane.devkit.services import EmbeddedServices  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -195,7 +195,7 @@ def main() -> int:
         serve_bare()
         return 0
 
-    from core.services import EmbeddedServices
+    from insane.devkit.services import EmbeddedServices
 
     with EmbeddedServices(durable=not args.no_durable) as services:
         asyncio.run(setup_tenant(services.database_url))

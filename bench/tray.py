@@ -69,8 +69,9 @@ def baseline_qt_import_s() -> float:
 
 
 def measure(model: str, idle_s: float) -> dict[str, object]:
-    from core.services import EmbeddedServices
-    from tests.relayhelp import RelayServer, enroll_worker, fresh_database, relay_settings
+    from insane.devkit.client import enroll_worker
+    from insane.devkit.relay import RelayServer, fresh_database, relay_settings
+    from insane.devkit.services import EmbeddedServices
 
     with EmbeddedServices(durable=True) as services, tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -153,7 +154,7 @@ def main() -> int:
     args = parser.parse_args()
     model = args.model
     if model is None:
-        from tests import models
+        from insane.devkit import models
 
         model = str(models.shipped_fall_onnx(models.test_cache()))
     figures = measure(model, args.idle)

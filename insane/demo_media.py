@@ -1,4 +1,4 @@
-"""What the demo reviews: real photos cut into camera-like moments, a loopback image server, a real model.
+"""What the demo reviews: real photos cut into camera-like moments and a real model.
 
 photos = find_photos(None)                   # JPEGs with people in them, or DemoError saying where to get some
 frames = moments_from_photo(photos[0], 24)   # 24 JPEG frames: a slow pan and zoom across the photo
@@ -7,13 +7,10 @@ model, note = choose_model(settings)         # the default YOLOv8n if present, e
 
 from __future__ import annotations
 
-import http.server
 import importlib.util
 import logging
 import sys
-import threading
 from pathlib import Path
-from typing import ClassVar
 
 log = logging.getLogger(__name__)
 
@@ -73,50 +70,6 @@ def moments_from_photo(photo: Path, count: int, quality: int = 90) -> list[bytes
             raise DemoError(f"{photo}: could not encode frame {i}")
         frames.append(buf.tobytes())
     return frames
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    files: ClassVar[dict[str, bytes]] = {}
-
-    def do_GET(self) -> None:
-        data = self.files.get(self.path)
-        if data is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class ImageServer:
-    """A camera's snapshot server on loopback: ``url = server.add("front/3.jpg", data)``."""
-
-    def __init__(self) -> None:
-        self._files: dict[str, bytes] = {}
-        handler = type("Handler", (_Handler,), {"files": self._files})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-images", daemon=True)
-        self.host = "127.0.0.1"
-        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def add(self, name: str, data: bytes) -> str:
-        self._files[f"/{name}"] = data
-        return f"{self.base}/{name}"
-
-    def __enter__(self) -> ImageServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
 
 
 def choose_model(settings) -> tuple[Path, str, list[str]]:

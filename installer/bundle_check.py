@@ -36,6 +36,8 @@ FORBIDDEN_PACKAGES = frozenset(
         "cv2",
     }
 )
+# Packages inside our own that the tray app never runs: the dev kit (throwaway servers, test models, faults).
+FORBIDDEN_SUBPACKAGES = frozenset({"insane.devkit"})
 # Shared libraries of the same stacks, and the Qt modules the app does not use.
 FORBIDDEN_LIBRARIES = (
     "libtorch",
@@ -55,8 +57,11 @@ DEFAULT_MAX_MB = 250
 
 
 def forbidden_modules(names: Iterable[str]) -> list[str]:
-    """The forbidden top-level packages among dotted module names."""
-    return sorted({n.split(".")[0] for n in names} & FORBIDDEN_PACKAGES)
+    """The forbidden packages among dotted module names: top-level ones, and the forbidden subpackages."""
+    names = set(names)
+    found = {n.split(".")[0] for n in names} & FORBIDDEN_PACKAGES
+    found |= {p for p in FORBIDDEN_SUBPACKAGES for n in names if n == p or n.startswith(p + ".")}
+    return sorted(found)
 
 
 def forbidden_files(paths: Iterable[str]) -> list[str]:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import INSANE
+from insane.devkit import INSANE
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from core.settings import reference
-from tests.conftest import ROOT
+from insane.devkit import ROOT
 
 
 def test_settings_table_matches_the_code() -> None:

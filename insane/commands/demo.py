@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import secrets
-import socket
 import statistics
 import sys
 import time
@@ -23,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from core.services import EmbeddedServices, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +67,7 @@ class Posted:
 
 def demo_command(args: argparse.Namespace, settings) -> int:
     from insane.demo_media import DemoError, choose_model, find_photos
+    from insane.devkit.services import EmbeddedServices, ServiceError  # the relay and worker never load the kit
 
     if not 1 <= args.events <= 50 or not 1 <= args.moments <= settings.max_moments:
         print(f"insane demo: --events takes 1 to 50, --moments 1 to {settings.max_moments}", file=sys.stderr)
@@ -109,58 +107,48 @@ def _secret(value: str):
 
 
 async def _run(settings, args: argparse.Namespace, photos: list[Path]) -> int:
-    import uvicorn
-
-    from insane.demo_media import ImageServer
-    from relay.app import create_app
+    from insane.devkit.camera import ImageServer
+    from insane.devkit.relay import RelayServer, RelayStartError
     from relay.db import migrate
-    from relay.server import DrainingServer
 
     await migrate(settings.database_url)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY on accept
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = DrainingServer(
-        uvicorn.Config(
-            create_app(settings), log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
-        )
-    )
-    relay_task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if relay_task.done():
-                print("insane demo: the relay did not start (see the log above)", file=sys.stderr)
-                return 1
-            await asyncio.sleep(0.05)
-        print(f"relay:    {url}")
-        with ImageServer() as camera:
-            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        # The relay is served by this loop, beside the worker: one process, as on a small machine.
+        async with RelayServer(settings) as relay:
+            print(f"relay:    {relay.url}")
+            with ImageServer() as camera:
                 # Short long-polls: the worker notices the end of the demo at once.
-                worker_settings = settings.model_copy(update={"relay_url": url, "worker_lease_wait_s": 2.0})
-                return await _review(client, worker_settings, args, photos, camera)
-    finally:
-        server.should_exit = True
-        await relay_task
-        sock.close()
+                worker_settings = settings.model_copy(update={"relay_url": relay.url, "worker_lease_wait_s": 2.0})
+                return await _review(relay.url, worker_settings, args, photos, camera)
+    except RelayStartError:
+        print("insane demo: the relay did not start (see the log above)", file=sys.stderr)
+        return 1
 
 
-async def _review(client: httpx.AsyncClient, settings, args, photos: list[Path], camera) -> int:
+def _tenants_and_worker(url: str, admin_token: str, camera_host: str):
+    """A Guardian tenant that uploads, a Pro tenant whose camera is on its LAN, and a worker dedicated to it."""
+    from insane.devkit.client import allow_private_hosts, enroll_worker, make_tenant
+
+    home = make_tenant(url, "home", "guardian", admin_token)
+    shop = make_tenant(url, "shop", "pro", admin_token)
+    # The shop's camera serves its snapshots on the local network: only a worker dedicated to the shop may
+    # fetch from a private address, and only from the hosts on the shop's allow-list.
+    allow_private_hosts(url, shop.id, [camera_host], admin_token)
+    return home, shop, enroll_worker(url, shop.id, "demo-pc", admin_token)
+
+
+async def _review(url: str, settings, args, photos: list[Path], camera) -> int:
     from core.detect import DetectorError
     from core.worker import WorkerSetupError, build_worker
     from insane.demo_media import moments_from_photo
 
-    admin = {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
-    home = await _admin(client, "POST", "/admin/tenants", admin, {"name": "home", "tier": "guardian"})
-    shop = await _admin(client, "POST", "/admin/tenants", admin, {"name": "shop", "tier": "pro"})
-    # The shop's camera serves its snapshots on the local network: only a worker dedicated to the shop may
-    # fetch from a private address, and only from the hosts on the shop's allow-list.
-    await _admin(client, "PUT", f"/admin/tenants/{shop['id']}/private-hosts", admin, {"hosts": [camera.host]})
-    code = await _admin(client, "POST", "/admin/enroll-codes", admin, {"tenant": shop["id"]})
-    enrolled = (await client.post("/v1/workers/enroll", json={"code": code["code"], "name": "demo-pc"})).json()
-    print(f"tenants:  home (guardian, uploads), shop (pro, camera URLs); worker {enrolled['worker_id']}")
+    # The admin calls block: a thread of their own, so that this loop goes on serving the relay meanwhile.
+    token = settings.admin_token.get_secret_value()
+    home, shop, enrolled = await asyncio.to_thread(_tenants_and_worker, url, token, camera.host)
+    print(f"tenants:  home (guardian, uploads), shop (pro, camera URLs); worker {enrolled.id}")
 
     try:
-        worker = build_worker(settings, token=enrolled["token"], dedicated_tenant=uuid.UUID(shop["id"]))
+        worker = build_worker(settings, token=enrolled.secret, dedicated_tenant=uuid.UUID(shop.id))
     except (WorkerSetupError, DetectorError) as exc:
         print(f"insane demo: {exc}", file=sys.stderr)
         return 1
@@ -168,19 +156,20 @@ async def _review(client: httpx.AsyncClient, settings, args, photos: list[Path],
     print(f"worker:   {snap.model} on {snap.provider}, {snap.threads} threads")
     worker_task = asyncio.create_task(worker.run())
     try:
-        frames = {p: await asyncio.to_thread(moments_from_photo, p, args.moments) for p in photos}
-        posted: list[Posted] = []
-        started = time.perf_counter()
-        for i in range(args.events):
-            photo = photos[i % len(photos)]
-            posted.append(await _post_upload(client, home, photo, frames[photo]))
-            photo = photos[(i + 1) % len(photos)]
-            posted.append(await _post_urls(client, shop, photo, frames[photo], camera, i))
-        accepted = [p for p in posted if p.id]
-        images = sum(p.moments for p in accepted)
-        print(f"posted:   {len(accepted)} events, {images} moments; reviewing…")
-        await _follow(client, accepted, worker, {"home": home, "shop": shop})
-        elapsed = time.perf_counter() - started
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            frames = {p: await asyncio.to_thread(moments_from_photo, p, args.moments) for p in photos}
+            posted: list[Posted] = []
+            started = time.perf_counter()
+            for i in range(args.events):
+                photo = photos[i % len(photos)]
+                posted.append(await _post_upload(client, home, photo, frames[photo]))
+                photo = photos[(i + 1) % len(photos)]
+                posted.append(await _post_urls(client, shop, photo, frames[photo], camera, i))
+            accepted = [p for p in posted if p.id]
+            images = sum(p.moments for p in accepted)
+            print(f"posted:   {len(accepted)} events, {images} moments; reviewing…")
+            await _follow(client, accepted, worker, {"home": home, "shop": shop})
+            elapsed = time.perf_counter() - started
     finally:
         await worker.stop(drain=True)
         await worker_task
@@ -192,31 +181,23 @@ async def _review(client: httpx.AsyncClient, settings, args, photos: list[Path],
     return 0 if accepted and all(p.view.get("status") == "done" for p in accepted) else 1
 
 
-async def _admin(client: httpx.AsyncClient, method: str, path: str, headers, body) -> dict[str, Any]:
-    r = await client.request(method, path, json=body, headers=headers)
-    r.raise_for_status()
-    return r.json()
-
-
-def _auth(tenant: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tenant['api_key']}"}
-
-
 def _event(camera: str, photo: Path) -> dict[str, Any]:
     return {"camera": camera, "time": datetime.now(UTC).isoformat(), "hint": f"motion ({photo.name})"}
 
 
 async def _post_upload(client: httpx.AsyncClient, tenant, photo: Path, frames: list[bytes]) -> Posted:
-    files = [("event", (None, json.dumps(_event("front-door", photo)), "application/json"))]
-    files += [("moment", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(frames)]
-    r = await client.post("/v1/events", files=files, headers=_auth(tenant))
+    from insane.devkit.client import event_request
+
+    r = await client.post("/v1/events", **event_request(_event("front-door", photo), frames), headers=tenant.headers)
     return _accepted(r, Posted("home", "guardian", "upload", photo.name, len(frames)))
 
 
 async def _post_urls(client: httpx.AsyncClient, tenant, photo: Path, frames: list[bytes], camera, n: int) -> Posted:
+    from insane.devkit.client import event_request
+
     moments = [camera.add(f"yard/{n}/{i}.jpg", data) for i, data in enumerate(frames)]
     body = {**_event("yard", photo), "moments": moments}
-    r = await client.post("/v1/events", json=body, headers=_auth(tenant))
+    r = await client.post("/v1/events", **event_request(body), headers=tenant.headers)
     return _accepted(r, Posted("shop", "pro", "url", photo.name, len(frames)))
 
 
@@ -235,20 +216,21 @@ async def _follow(
 ) -> None:
     """Poll each event until it has a result; one line per finished event, a live status line on a terminal."""
     from insane.commands.worker import status_line
+    from insane.devkit.client import follow_events
 
     tty = sys.stdout.isatty()
-    deadline = time.monotonic() + timeout_s
-    while (waiting := [p for p in events if not p.done]) and time.monotonic() < deadline:
-        for p in waiting:
-            r = await client.get(f"/v1/events/{p.id}", headers=_auth(tenants[p.tenant]))
-            r.raise_for_status()
-            p.view = r.json()
-            if p.done:
-                line = f"done:     {p.tenant:<5} {p.source:<6} {p.photo:<12} {p.latency_s:5.1f} s  {_verdict(p)}"
-                print(("\r\x1b[2K" if tty else "") + line)
+    by_id = {p.id: p for p in events}
+
+    def show_status() -> None:
         if tty:
             print("\r\x1b[2K" + status_line(worker.snapshot())[:160], end="", flush=True)
-        await asyncio.sleep(0.25)
+
+    following = {p.id: tenants[p.tenant] for p in events}
+    async for event_id, view in follow_events(client, following, timeout_s, every_s=0.25, tick=show_status):
+        p = by_id[event_id]
+        p.view = view
+        line = f"done:     {p.tenant:<5} {p.source:<6} {p.photo:<12} {p.latency_s:5.1f} s  {_verdict(p)}"
+        print(("\r\x1b[2K" if tty else "") + line)
     if tty:
         print("\r\x1b[2K", end="")
     for p in events:

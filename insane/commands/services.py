@@ -15,8 +15,6 @@ from pathlib import Path
 
 import platformdirs
 
-from core.services import EmbeddedServices, ServiceError
-
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def up_command(args: argparse.Namespace, settings) -> int:
+    from insane.devkit.services import EmbeddedServices, ServiceError  # the relay and worker never load the kit
+
     stop = threading.Event()
     # SIGTERM (from `down` or a service manager) ends the wait like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

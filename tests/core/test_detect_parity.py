@@ -15,7 +15,7 @@ import pytest
 
 from core.detect import load_detector
 from core.protocol import Detection
-from tests.models import test_cache
+from insane.devkit.models import test_cache
 
 pytestmark = pytest.mark.export
 

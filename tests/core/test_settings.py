@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import SettingsError, load_settings, reference
-from tests.conftest import INSANE
+from insane.devkit import INSANE
 
 
 def test_defaults_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:

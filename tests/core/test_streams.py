@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from core.streams import DEAD_KEY, StreamError, Streams, acl_rules, parse_lease_id, stream_key
-from tests.relayhelp import fresh_redis_url
+from insane.devkit.relay import fresh_redis_url
 
 
 def event(lane: str) -> tuple[str, str]:

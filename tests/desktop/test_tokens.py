@@ -7,7 +7,7 @@ import pytest
 from keyring.backends.fail import Keyring as FailKeyring
 
 from desktop.tokens import SERVICE, TokenStore, TokenStoreError
-from tests.desktop.conftest import MemoryKeyring
+from tests.desktop.memory_keyring import MemoryKeyring
 
 
 def test_round_trip_per_relay(memory_keyring: MemoryKeyring) -> None:

@@ -9,21 +9,22 @@ import pytest
 from core.detect import providers
 from core.worker import WorkerState
 from core.worker.http_source import HttpLeaseSource
-from tests.e2e.conftest import enroll_worker, make_worker, post_event, wait_done
+from insane.devkit.client import enroll_worker, post_event, wait_done
+from insane.devkit.worker import make_worker
 
 pytestmark = pytest.mark.timeout(240)
 
 
-async def test_uploads_and_urls_get_verdicts(relay, tenant, image_server, photos, person_onnx):
+async def test_uploads_and_urls_get_verdicts(relay, tenant, image_server, sample_images, fall_model_onnx):
     creds = enroll_worker(relay.url, tenant=tenant.id)
-    worker = make_worker(relay.url, creds.secret, person_onnx, dedicated=tenant.id)
+    worker = make_worker(relay.url, creds.secret, fall_model_onnx, dedicated=tenant.id)
     seen: list[WorkerState] = []
     worker.subscribe(lambda snap: seen.append(snap.state))
     task = asyncio.create_task(worker.run())
     try:
         urls = [f"{image_server}/bus.jpg", f"{image_server}/zidane.jpg", f"{image_server}/missing.jpg"]
         by_url = post_event(relay.url, tenant, urls=urls)
-        by_upload = post_event(relay.url, tenant, uploads=[photos["bus.jpg"], photos["frame1080.jpg"]])
+        by_upload = post_event(relay.url, tenant, uploads=[sample_images["bus.jpg"], sample_images["frame1080.jpg"]])
         views = await wait_done(relay.url, tenant, [by_url, by_upload])
     finally:
         await worker.stop()
@@ -46,16 +47,16 @@ async def test_uploads_and_urls_get_verdicts(relay, tenant, image_server, photos
     assert {r.event_id.hex for r in snap.recent} == {by_url.replace("-", ""), by_upload.replace("-", "")}
 
 
-async def test_pause_resume_and_provider_switch(relay, tenant, photos, fast_onnx, monkeypatch):
+async def test_pause_resume_and_provider_switch(relay, tenant, sample_images, yolov8n_onnx, monkeypatch):
     # A second name for the CPU provider, so switching is exercised on a machine without a GPU.
     monkeypatch.setitem(providers.PROVIDERS, "AltCPU", ("CPUExecutionProvider", {}))
     creds = enroll_worker(relay.url)
-    worker = make_worker(relay.url, creds.secret, fast_onnx)
+    worker = make_worker(relay.url, creds.secret, yolov8n_onnx)
     task = asyncio.create_task(worker.run())
     try:
         worker.pause()
         assert worker.state == WorkerState.PAUSED
-        paused_event = post_event(relay.url, tenant, uploads=[photos["bus.jpg"]] * 2)
+        paused_event = post_event(relay.url, tenant, uploads=[sample_images["bus.jpg"]] * 2)
         await asyncio.sleep(2.5)  # several lease rounds' worth: a paused worker must not take it
         assert worker.snapshot().events_total == 0
         assert "AltCPU" in worker.available_providers()
@@ -91,15 +92,15 @@ class CuttableSource(HttpLeaseSource):
         return await super().post_results(results)
 
 
-async def test_results_kept_while_relay_is_down_and_delivered_once_back(relay, tenant, photos, fast_onnx):
+async def test_results_kept_while_relay_is_down_and_delivered_once_back(relay, tenant, sample_images, yolov8n_onnx):
     creds = enroll_worker(relay.url)
     source = CuttableSource(relay.url, creds.secret)
-    worker = make_worker(relay.url, creds.secret, fast_onnx, source=source)
+    worker = make_worker(relay.url, creds.secret, yolov8n_onnx, source=source)
     states: list[tuple[WorkerState, str]] = []
     worker.subscribe(lambda s: states.append((s.state, s.state_detail)))
     task = asyncio.create_task(worker.run())
     try:
-        event_id = post_event(relay.url, tenant, uploads=[photos["zidane.jpg"]])
+        event_id = post_event(relay.url, tenant, uploads=[sample_images["zidane.jpg"]])
         for _ in range(300):
             if source.failed_posts >= 3:
                 break

@@ -13,8 +13,8 @@ import uuid
 import asyncpg
 import pytest
 
-from tests.e2e.conftest import allow_private, enroll_worker, make_worker, post_event, wait_done
-from tests.relayhelp import make_tenant
+from insane.devkit.client import allow_private_hosts, enroll_worker, make_tenant, post_event, wait_done
+from insane.devkit.worker import make_worker
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -29,14 +29,14 @@ async def count_results(db_url: str, event_ids: list[str]) -> int:
         await conn.close()
 
 
-async def test_worker_killed_mid_batch_another_completes_everything_once(relay, relay_db, photos, fast_onnx):
+async def test_worker_killed_mid_batch_another_completes_everything_once(relay, relay_db, sample_images, yolov8n_onnx):
     tenant = make_tenant(relay.url, tier="guardian")
     first, second = enroll_worker(relay.url, name="doomed"), enroll_worker(relay.url, name="rescuer")
     env = dict(
         os.environ,
         INSANE_RELAY_URL=relay.url,
         INSANE_WORKER_TOKEN=first.secret,
-        INSANE_MODEL=str(fast_onnx),
+        INSANE_MODEL=str(yolov8n_onnx),
         INSANE_WORKER_THREADS="1",
         INSANE_WORKER_LEASE_WAIT_S="1",
         INSANE_WORKER_BATCH_SIZE="2",
@@ -48,7 +48,7 @@ async def test_worker_killed_mid_batch_another_completes_everything_once(relay, 
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    events = [post_event(relay.url, tenant, uploads=[photos["bus.jpg"]] * 8) for _ in range(5)]
+    events = [post_event(relay.url, tenant, uploads=[sample_images["bus.jpg"]] * 8) for _ in range(5)]
     try:
         loop = asyncio.get_running_loop()
         killed_at = None
@@ -67,7 +67,7 @@ async def test_worker_killed_mid_batch_another_completes_everything_once(relay, 
         proc.wait(30)
         proc.stdout.close()
     # Leases are reclaimed after 5 s idle here: the rescuer takes no more than it reviews in that time.
-    rescuer = make_worker(relay.url, second.secret, fast_onnx, lease_ahead_images=16, lease_events=2)
+    rescuer = make_worker(relay.url, second.secret, yolov8n_onnx, lease_ahead_images=16, lease_events=2)
     task = asyncio.create_task(rescuer.run())
     try:
         views = await wait_done(relay.url, tenant, events, timeout_s=180)
@@ -80,14 +80,14 @@ async def test_worker_killed_mid_batch_another_completes_everything_once(relay, 
     assert rescuer.snapshot().events_total == len(events) - killed_at["events_total"]
 
 
-async def test_backlog_shrinks_standard_k_to_its_floor_and_k_comes_back(relay, relay_db, image_server, fast_onnx):
+async def test_backlog_shrinks_standard_k_to_its_floor_and_k_comes_back(relay, image_server, yolov8n_onnx):
     tenant = make_tenant(relay.url, tier="guardian")
-    allow_private(relay_db, tenant.id, ["127.0.0.1"])
+    allow_private_hosts(relay.url, tenant.id, ["127.0.0.1"])
     creds = enroll_worker(relay.url, tenant=tenant.id)
     worker = make_worker(
         relay.url,
         creds.secret,
-        fast_onnx,
+        yolov8n_onnx,
         dedicated=tenant.id,
         k_max={"pro": 8, "standard": 8},
         k_floor={"pro": 4, "standard": 2},

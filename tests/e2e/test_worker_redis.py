@@ -9,18 +9,22 @@ import redis.asyncio as aioredis
 
 from core.streams import Streams
 from core.worker.redis_source import RedisLeaseSource
-from tests.e2e.conftest import enroll_worker, make_worker, post_event, wait_done
+from insane.devkit.client import enroll_worker, post_event, wait_done
+from insane.devkit.worker import make_worker
 
 pytestmark = pytest.mark.timeout(180)
 
 
-async def test_redis_source_reviews_uploads_and_the_relay_acks(relay, tenant, photos, fast_onnx):
+async def test_redis_source_reviews_uploads_and_the_relay_acks(relay, tenant, sample_images, yolov8n_onnx):
     creds = enroll_worker(relay.url)
     source = RedisLeaseSource(relay.settings.redis_url, relay.url, creds.secret, min_idle_s=5)
-    worker = make_worker(relay.url, creds.secret, fast_onnx, source=source)
+    worker = make_worker(relay.url, creds.secret, yolov8n_onnx, source=source)
     task = asyncio.create_task(worker.run())
     try:
-        ids = [post_event(relay.url, tenant, uploads=[photos["bus.jpg"], photos["zidane.jpg"]]) for _ in range(2)]
+        ids = [
+            post_event(relay.url, tenant, uploads=[sample_images["bus.jpg"], sample_images["zidane.jpg"]])
+            for _ in range(2)
+        ]
         views = await wait_done(relay.url, tenant, ids)
     finally:
         await worker.stop()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from insane.devkit import ROOT
 from installer import bundle_check
-from tests.conftest import ROOT
 
 
-def test_forbidden_modules_are_found_by_their_top_level_package() -> None:
+def test_forbidden_modules_are_found_by_their_package_or_subpackage() -> None:
     names = [
         "numpy",
         "numpy.linalg",
@@ -27,10 +27,14 @@ def test_forbidden_modules_are_found_by_their_top_level_package() -> None:
         "torchmetrics",
         "cv2",
         "PIL.Image",
+        "insane.cli",
+        "insane.devkit.services",
+        "insane.devkitten",
     ]
     assert bundle_check.forbidden_modules(names) == [
         "asyncpg",
         "cv2",
+        "insane.devkit",
         "relay",
         "starlette",
         "torch",

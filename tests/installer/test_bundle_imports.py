@@ -10,8 +10,7 @@ import os
 import subprocess
 import sys
 
-from tests import models
-from tests.conftest import ROOT
+from insane.devkit import ROOT, models
 
 CHILD = """
 import importlib.abc, sys

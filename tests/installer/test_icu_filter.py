@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from insane.devkit import ROOT
 from installer import icu_filter
-from tests.conftest import ROOT
 
 PySide6 = pytest.importorskip("PySide6")
 ICU = next(iter(sorted((Path(PySide6.__file__).parent / "Qt" / "lib").glob("libicudata.so.*"))), None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from insane.devkit import ROOT
 
 LINUX = ROOT / "installer" / "linux"
 

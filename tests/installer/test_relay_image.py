@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from insane.devkit import ROOT
 
 DOCKERFILE = ROOT / "installer" / "relay" / "Dockerfile"
 # The desktop and detector stacks; none belongs on a VPS that only queues work.

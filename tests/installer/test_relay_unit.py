@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import ENV_PREFIX, Settings
-from tests.conftest import ROOT
+from insane.devkit import ROOT
 
 RELAY = ROOT / "installer" / "relay"
 UNIT = RELAY / "insane-relay.service"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.conftest import ROOT
+from insane.devkit import ROOT
 
 ISS = (ROOT / "installer" / "windows" / "insane.iss").read_text()
 

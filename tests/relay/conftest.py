@@ -1,25 +1,20 @@
-"""A migrated database and a running relay per test module (real PostgreSQL, Redis, uvicorn)."""
+"""The relay tests' relay: background loops off (tests drive the reconciler and webhooks by hand), short
+deadlines, and webhooks allowed to loopback."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from core.ssrf import SsrfGuard
-from tests.relayhelp import RelayServer, fresh_database, relay_settings
 
 
 @pytest.fixture(scope="module")
-def relay_db(services) -> str:
-    return fresh_database(services)
+def relay_overrides() -> dict[str, Any]:
+    return {"lease_idle_s": 1.0, "max_deliveries": 3, "requeue_after_s": 0.5, "max_moments": 32}
 
 
 @pytest.fixture(scope="module")
-def relay(services, relay_db: str) -> Iterator[RelayServer]:
-    """A relay whose background loops are off: tests drive the reconciler and webhooks by hand."""
-    settings = relay_settings(
-        services, relay_db, lease_idle_s=1.0, max_deliveries=3, requeue_after_s=0.5, max_moments=32
-    )
-    with RelayServer(settings, webhook_guard=SsrfGuard(frozenset({"127.0.0.1"})), background=False) as running:
-        yield running
+def relay_app_options() -> dict[str, Any]:
+    return {"webhook_guard": SsrfGuard(frozenset({"127.0.0.1"})), "background": False}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.conftest import INSANE
-from tests.relayhelp import fresh_database
+from insane.devkit import INSANE
+from insane.devkit.relay import fresh_database
 
 
 def insane(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,8 @@ import time
 
 import httpx
 
-from tests.relayhelp import RelayServer, enroll_worker, fresh_database, make_tenant, relay_settings
+from insane.devkit.client import enroll_worker, make_tenant
+from insane.devkit.relay import RelayServer, fresh_database, relay_settings
 
 
 def test_shutdown_ends_lease_long_polls_and_result_streams(services) -> None:

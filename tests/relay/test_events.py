@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from core.streams import stream_key
-from tests.relayhelp import RelayServer, admin_headers, event_body, make_tenant, relay_settings
+from insane.devkit.client import admin_headers, event_body, make_tenant
+from insane.devkit.relay import RelayServer, relay_settings
 
 
 def jpeg(width: int = 64, height: int = 48) -> bytes:
@@ -88,7 +89,7 @@ def test_guardian_quota_admits_exactly_five_of_100_concurrent_deep_reviews(relay
 
 
 def test_quota_holds_across_a_redis_restart(services, relay_db: str) -> None:
-    from core.services import EmbeddedServices
+    from insane.devkit.services import EmbeddedServices
 
     with EmbeddedServices(postgres=False, durable=False) as own:
         settings = relay_settings(services, relay_db, redis_url=own.redis_url)

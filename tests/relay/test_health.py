@@ -8,7 +8,7 @@ import subprocess
 
 import httpx
 
-from tests.conftest import INSANE
+from insane.devkit import INSANE
 
 
 def test_relay_health_and_readiness(insane_env: dict[str, str]) -> None:

@@ -10,10 +10,11 @@ import asyncpg
 import httpx
 import pytest
 
+from insane.devkit.client import enroll_worker, event_body, make_tenant
+from insane.devkit.relay import RelayServer, run_sync
 from relay.db import app_url
 from tests.relay.test_events import jpeg
 from tests.relay.test_workers import lease_until, submit
-from tests.relayhelp import RelayServer, enroll_worker, event_body, make_tenant, run_sync
 
 
 def test_tenant_b_gets_404_for_everything_of_tenant_a(relay: RelayServer) -> None:
@@ -38,7 +39,7 @@ def test_dedicated_worker_cannot_post_results_for_another_tenant(relay: RelaySer
     dedicated_b = enroll_worker(relay.url, tenant=b.id)
     event_a = submit(relay, a)
     ev = lease_until(relay, shared, event_a)
-    from tests.relayhelp import result_for
+    from insane.devkit.client import result_for
 
     r = httpx.post(f"{relay.url}/v1/worker/results", json={"results": [result_for(ev)]}, headers=dedicated_b.headers)
     assert r.json() == {"stored": [], "duplicates": [], "acked": 0, "refused": [event_a]}
@@ -48,7 +49,7 @@ def test_dedicated_worker_cannot_post_results_for_another_tenant(relay: RelaySer
 def test_dedicated_worker_answers_what_it_leased_from_the_shared_lanes(relay: RelayServer) -> None:
     """A dedicated worker leases from the shared lanes: a result for an event whose lease it holds is stored,
     whichever tenant the event belongs to (else the event would cycle until it is dead-lettered)."""
-    from tests.relayhelp import result_for
+    from insane.devkit.client import result_for
 
     a, b = make_tenant(relay.url), make_tenant(relay.url)
     dedicated_b = enroll_worker(relay.url, tenant=b.id)

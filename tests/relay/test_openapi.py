@@ -7,7 +7,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.relayhelp import RelayServer, enroll_worker, make_tenant
+from insane.devkit.client import enroll_worker, make_tenant
+from insane.devkit.relay import RelayServer
 
 SKIP = {"/v1/events/stream"}  # an endless SSE response; covered by the worker tests
 

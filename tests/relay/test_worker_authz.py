@@ -16,8 +16,9 @@ import redis
 
 from core import keys
 from core.streams import GROUP, parse_lease_id, stream_key
+from insane.devkit.client import enroll_worker, make_tenant, result_for
+from insane.devkit.relay import RelayServer, run_sync
 from tests.relay.test_workers import lease_until, result_rows, results_post, submit
-from tests.relayhelp import RelayServer, enroll_worker, make_tenant, result_for, run_sync
 
 
 def status(relay: RelayServer, tenant, event_id: str) -> str:
@@ -137,7 +138,7 @@ def test_backfill_rights_outlive_the_short_lived_delivery_record(relay: RelaySer
 
 
 def test_delivery_records_survive_a_relay_restart(services, relay_db: str) -> None:
-    from tests.relayhelp import relay_settings
+    from insane.devkit.relay import relay_settings
 
     settings = relay_settings(services, relay_db, lease_idle_s=30.0)
     with RelayServer(settings, background=False) as first:

@@ -7,8 +7,9 @@ import subprocess
 
 import httpx
 
-from tests.conftest import INSANE
-from tests.relayhelp import RelayServer, admin_headers, make_tenant
+from insane.devkit import INSANE
+from insane.devkit.client import admin_headers, make_tenant
+from insane.devkit.relay import RelayServer
 
 
 def _enroll(relay: RelayServer, code: str) -> subprocess.CompletedProcess:

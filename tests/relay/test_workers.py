@@ -13,17 +13,10 @@ import redis
 
 from core.ssrf import SsrfGuard
 from core.streams import DEAD_KEY, stream_key
+from insane.devkit.client import admin_headers, enroll_worker, event_body, make_tenant, result_for
+from insane.devkit.relay import RelayServer, run_sync
 from relay import reconciler, webhooks
 from tests.relay.test_events import jpeg
-from tests.relayhelp import (
-    RelayServer,
-    admin_headers,
-    enroll_worker,
-    event_body,
-    make_tenant,
-    result_for,
-    run_sync,
-)
 
 
 def lease(relay: RelayServer, worker, n: int = 8, wait: float = 0.5) -> list[dict]:

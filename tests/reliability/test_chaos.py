@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.reliability.harness import Chaos, Plan, table
+from insane.devkit.chaos.harness import Chaos
+from insane.devkit.chaos.plan import Plan, table
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.chaos]
 

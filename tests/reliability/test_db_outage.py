@@ -9,9 +9,10 @@ import time
 import httpx
 import redis
 
-from core.services import EmbeddedServices
 from core.streams import stream_key
-from tests.relayhelp import RelayServer, enroll_worker, event_body, fresh_database, make_tenant, relay_settings
+from insane.devkit.client import enroll_worker, event_body, make_tenant
+from insane.devkit.relay import RelayServer, fresh_database, relay_settings
+from insane.devkit.services import EmbeddedServices
 
 
 def test_known_workers_keep_leasing_and_renewing_while_postgres_is_down(services) -> None:

@@ -7,12 +7,14 @@ import asyncio
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from core.worker.state import WorkerState
-from tests.e2e.conftest import allow_private, enroll_worker, make_worker, post_event, serve_images, wait_done
-from tests.relayhelp import RelayServer, fresh_database, make_tenant, relay_settings
+from insane.devkit.camera import serve_images
+from insane.devkit.client import allow_private_hosts, enroll_worker, make_tenant, post_event, wait_done
+from insane.devkit.worker import make_worker
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,22 +46,24 @@ def hostile(good: bytes) -> dict[str, tuple[bytes, tuple[str, ...]]]:
 
 
 @pytest.fixture(scope="module")
-def relay(services) -> Iterator[RelayServer]:
-    db = fresh_database(services)
-    with RelayServer(relay_settings(services, db, lease_idle_s=10.0), background=False) as running:
-        running.db = db
-        yield running
+def relay_overrides() -> dict[str, Any]:
+    return {"lease_idle_s": 10.0}
 
 
 @pytest.fixture(scope="module")
-def files(photos) -> Iterator[tuple[str, dict]]:
-    cases = hostile(photos["bus.jpg"])
+def relay_app_options() -> dict[str, Any]:
+    return {"background": False}
+
+
+@pytest.fixture(scope="module")
+def files(sample_images) -> Iterator[tuple[str, dict]]:
+    cases = hostile(sample_images["bus.jpg"])
     served = {name: data for name, (data, _) in cases.items()}
     served.update(
         {
-            "bus.jpg": photos["bus.jpg"],
-            "zidane.jpg": photos["zidane.jpg"],
-            "jpeg-zip.jpg": photos["zidane.jpg"] + b"PK\x03\x04" + b"\0" * 64,
+            "bus.jpg": sample_images["bus.jpg"],
+            "zidane.jpg": sample_images["zidane.jpg"],
+            "jpeg-zip.jpg": sample_images["zidane.jpg"] + b"PK\x03\x04" + b"\0" * 64,
         }
     )  # a JPEG that is also a ZIP
     with serve_images(served) as server:
@@ -69,7 +73,7 @@ def files(photos) -> Iterator[tuple[str, dict]]:
 async def test_each_hostile_image_is_one_clear_moment_error(relay, files, small_onnx) -> None:
     url, cases = files
     tenant = make_tenant(relay.url)
-    allow_private(relay.db, tenant.id, ["127.0.0.1"])
+    allow_private_hosts(relay.url, tenant.id, ["127.0.0.1"])
     creds = enroll_worker(relay.url, tenant=tenant.id)
     worker = make_worker(relay.url, creds.secret, small_onnx, dedicated=tenant.id)
     names = ["bus.jpg", *cases, "zidane.jpg", "jpeg-zip.jpg"]

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -17,9 +17,9 @@ import redis
 
 from core.streams import DEAD_KEY, acl_rules, stream_key
 from core.worker.redis_source import RedisLeaseSource
-from tests.e2e.conftest import allow_private, make_worker, wait_done
+from insane.devkit.client import allow_private_hosts, enroll_worker, event_body, make_tenant, wait_done
+from insane.devkit.worker import make_worker
 from tests.relay.test_workers import result_rows
-from tests.relayhelp import RelayServer, enroll_worker, event_body, fresh_database, make_tenant, relay_settings
 
 pytestmark = pytest.mark.timeout(120)
 SLOW_S = 2.5
@@ -43,20 +43,18 @@ class _SlowImages(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def relay_db(services) -> str:
-    return fresh_database(services)
+def relay_overrides() -> dict[str, Any]:
+    return {"lease_idle_s": 1.0, "max_deliveries": 3, "requeue_after_s": 600}
 
 
 @pytest.fixture(scope="module")
-def relay(services, relay_db) -> Iterator[RelayServer]:
-    settings = relay_settings(services, relay_db, lease_idle_s=1.0, max_deliveries=3, requeue_after_s=600)
-    with RelayServer(settings, background=False) as running:
-        yield running
+def relay_app_options() -> dict[str, Any]:
+    return {"background": False}
 
 
 @pytest.fixture
-def slow_server(photos) -> Iterator[tuple[str, list[str]]]:
-    handler = type("Slow", (_SlowImages,), {"image": photos["bus.jpg"], "hits": []})
+def slow_server(sample_images) -> Iterator[tuple[str, list[str]]]:
+    handler = type("Slow", (_SlowImages,), {"image": sample_images["bus.jpg"], "hits": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", handler.hits
@@ -66,11 +64,11 @@ def slow_server(photos) -> Iterator[tuple[str, list[str]]]:
 
 @pytest.mark.parametrize("renew", [True, False], ids=["heartbeats-renew", "without-renewal"])
 async def test_a_review_slower_than_the_lease_deadline_is_not_done_twice(
-    relay, relay_db, slow_server, small_onnx, renew: bool
+    relay, slow_server, small_onnx, renew: bool
 ) -> None:
     url, hits = slow_server
     tenant = make_tenant(relay.url)
-    allow_private(relay_db, tenant.id, ["127.0.0.1"])
+    allow_private_hosts(relay.url, tenant.id, ["127.0.0.1"])
     # In the control case the slow worker beats only every 30 s: its lease lapses (1 s deadline) and the
     # other worker takes the event over and reviews it again.
     heartbeat = 0.25 if renew else 30.0

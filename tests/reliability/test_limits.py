@@ -16,13 +16,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.relayhelp import (
-    ADMIN_TOKEN,
+from insane.devkit.client import ADMIN_TOKEN, event_body, make_tenant
+from insane.devkit.relay import (
     RelayServer,
-    event_body,
     fresh_database,
     fresh_redis_url,
-    make_tenant,
     relay_settings,
     run_sync,
     start_relay_process,

@@ -6,24 +6,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
 from core.streams import blob_key, stream_key
+from insane.devkit.client import enroll_worker, event_body, make_tenant
+from insane.devkit.relay import RelayServer
 from relay import reconciler
 from tests.relay.test_events import jpeg
 from tests.relay.test_workers import lease_until
-from tests.relayhelp import RelayServer, enroll_worker, event_body, fresh_database, make_tenant, relay_settings
 
 
 @pytest.fixture(scope="module")
-def relay(services) -> Iterator[RelayServer]:
-    settings = relay_settings(services, fresh_database(services), requeue_after_s=0.2)
-    with RelayServer(settings, background=False) as running:
-        yield running
+def relay_overrides() -> dict[str, Any]:
+    return {"requeue_after_s": 0.2}
+
+
+@pytest.fixture(scope="module")
+def relay_app_options() -> dict[str, Any]:
+    return {"background": False}
 
 
 def test_a_retried_upload_restores_images_a_crash_never_stored(relay: RelayServer) -> None:

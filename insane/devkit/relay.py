@@ -1,11 +1,12 @@
-"""Helpers for tests that need a real relay: a fresh database, a relay on a free port, tenants, workers.
+"""A real relay for the demo, the benchmarks and the tests: a fresh database, the app on a free port.
 
     db_url = fresh_database(services)                     # CREATE DATABASE + migrations
     with RelayServer(relay_settings(services, db_url)) as relay:
-        tenant = make_tenant(relay.url)                   # Creds(id, secret, headers)
-        worker = enroll_worker(relay.url)                 # Creds for the worker API
-        httpx.post(f"{relay.url}/v1/events", json=event_body(), headers=tenant.headers)
+        relay.url                                         # http://127.0.0.1:PORT, served from a thread
         relay.call(reconciler.reconcile_once)             # run a coroutine on the relay's own loop
+
+    async with RelayServer(settings) as relay:            # or served by the running loop (the demo)
+        ...
 
 Or as a child process: ``start_relay_process(env)`` runs ``insane relay --port 0``.
 """
@@ -19,20 +20,23 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import httpx
 import uvicorn
 
 from core.settings import Settings, load_settings
+from insane.devkit.client import ADMIN_TOKEN
 
-ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+START_TIMEOUT_S = 30.0
 _redis_dbs = itertools.cycle(range(1, 16))
+
+
+class RelayStartError(RuntimeError):
+    """The relay did not start; its log says why."""
 
 
 def run_sync(coro):
@@ -42,7 +46,7 @@ def run_sync(coro):
     def target() -> None:
         try:
             box["value"] = asyncio.run(coro)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - raised again below, in the caller's thread
             box["error"] = exc
 
     thread = threading.Thread(target=target)
@@ -54,7 +58,7 @@ def run_sync(coro):
 
 
 def fresh_database(services, migrate: bool = True) -> str:
-    """A new, empty database on the session's PostgreSQL (migrated unless told not to); returns its owner URL."""
+    """A new, empty database on the services' PostgreSQL (migrated unless told not to); returns its owner URL."""
     from relay.db import migrate as run_migrations
 
     name = f"relay_{uuid.uuid4().hex[:12]}"
@@ -88,6 +92,7 @@ def fresh_redis_url(services) -> str:
 
 
 def relay_settings(services, database_url: str, redis_url: str | None = None, **overrides: Any) -> Settings:
+    """Settings of a relay on ``database_url`` and a Redis database of its own, with the kit's admin token."""
     values = dict(
         database_url=database_url,
         redis_url=redis_url or fresh_redis_url(services),
@@ -100,7 +105,11 @@ def relay_settings(services, database_url: str, redis_url: str | None = None, **
 
 
 class RelayServer:
-    """The relay app under uvicorn in a background thread, on a free loopback port."""
+    """The relay app under uvicorn on a free loopback port.
+
+    ``with`` serves it from a background thread with its own loop (``call`` runs coroutines there);
+    ``async with`` serves it from the running loop, beside whatever else that loop runs.
+    """
 
     def __init__(self, settings: Settings, **app_kwargs: Any) -> None:
         from relay.app import create_app
@@ -117,6 +126,7 @@ class RelayServer:
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
 
     def _serve(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -125,13 +135,12 @@ class RelayServer:
 
     def __enter__(self) -> RelayServer:
         self.thread.start()
-        for _ in range(600):
-            if self.server.started or not self.thread.is_alive():
-                break
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
             threading.Event().wait(0.05)
         if not self.server.started:
             self.stop()
-            raise RuntimeError("the relay did not start (see the log)")
+            raise RelayStartError("the relay did not start (see the log)")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -142,84 +151,35 @@ class RelayServer:
         self.thread.join(30)
         self.sock.close()
 
+    async def __aenter__(self) -> RelayServer:
+        self.loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.server.started or self._task.done():
+                break
+            await asyncio.sleep(0.05)
+        if not self.server.started:
+            await self.__aexit__()
+            raise RelayStartError("the relay did not start (see the log)")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        try:
+            if self._task is not None:
+                await self._task
+        finally:
+            self.sock.close()
+
     @property
     def state(self):
         return self.app.state.relay
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 60) -> Any:
-        """Run ``await fn(relay_state, *args)`` on the server's loop and return its result."""
+        """Run ``await fn(relay_state, *args)`` on the server's thread and return its result (``with`` only)."""
         future = asyncio.run_coroutine_threadsafe(fn(self.state, *args), self.loop)
         return future.result(timeout)
-
-
-@dataclass
-class Creds:
-    id: str
-    secret: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"}
-
-
-def admin_headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def make_tenant(url: str, name: str | None = None, tier: str = "guardian") -> Creds:
-    r = httpx.post(
-        f"{url}/admin/tenants",
-        json={"name": name or f"t-{uuid.uuid4().hex[:8]}", "tier": tier},
-        headers=admin_headers(),
-        timeout=30,
-    )
-    r.raise_for_status()
-    body = r.json()
-    return Creds(body["id"], body["api_key"])
-
-
-def enroll_worker(url: str, tenant: str | None = None, name: str = "test-worker") -> Creds:
-    r = httpx.post(f"{url}/admin/enroll-codes", json={"tenant": tenant}, headers=admin_headers(), timeout=30)
-    r.raise_for_status()
-    r = httpx.post(f"{url}/v1/workers/enroll", json={"code": r.json()["code"], "name": name}, timeout=30)
-    r.raise_for_status()
-    body = r.json()
-    return Creds(body["worker_id"], body["token"])
-
-
-def event_body(n: int = 3, camera: str = "front", **extra: Any) -> dict[str, Any]:
-    body = {
-        "camera": camera,
-        "time": datetime.now(UTC).isoformat(),
-        "moments": [f"https://cam.example.com/{uuid.uuid4().hex}/{i}.jpg" for i in range(n)],
-    }
-    body.update(extra)
-    return body
-
-
-def result_for(event: dict[str, Any], k: int | None = None, **extra: Any) -> dict[str, Any]:
-    """A plausible EventResult (JSON) for a leased event: one 'person' per moment."""
-    moments = [
-        {
-            "index": m["index"],
-            "width": 640,
-            "height": 480,
-            "detections": [{"label": "person", "class_id": 0, "confidence": 0.9, "box": [1, 2, 30, 40]}],
-        }
-        for m in event["moments"]
-    ]
-    body = {
-        "event_id": event["event_id"],
-        "lease_id": event["lease_id"],
-        "k": len(moments) if k is None else k,
-        "moments": moments,
-        "verdict": [{"label": "person", "moments": len(moments), "best": 0.9, "median": 0.9}],
-        "timings_ms": {"total": 12.5},
-        "model": "yolov8n",
-        "provider": "CPUExecutionProvider",
-    }
-    body.update(extra)
-    return body
 
 
 def start_relay_process(env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:

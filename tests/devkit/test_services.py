@@ -18,8 +18,8 @@ import asyncpg
 import pytest
 import redis
 
-from core.services import EmbeddedServices, ServiceError
-from tests.conftest import INSANE
+from insane.devkit import INSANE
+from insane.devkit.services import EmbeddedServices, ServiceError
 
 
 def _gone(pid: int, timeout: float = 10.0) -> bool:
@@ -178,7 +178,7 @@ def test_exception_during_start_in_process_stops_redis(monkeypatch: pytest.Monke
 
 
 def test_folders_of_dead_owners_are_swept_and_live_ones_kept(tmp_path) -> None:
-    from core.services import OWNER_FILE, ROOT_PREFIX, sweep_orphans
+    from insane.devkit.services import OWNER_FILE, ROOT_PREFIX, sweep_orphans
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -192,7 +192,7 @@ def test_folders_of_dead_owners_are_swept_and_live_ones_kept(tmp_path) -> None:
 
 
 def test_services_write_their_owner_and_remove_their_folder() -> None:
-    from core.services import OWNER_FILE
+    from insane.devkit.services import OWNER_FILE
 
     with EmbeddedServices(postgres=False) as running:
         root = running.root

@@ -1,7 +1,7 @@
 """The headless worker as ``insane worker`` runs it, with one injected fault: a poison image kills it.
 
     INSANE_RELAY_URL=... INSANE_WORKER_TOKEN=... INSANE_MODEL=model.onnx \\
-    INSANE_CHAOS_POISON=<marker> INSANE_CHAOS_POISON_LOG=/tmp/poison.log python -m tests.reliability.faultworker
+    INSANE_CHAOS_POISON=<marker> INSANE_CHAOS_POISON_LOG=/tmp/poison.log python -m insane.devkit.chaos.faultworker
 
 Decoding a moment whose bytes contain the marker appends one line to the log and SIGKILLs this
 process, the way a native decoder crash would end it: no result, no clean shutdown. The relay must

@@ -3,7 +3,7 @@
     with EmbeddedServices() as services:
         services.redis_url, services.database_url
 
-Behind ``insane services up``, ``insane demo`` and the test fixtures. No server outlives its owner:
+Behind ``insane services up``, ``insane demo``, the benchmarks and the test fixtures. No server outlives its owner:
 each child gets a parent-death signal (so even a SIGKILLed owner takes its servers with it), a failed
 start stops what already started, and :meth:`stop` runs on every exit path of the context manager.
 Start services from the main thread: Linux delivers the parent-death signal when the *thread* that
