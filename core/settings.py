@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(
         5, ge=1, le=100, description="deliveries before an entry goes to the dead-letter stream"
     )
-    lane_backlog_max: int = Field(20000, ge=1, description="entries in a lane before new events get 503")
+    lane_backlog_max: int = Field(20000, ge=1, description="entries in a tenant's lane before its new events get 503")
     blob_ttl_s: int = Field(3600, ge=10, description="seconds an uploaded JPEG is kept in Redis")
     requeue_after_s: float = Field(300.0, gt=0, description="seconds without a result before an event is re-queued")
     reconcile_interval_s: float = Field(30.0, gt=0, description="seconds between reconciler passes")
@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1, description="pixels per image")
     max_url_length: int = Field(2048, ge=16, le=65536, description="characters per moment URL")
     key_cache_s: float = Field(5.0, ge=0, le=300, description="seconds an API key or worker token stays cached")
+    routing_shared_after_s: float = Field(
+        30.0, ge=0, le=86400, description="seconds an own-then-shared tenant's event waits for its own workers"
+    )
+    lease_poll_s: float = Field(
+        5.0, gt=0, le=60, description="seconds a waiting lease looks again without a work signal"
+    )
+    census_interval_s: float = Field(
+        2.0, gt=0, le=300, description="seconds between counts of the waiting work (queue depth, /metrics)"
+    )
     delivery_record_s: int = Field(
         21600, ge=60, description="seconds the relay remembers which workers an event went to (their late results)"
     )

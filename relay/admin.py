@@ -7,6 +7,7 @@ DELETE /admin/keys/{key_id}                         revoke
 PUT    /admin/tenants/{tenant}/tier  {tier}
 PUT    /admin/tenants/{tenant}/webhook {url|null}   -> {secret}
 PUT    /admin/tenants/{tenant}/private-hosts {hosts}
+PUT    /admin/tenants/{tenant}/routing {routing: own|shared|own-then-shared|null, shared_after_s?}
 POST   /admin/enroll-codes         {tenant?, ttl_s?} -> {code, ...}
 GET    /admin/workers
 """
@@ -23,6 +24,7 @@ from relay import tenants
 from relay.auth import check_admin
 from relay.db import DatabaseUnavailable, system_tx
 from relay.problems import Problem, unavailable
+from relay.routing import push_routing
 from relay.state import state
 
 
@@ -105,6 +107,21 @@ async def set_private_hosts(request: Request) -> JSONResponse:
         raise Problem(422, "invalid-body", "hosts: a list of host names")
     await _run(request, tenants.set_private_hosts, request.path_params["tenant"], hosts)
     return JSONResponse({"hosts": hosts})
+
+
+async def set_routing(request: Request) -> JSONResponse:
+    check_admin(request.headers.get("authorization"), _token(request))
+    body = await _json(request)
+    routing = body.get("routing")
+    if routing is not None and routing not in tenants.ROUTINGS:
+        raise Problem(422, "invalid-body", f"routing: one of {', '.join(tenants.ROUTINGS)}, or null for automatic")
+    after = body.get("shared_after_s")
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int | float) or not 0 <= after <= 86400):
+        raise Problem(422, "invalid-body", "shared_after_s: seconds from 0 to 86400, or null for the default")
+    tenant_id = await _run(request, tenants.set_routing, request.path_params["tenant"], routing, after)
+    effective = await push_routing(state(request), [tenant_id])
+    chosen, after_s = effective[tenant_id]
+    return JSONResponse({"routing": chosen, "automatic": routing is None, "shared_after_s": after_s})
 
 
 async def enroll_code(request: Request) -> JSONResponse:

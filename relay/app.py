@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.queue import Queue
 from core.redisconn import redis_client
 from core.settings import Settings
 from core.ssrf import SsrfGuard
-from core.streams import Streams
-from relay import admin, db, events, ops, reconciler, sse, webhooks, workers
+from core.wakeups import WorkSignals
+from relay import admin, db, events, legacy, ops, reconciler, sse, waiting, webhooks, workers
 from relay.metrics import Metrics
 from relay.problems import Problem, http_exception_handler, problem_handler
 from relay.ratelimit import RateLimiter
@@ -38,6 +39,7 @@ ROUTES = [
     Route("/v1/events", events.list_events, methods=["GET"]),
     Route("/v1/events/stream", sse.stream_events, methods=["GET"]),
     Route("/v1/events/{event_id}", events.get_event, methods=["GET"]),
+    Route("/v1/workers", waiting.list_own_workers, methods=["GET"]),
     Route("/v1/workers/enroll", workers.enroll, methods=["POST"]),
     Route("/v1/worker/lease", workers.lease, methods=["POST"]),
     Route("/v1/worker/blobs/{blob}", workers.blob, methods=["GET"]),
@@ -50,6 +52,7 @@ ROUTES = [
     Route("/admin/tenants/{tenant}/tier", admin.set_tier, methods=["PUT"]),
     Route("/admin/tenants/{tenant}/webhook", admin.set_webhook, methods=["PUT"]),
     Route("/admin/tenants/{tenant}/private-hosts", admin.set_private_hosts, methods=["PUT"]),
+    Route("/admin/tenants/{tenant}/routing", admin.set_routing, methods=["PUT"]),
     Route("/admin/keys/{key_id}", admin.revoke_key, methods=["DELETE"]),
     Route("/admin/enroll-codes", admin.enroll_code, methods=["POST"]),
     Route("/admin/workers", admin.list_workers, methods=["GET"]),
@@ -75,12 +78,17 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
         client = webhooks.guarded_client(webhook_guard)
         tasks: list[asyncio.Task] = []
         try:
-            streams = Streams(redis)
-            await streams.ensure_groups()
-            relay = RelayState(settings, pool, redis, streams, RateLimiter(redis), Metrics())
+            signals = WorkSignals(redis)
+            relay = RelayState(settings, pool, redis, Queue(redis), signals, RateLimiter(redis), Metrics())
             app.state.relay = relay
+            await legacy.move_lanes_or_later(relay)
+            # Serving leases needs the work signals and the census (queue depth), also in tests.
+            tasks = [
+                asyncio.create_task(signals.run(), name="work-signals"),
+                asyncio.create_task(reconciler.run_census(relay), name="census"),
+            ]
             if background:
-                tasks = [
+                tasks += [
                     asyncio.create_task(reconciler.run(relay), name="reconciler"),
                     asyncio.create_task(webhooks.run(relay, client), name="webhooks"),
                 ]

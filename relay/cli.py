@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import sys
+import uuid
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "worker-acl",
         help="print (or create) a least-privilege Redis user for a LAN worker",
         description="A worker on the operator's own network may lease straight from Redis. Its "
-        "user may XREADGROUP/XAUTOCLAIM/XPENDING/XLEN the lanes and GET blobs, nothing else "
-        "(no XACK, XADD, XDEL, XTRIM, XGROUP, EVAL, KEYS). Results still go over the relay's API.",
+        "user may read the lanes (XREADGROUP/XAUTOCLAIM/XPENDING/XRANGE/XLEN, the take as a Lua script "
+        "under its own key permissions) and GET blobs, nothing else (no XACK, XADD, XDEL, XTRIM, XGROUP, "
+        "EVAL of a body, KEYS). With --tenant its keys are that tenant's only. Results still go over the "
+        "relay's API.",
     )
     a.add_argument("name", help="the Redis user name, e.g. worker-garage")
+    a.add_argument("--tenant", help="a worker dedicated to this tenant id: only its keys (default: the shared pool)")
     a.add_argument("--password", help="its password (default: a new random one, printed)")
     a.add_argument("--apply", action="store_true", help="run ACL SETUSER on INSANE_REDIS_URL instead of printing")
     a.set_defaults(func=worker_acl_command)
@@ -78,8 +82,14 @@ def worker_acl_command(args: argparse.Namespace, settings) -> int:
     from core.streams import acl_command, acl_rules
 
     password = args.password or secrets.token_urlsafe(24)
+    if args.tenant is not None:
+        try:
+            args.tenant = str(uuid.UUID(args.tenant))
+        except ValueError:
+            print(f"insane relay worker-acl: --tenant takes a tenant id, not {args.tenant!r}", file=sys.stderr)
+            return 2
     if not args.apply:
-        print(acl_command(args.name, password))
+        print(acl_command(args.name, password, args.tenant))
         if not args.password:
             print(f"# password: {password}", file=sys.stderr)
         return 0
@@ -92,7 +102,7 @@ def worker_acl_command(args: argparse.Namespace, settings) -> int:
 
         client = aioredis.from_url(settings.redis_url)
         try:
-            await client.execute_command("ACL", "SETUSER", *acl_rules(args.name, password))
+            await client.execute_command("ACL", "SETUSER", *acl_rules(args.name, password, args.tenant))
         finally:
             await client.aclose()
 

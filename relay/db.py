@@ -63,8 +63,9 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(owner_url: str) -> list[str]:
-    """Apply the migrations not yet applied, each in its own transaction; returns their names.
+async def migrate(owner_url: str, until: int | None = None) -> list[str]:
+    """Apply the migrations not yet applied (up to version ``until``, when given), each in its own
+    transaction; returns their names.
 
     An advisory lock makes concurrent relays starting with ``relay_migrate_on_start`` take turns.
     """
@@ -79,7 +80,7 @@ async def migrate(owner_url: str) -> list[str]:
         try:
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_version")}
             for version, name, sql in migration_files():
-                if version in done:
+                if version in done or (until is not None and version > until):
                     continue
                 async with conn.transaction():
                     await conn.execute(sql)

@@ -18,12 +18,13 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from core.streams import blob_key, stream_key
+from core import keys
 from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
 from relay.intake import Incoming, read_event
 from relay.problems import Problem, unavailable
 from relay.state import RelayState, Tenant, state
 from relay.views import event_view, summary
+from relay.waiting import WAITING_FOR, waiting_view
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ def _reject(relay: RelayState, reason: str, problem: Problem) -> Problem:
 async def _admit(relay: RelayState, tenant: Tenant) -> None:
     """Backlog bound and Pro token bucket, in one Redis round trip, before anything is stored."""
     pipe = relay.redis.pipeline(transaction=False)
-    pipe.xlen(stream_key(tenant.lane))
+    pipe.xlen(keys.stream(str(tenant.id), tenant.lane))
     if tenant.rate_per_s:
-        keys, args = relay.limiter.take_args(str(tenant.id), tenant.rate_per_s, tenant.burst)
-        await relay.limiter.script(keys=keys, args=args, client=pipe)  # queued on the pipeline
+        rate_keys, args = relay.limiter.take_args(str(tenant.id), tenant.rate_per_s, tenant.burst)
+        await relay.limiter.script(keys=rate_keys, args=args, client=pipe)  # queued on the pipeline
     try:
         replies = await pipe.execute()
     except (RedisError, OSError) as exc:
@@ -56,7 +57,7 @@ async def _admit(relay: RelayState, tenant: Tenant) -> None:
             Problem(
                 503,
                 "overloaded",
-                f"the {tenant.lane} lane has {replies[0]} events waiting; retry later",
+                f"your {tenant.lane} lane has {replies[0]} events waiting; retry later",
                 retry_after=30,
             ),
         )
@@ -138,8 +139,8 @@ async def _restore_blobs(relay: RelayState, tenant: Tenant, event_id: uuid.UUID,
         if len(stored) != len(incoming.blobs):
             return  # not the same upload; keep what the first request stored
         pipe = relay.redis.pipeline(transaction=False)
-        for blob_id, data in zip(stored, incoming.blobs.values(), strict=True):
-            pipe.set(blob_key(blob_id), data, ex=relay.settings.blob_ttl_s, nx=True)
+        images = dict(zip(stored, incoming.blobs.values(), strict=True))
+        relay.streams.put_blobs_on(pipe, str(tenant.id), images, relay.settings.blob_ttl_s, nx=True)
         restored = sum(1 for ok in await pipe.execute() if ok)
     except (RedisError, OSError, DatabaseUnavailable) as exc:
         log.warning("could not check the uploads of replayed event %s: %s", event_id, exc)
@@ -193,10 +194,12 @@ async def post_event(request: Request) -> JSONResponse:
         )
     position = None
     try:
-        _, position = await relay.streams.add(
+        _, position = await relay.queue.enqueue(
+            str(tenant.id),
             tenant.lane,
             str(event_id),
             entry_json(tenant, event_id, incoming, row["created_at"]),
+            relay.routing_ms(tenant),
             incoming.blobs,
             relay.settings.blob_ttl_s,
         )
@@ -205,7 +208,14 @@ async def post_event(request: Request) -> JSONResponse:
         log.warning("event %s stored but not queued (%s); the reconciler will queue it", event_id, exc)
     relay.metrics.accepted.labels(tenant.lane).inc()
     return JSONResponse(
-        {"id": str(event_id), "status": "queued", "lane": tenant.lane, "queue_position": position, "replayed": False},
+        {
+            "id": str(event_id),
+            "status": "queued",
+            "lane": tenant.lane,
+            "queue_position": position,
+            "waiting_for": WAITING_FOR[tenant.routing],
+            "replayed": False,
+        },
         status_code=202,
         headers=location,
     )
@@ -229,6 +239,11 @@ async def get_event(request: Request) -> JSONResponse:
         raise unavailable("the database") from exc
     if view is None:
         raise Problem(404, "not-found", "no such event")
+    if view["status"] == "queued":
+        try:
+            view["queue"] = await waiting_view(relay, tenant, event_id, view["lane"])
+        except DatabaseUnavailable as exc:
+            raise unavailable("the database") from exc
     return JSONResponse(view)
 
 

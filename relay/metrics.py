@@ -23,9 +23,16 @@ class Metrics:
         self.dead = Counter("insane_dead_lettered", "Entries moved to the dead-letter stream", registry=r)
         self.requeued = Counter("insane_requeued", "Events re-queued by the reconciler", registry=r)
         self.webhooks = Counter("insane_webhooks", "Webhook attempts per outcome", ["outcome"], registry=r)
-        self.depth = Gauge("insane_lane_depth", "Entries in a lane not yet acked", ["lane"], registry=r)
-        self.lag = Gauge("insane_lane_lag", "Entries in a lane not yet delivered", ["lane"], registry=r)
+        self.depth = Gauge("insane_lane_depth", "Entries of all tenants' lanes not yet acked", ["lane"], registry=r)
+        self.lag = Gauge("insane_lane_lag", "Entries of all tenants' lanes not yet delivered", ["lane"], registry=r)
         self.pending = Gauge("insane_lane_pending", "Entries delivered and not yet acked", ["lane"], registry=r)
+        self.pool_depth = Gauge(
+            "insane_pool_depth",
+            "Entries the shared pool may take (the rest wait for tenants' own workers)",
+            ["lane"],
+            registry=r,
+        )
+        self.tenants_waiting = Gauge("insane_tenants_waiting", "Tenants with entries in their lanes", registry=r)
         self.workers_online = Gauge("insane_workers_online", "Workers seen in the last 60 s", registry=r)
         self.latency = Histogram(
             "insane_result_latency_seconds",

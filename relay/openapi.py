@@ -70,6 +70,19 @@ EVENT_VIEW = {
             },
         },
         "k": {"type": ["integer", "null"]},
+        "queue": {
+            "type": "object",
+            "description": "only while queued: where the event waits, and for whom",
+            "properties": {
+                "position": {"type": ["integer", "null"]},
+                "state": {"type": "string"},
+                "routing": {"enum": ["own", "shared", "own-then-shared"]},
+                "waiting_for": {"type": "string"},
+                "your_workers_online": {"type": "integer"},
+                "your_workers_last_seen": NULLABLE_STR,
+                "note": {"type": "string"},
+            },
+        },
         "timings_ms": {"type": ["object", "null"]},
         "model": NULLABLE_STR,
         "provider": NULLABLE_STR,
@@ -82,8 +95,32 @@ ACCEPTED = {
         "id": {"type": "string", "format": "uuid"},
         "status": {"type": "string"},
         "lane": {"enum": ["pro", "standard"]},
-        "queue_position": {"type": ["integer", "null"]},
+        "queue_position": {"type": ["integer", "null"], "description": "among the tenant's own events in its lane"},
+        "waiting_for": {"type": "string", "description": "your workers, the shared pool, or both in turn"},
         "replayed": {"type": "boolean"},
+    },
+}
+OWN_WORKERS = {
+    "type": "object",
+    "required": ["routing", "workers"],
+    "properties": {
+        "routing": {"enum": ["own", "shared", "own-then-shared"]},
+        "workers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "name": {"type": "string"},
+                    "online": {"type": "boolean"},
+                    "last_seen": NULLABLE_STR,
+                    "paused": {"type": "boolean"},
+                    "provider": {"type": "string"},
+                    "model": {"type": "string"},
+                    "revoked": {"type": "boolean"},
+                },
+            },
+        },
     },
 }
 
@@ -129,6 +166,7 @@ def build() -> dict[str, Any]:
         "EventSummary": EVENT_SUMMARY,
         "EventView": EVENT_VIEW,
         "EventAccepted": ACCEPTED,
+        "OwnWorkers": OWN_WORKERS,
     }
     models: list[type[BaseModel]] = [
         EventIn,
@@ -229,6 +267,13 @@ def build() -> dict[str, Any]:
                 "security": BEARER,
                 "parameters": [event_id],
                 "responses": {**_ok("EventView"), **_problems(401, 404, 503)},
+            }
+        },
+        "/v1/workers": {
+            "get": {
+                "summary": "Your own workers (dedicated to you) and their last heartbeat",
+                "security": BEARER,
+                "responses": {**_ok("OwnWorkers"), **_problems(401, 503)},
             }
         },
         "/v1/workers/enroll": {

@@ -9,8 +9,8 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core import keys
 from core.protocol import LANES
-from core.streams import stream_key
 from relay import openapi
 from relay.db import UNAVAILABLE, DatabaseUnavailable, system_tx
 from relay.state import state
@@ -46,15 +46,16 @@ async def metrics(request: Request) -> Response:
     relay = state(request)
     m = relay.metrics
     try:
+        # Counted by the census (core/queue.py), not here: a scrape never walks every tenant's lanes.
+        raw = await relay.redis.hgetall(keys.DEPTH)
+        census = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
         for lane in LANES:
-            groups = await relay.redis.xinfo_groups(stream_key(lane))
-            depth = await relay.redis.xlen(stream_key(lane))
+            depth, pending = census.get(lane, 0), census.get(f"pending:{lane}", 0)
             m.depth.labels(lane).set(depth)
-            for g in groups:
-                if g["name"] in (b"workers", "workers"):
-                    m.pending.labels(lane).set(int(g["pending"]))
-                    lag = g.get("lag")
-                    m.lag.labels(lane).set(int(lag) if lag is not None else max(0, depth - int(g["pending"])))
+            m.pending.labels(lane).set(pending)
+            m.lag.labels(lane).set(max(0, depth - pending))
+            m.pool_depth.labels(lane).set(census.get(f"pool:{lane}", 0))
+        m.tenants_waiting.set(census.get("tenants", 0))
     except (RedisError, OSError) as exc:
         log.warning("metrics: redis unavailable: %s", exc)
     try:

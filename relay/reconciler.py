@@ -1,11 +1,16 @@
 """PostgreSQL is the truth, Redis the transport: the reconciler makes the two agree.
 
 Each pass (one relay at a time, under a Redis lock):
-- an entry pending past the lease deadline that was delivered ``max_deliveries`` times goes to the
-  dead-letter stream and its event is marked failed (the lease path does the same when it reclaims);
-- an event still queued after ``requeue_after_s`` whose entry is in no lane (Redis lost it in a
-  restart, or it was never added) is added again. A duplicate entry is harmless: results are keyed
-  by event id.
+- an entry pending past the lease deadline that was delivered ``max_deliveries`` times goes to its
+  tenant's dead-letter stream and its event is marked failed (the lease path does the same when it
+  reclaims);
+- an event still queued after ``requeue_after_s`` whose entry is in none of its tenant's lanes (Redis
+  lost it in a restart, or it was never added) is added again. A duplicate entry is harmless: results
+  are keyed by event id. The routing of every tenant with such events is written to Redis again, and
+  the tenant is put back where the pool looks, so nothing waits forever on a lost key.
+
+The census (every ``census_interval_s``, also one relay at a time) counts what waits for lease answers
+and /metrics, and repairs the pool's ready sets (core/queue.py: Queue.census).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from redis.exceptions import RedisError
 from core import keys
 from core.protocol import LANES
 from core.streams import Entry
+from relay import legacy, routing, tenants
 from relay.db import DatabaseUnavailable, system_tx
 
 if TYPE_CHECKING:
@@ -28,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = keys.RECONCILER_LOCK
 CONSUMER = "relay-reconciler"
 
 
@@ -60,20 +65,24 @@ def _uuid(value: str) -> uuid.UUID | None:
         return None  # a malformed entry: nothing in PostgreSQL to mark
 
 
+async def _active_tenants(relay: RelayState) -> list[str]:
+    return sorted(t.decode() if isinstance(t, bytes) else t for t in await relay.redis.smembers(keys.ACTIVE))
+
+
 async def sweep_dead(relay: RelayState) -> int:
     settings = relay.settings
     idle_ms = int(settings.lease_idle_s * 1000)
     moved = 0
-    for lane in LANES:
-        for row in await relay.streams.pending(lane, count=500, min_idle_ms=idle_ms):
-            if row["times_delivered"] < settings.max_deliveries:
-                continue
-            # XCLAIM with the idle bound: of several relays, exactly one takes it.
-            entry = await relay.streams.claim(lane, row["message_id"], CONSUMER, idle_ms)
-            if entry is not None and await dead_letter(
-                relay, entry, f"delivered {row['times_delivered']} times without a result", CONSUMER
-            ):
-                moved += 1
+    for tenant in await _active_tenants(relay):
+        for lane in LANES:
+            for row in await relay.streams.pending(tenant, lane, count=500, min_idle_ms=idle_ms):
+                if row["times_delivered"] < settings.max_deliveries:
+                    continue
+                # XCLAIM with the idle bound: of several relays, exactly one takes it.
+                entry = await relay.streams.claim(tenant, lane, row["message_id"], CONSUMER, idle_ms)
+                reason = f"delivered {row['times_delivered']} times without a result"
+                if entry is not None and await dead_letter(relay, entry, reason, CONSUMER):
+                    moved += 1
     return moved
 
 
@@ -87,14 +96,38 @@ ORDER BY e.queued_at LIMIT $2
 """
 
 
+def _entry_json(row) -> str:
+    moments = [
+        {"index": i, "url": u} if u is not None else {"index": i, "blob": b}
+        for i, (u, b) in enumerate(zip(row["urls"], row["blobs"], strict=True))
+    ]
+    return json.dumps(
+        {
+            "event_id": str(row["id"]),
+            "tenant_id": str(row["tenant_id"]),
+            "lane": row["lane"],
+            "camera": row["camera"],
+            "hint": row["hint"],
+            "created_at": row["created_at"].isoformat(),
+            "moments": moments,
+            "allow_private_hosts": list(row["allow_private_hosts"]),
+        }
+    )
+
+
 async def requeue_lost(relay: RelayState, limit: int = 1000) -> int:
     async with system_tx(relay.pool) as conn:
         rows = await conn.fetch(REQUEUE_SQL, relay.settings.requeue_after_s, limit)
+        chosen = await tenants.effective_routing(conn, list({r["tenant_id"] for r in rows})) if rows else {}
     if not rows:
         return 0
+    routing_ms = {
+        str(t): tenants.routing_ms(r, after, relay.settings.routing_shared_after_s) for t, (r, after) in chosen.items()
+    }
+    await routing.sync_routing(relay.redis, routing_ms)
     present: set[str] = set()
-    for lane in LANES:
-        present |= await relay.streams.queued_event_ids(lane)
+    for tenant, lane in {(str(r["tenant_id"]), r["lane"]) for r in rows}:
+        present |= await relay.streams.queued_event_ids(tenant, lane)
     touched = [row["id"] for row in rows]
     missing = [row["id"] for row in rows if str(row["id"]) not in present]
     still: set = set()
@@ -108,24 +141,10 @@ async def requeue_lost(relay: RelayState, limit: int = 1000) -> int:
             }
     requeued = []
     for row in rows:
-        event_id = str(row["id"])
-        if event_id in present or row["id"] not in still:
+        if str(row["id"]) in present or row["id"] not in still:
             continue
-        moments = [
-            {"index": i, "url": u} if u is not None else {"index": i, "blob": b}
-            for i, (u, b) in enumerate(zip(row["urls"], row["blobs"], strict=True))
-        ]
-        event = {
-            "event_id": event_id,
-            "tenant_id": str(row["tenant_id"]),
-            "lane": row["lane"],
-            "camera": row["camera"],
-            "hint": row["hint"],
-            "created_at": row["created_at"].isoformat(),
-            "moments": moments,
-            "allow_private_hosts": list(row["allow_private_hosts"]),
-        }
-        await relay.streams.add(row["lane"], event_id, json.dumps(event))
+        tenant = str(row["tenant_id"])
+        await relay.queue.enqueue(tenant, row["lane"], str(row["id"]), _entry_json(row), routing_ms.get(tenant, -1))
         requeued.append(row["id"])
     async with system_tx(relay.pool) as conn:
         # Checked again only after another deadline; a re-queue is counted on the event.
@@ -143,14 +162,15 @@ async def requeue_lost(relay: RelayState, limit: int = 1000) -> int:
 
 async def reconcile_once(relay: RelayState) -> dict[str, int]:
     """One pass; returns {"dead": n, "requeued": n}. Skips (zeros) when another relay holds the lock."""
-    got = await relay.redis.set(LOCK_KEY, "1", nx=True, ex=max(5, int(relay.settings.reconcile_interval_s)))
+    got = await relay.redis.set(keys.RECONCILER_LOCK, "1", nx=True, ex=max(5, int(relay.settings.reconcile_interval_s)))
     if not got:
         return {"dead": 0, "requeued": 0}
     try:
-        await relay.streams.ensure_groups()
+        await legacy.move_lanes(relay)
+        await routing.sync_active(relay)
         return {"dead": await sweep_dead(relay), "requeued": await requeue_lost(relay)}
     finally:
-        await relay.redis.delete(LOCK_KEY)
+        await relay.redis.delete(keys.RECONCILER_LOCK)
 
 
 async def run(relay: RelayState) -> None:
@@ -161,3 +181,20 @@ async def run(relay: RelayState) -> None:
             await reconcile_once(relay)
         except (RedisError, OSError, DatabaseUnavailable) as exc:
             log.warning("reconciler pass skipped: %s", exc)
+
+
+async def census_once(relay: RelayState) -> dict[str, int] | None:
+    """One census, unless another relay took this round (None)."""
+    interval = relay.settings.census_interval_s
+    if not await relay.redis.set(keys.CENSUS_LOCK, "1", nx=True, px=max(100, int(interval * 900))):
+        return None
+    return await relay.queue.census(int(relay.settings.lease_idle_s * 1000))
+
+
+async def run_census(relay: RelayState) -> None:
+    while True:
+        try:
+            await census_once(relay)
+        except (RedisError, OSError) as exc:
+            log.warning("census skipped: %s", exc)
+        await asyncio.sleep(relay.settings.census_interval_s)

@@ -19,8 +19,10 @@ import asyncpg
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
+from core.queue import Queue
 from core.settings import Settings
 from core.streams import Streams
+from core.wakeups import WorkSignals
 from relay import tenants
 from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, TTLCache, parse_secret, verify
 from relay.db import DatabaseUnavailable, system_tx
@@ -43,6 +45,8 @@ class Tenant:
     burst: int
     max_k: int
     allow_private_hosts: tuple[str, ...]
+    routing: str = "shared"
+    shared_after_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,8 @@ class RelayState:
     settings: Settings
     pool: asyncpg.Pool
     redis: aioredis.Redis
-    streams: Streams
+    queue: Queue
+    signals: WorkSignals
     limiter: RateLimiter
     metrics: Metrics
     keys: TTLCache = field(init=False)
@@ -73,6 +78,14 @@ class RelayState:
     def __post_init__(self) -> None:
         self.keys = TTLCache(self.settings.key_cache_s)
         self.workers = TTLCache(self.settings.key_cache_s)
+
+    @property
+    def streams(self) -> Streams:
+        return self.queue.streams
+
+    def routing_ms(self, tenant: Tenant) -> int:
+        """The tenant's routing as the shared pool reads it (-1: never; else ms before it may)."""
+        return tenants.routing_ms(tenant.routing, tenant.shared_after_s, self.settings.routing_shared_after_s)
 
     def webhook_wakeup(self) -> None:
         self.webhooks_due.set()
@@ -156,6 +169,8 @@ def _tenant(row: asyncpg.Record | None) -> Tenant | None:
         row["burst"],
         row["max_k"],
         tuple(row["allow_private_hosts"]),
+        row["routing"],
+        row["shared_after_s"],
     )
 
 

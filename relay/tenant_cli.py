@@ -12,6 +12,7 @@ import json
 import sys
 
 import asyncpg
+from redis.exceptions import RedisError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +44,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("tenant")
     w.add_argument("url", nargs="?", help="http(s) URL; leave out to remove the webhook")
     w.set_defaults(op=lambda a: ("set_webhook", a.tenant, a.url))
+    r = ops.add_parser(
+        "routing",
+        help="choose which workers may review TENANT's events",
+        description="own: only workers dedicated to the tenant (events wait while none is online); shared: the "
+        "operator's shared pool; own-then-shared: its own workers first, the pool after --after seconds; auto: "
+        "own once the tenant has a dedicated worker, else shared (the default).",
+    )
+    r.add_argument("tenant")
+    r.add_argument("routing", choices=["own", "shared", "own-then-shared", "auto"])
+    r.add_argument("--after", type=float, help="own-then-shared: seconds before the pool may take an event")
+    r.set_defaults(op=lambda a: ("set_routing", a.tenant, None if a.routing == "auto" else a.routing, a.after))
     e = ops.add_parser("enroll-code", help="a one-time code a worker exchanges for its token (POST /v1/workers/enroll)")
     e.add_argument("--tenant", help="make the worker dedicated to this tenant (default: a shared worker)")
     e.add_argument("--ttl", type=int, default=3600, help="seconds the code stays valid (default 3600)")
@@ -58,12 +70,20 @@ def tenant_command(args: argparse.Namespace, settings) -> int:
         return 2
     name, *op_args = args.op(args)
 
+    if name == "set_routing" and not settings.redis_url:
+        # The pool reads the routing from Redis; without it a change would wait for the reconciler.
+        print("insane tenant routing: set INSANE_REDIS_URL too (the relay's Redis)", file=sys.stderr)
+        return 2
+
     async def run():
         conn = await asyncpg.connect(db.app_url(settings))
         try:
             async with conn.transaction():
                 await conn.execute("SELECT set_config('app.tenant_id', $1, true)", db.SYSTEM)
-                return await getattr(tenants, name)(conn, *op_args)
+                result = await getattr(tenants, name)(conn, *op_args)
+                if name == "set_routing":
+                    result = await _mirror_routing(conn, result, settings)
+                return result
         finally:
             await conn.close()
 
@@ -75,6 +95,9 @@ def tenant_command(args: argparse.Namespace, settings) -> int:
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"insane tenant: database error: {exc}", file=sys.stderr)
         return 1
+    except RedisError as exc:
+        print(f"insane tenant: Redis error (nothing was changed): {exc}", file=sys.stderr)
+        return 1
     if args.json or isinstance(result, dict | list):
         print(json.dumps(result, indent=None if args.json else 2, default=str))
     elif result is not None:
@@ -82,3 +105,20 @@ def tenant_command(args: argparse.Namespace, settings) -> int:
     else:
         print("ok")
     return 0
+
+
+async def _mirror_routing(conn: asyncpg.Connection, tenant_id, settings) -> dict:
+    """Push the routing now in effect into the relay's Redis, where the shared pool reads it."""
+    from core.redisconn import redis_client
+    from relay import tenants
+    from relay.routing import sync_routing
+
+    routing, after = (await tenants.effective_routing(conn, [tenant_id]))[tenant_id]
+    client = redis_client(settings.redis_url)
+    try:
+        await sync_routing(
+            client, {str(tenant_id): tenants.routing_ms(routing, after, settings.routing_shared_after_s)}
+        )
+    finally:
+        await client.aclose()
+    return {"tenant": str(tenant_id), "routing": routing, "shared_after_s": after}

@@ -21,6 +21,21 @@ class TenantError(Exception):
 
 
 TIER_COLUMNS = "t.name AS tier, t.lane, t.daily_deep_reviews, t.deep_min_moments, t.rate_per_s, t.burst, t.max_k"
+ROUTINGS = ("own", "shared", "own-then-shared")
+# The routing in effect: the tenant's own choice, else own once it has a dedicated worker, else shared.
+ROUTING_COLUMNS = (
+    "COALESCE(n.routing, CASE WHEN EXISTS (SELECT 1 FROM workers w WHERE w.dedicated_tenant = n.id "
+    "AND w.revoked_at IS NULL) THEN 'own' ELSE 'shared' END) AS routing, n.shared_after_s"
+)
+
+
+def routing_ms(routing: str, shared_after_s: float | None, default_after_s: float) -> int:
+    """The routing as the shared pool reads it (core/keys.routing): -1 never, else ms before it may."""
+    if routing == "own":
+        return -1
+    if routing == "shared":
+        return 0
+    return int(1000 * (default_after_s if shared_after_s is None else shared_after_s))
 
 
 async def _tenant_id(conn: asyncpg.Connection, tenant: str) -> uuid.UUID:
@@ -55,8 +70,9 @@ async def _check_tier(conn: asyncpg.Connection, tier: str) -> None:
 
 async def list_tenants(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        "SELECT n.id, n.name, n.tier, n.created_at, n.webhook_url, n.allow_private_hosts, "
-        "(SELECT count(*) FROM api_keys k WHERE k.tenant_id = n.id AND k.revoked_at IS NULL) AS keys "
+        "SELECT n.id, n.name, n.tier, n.created_at, n.webhook_url, n.allow_private_hosts, n.routing AS chosen, "
+        + ROUTING_COLUMNS
+        + ", (SELECT count(*) FROM api_keys k WHERE k.tenant_id = n.id AND k.revoked_at IS NULL) AS keys "
         "FROM tenants n ORDER BY n.created_at, n.name"
     )
     return [
@@ -67,6 +83,9 @@ async def list_tenants(conn: asyncpg.Connection) -> list[dict[str, Any]]:
             "keys": r["keys"],
             "webhook_url": r["webhook_url"],
             "allow_private_hosts": list(r["allow_private_hosts"]),
+            "routing": r["routing"],
+            "routing_automatic": r["chosen"] is None,
+            "shared_after_s": r["shared_after_s"],
             "created_at": r["created_at"].isoformat(),
         }
         for r in rows
@@ -114,9 +133,33 @@ async def set_private_hosts(conn: asyncpg.Connection, tenant: str, hosts: list[s
     await conn.execute("UPDATE tenants SET allow_private_hosts = $2 WHERE id = $1", tenant_id, hosts)
 
 
+async def set_routing(
+    conn: asyncpg.Connection, tenant: str, routing: str | None, shared_after_s: float | None = None
+) -> uuid.UUID:
+    """Choose the tenant's routing (None: automatic); returns the tenant id. The caller mirrors the
+    routing in effect into Redis (:func:`effective_routing`)."""
+    tenant_id = await _tenant_id(conn, tenant)
+    if routing is not None and routing not in ROUTINGS:
+        raise TenantError(f"no routing {routing!r}; routings: {', '.join(ROUTINGS)}")
+    if shared_after_s is not None and not 0 <= shared_after_s <= 86400:
+        raise TenantError("shared_after_s: seconds from 0 to 86400")
+    await conn.execute(
+        "UPDATE tenants SET routing = $2, shared_after_s = $3 WHERE id = $1", tenant_id, routing, shared_after_s
+    )
+    return tenant_id
+
+
+async def effective_routing(conn: asyncpg.Connection, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple]:
+    """{tenant id: (routing, shared_after_s)} in effect for these tenants."""
+    rows = await conn.fetch("SELECT n.id, " + ROUTING_COLUMNS + " FROM tenants n WHERE n.id = ANY($1)", tenant_ids)
+    return {r["id"]: (r["routing"], r["shared_after_s"]) for r in rows}
+
+
 async def lookup_key(conn: asyncpg.Connection, key_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT k.secret_sha256, k.revoked_at, n.id AS tenant_id, n.allow_private_hosts, "
+        + ROUTING_COLUMNS
+        + ", "
         + TIER_COLUMNS
         + " FROM api_keys k JOIN tenants n ON n.id = k.tenant_id JOIN tiers t ON t.name = n.tier WHERE k.key_id = $1",
         key_id,

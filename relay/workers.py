@@ -32,11 +32,14 @@ from core.protocol import (
     ResultsPost,
     ResultsResponse,
 )
-from core.streams import StreamError, parse_lease_id
+from core.queue import Take, wait_for_work
+from core.streams import StreamError, is_legacy_lease_id, parse_lease_id
+from core.wakeups import POOL
 from relay import tenants
 from relay.db import DatabaseUnavailable, system_tx
 from relay.problems import Problem, unavailable
 from relay.reconciler import dead_letter
+from relay.routing import push_routing
 from relay.state import Worker, state
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,9 @@ async def enroll(request: Request) -> Response:
     if got is None:
         raise Problem(403, "invalid-enroll-code", "unknown, used or expired enrollment code")
     log.info("worker %s enrolled as %r", got["worker_id"], body.name)
+    if got["dedicated_tenant"] is not None:
+        # A tenant's first worker of its own makes its automatic routing `own`.
+        await push_routing(relay, [got["dedicated_tenant"]])
     return _model_response(EnrollResponse(**got))
 
 
@@ -82,41 +88,61 @@ async def lease(request: Request) -> Response:
     relay = state(request)
     worker = await relay.worker(request)
     body = await parse_body(request, LeaseRequest)
-    settings = relay.settings
     try:
         # A shutdown ends the long-poll with no events; the worker asks the next relay.
-        entries = await relay.unless_draining(
-            relay.streams.lease(
-                worker.consumer, body.max_events, int(body.wait_s * 1000), int(settings.lease_idle_s * 1000)
-            ),
-            [],
-        )
-        events, holds = [], {}
-        for entry in entries:
-            reason = None
-            if entry.deliveries > settings.max_deliveries:
-                reason = f"delivered {entry.deliveries - 1} times without a result"
-            else:
-                try:
-                    leased = entry.leased()
-                except StreamError as exc:
-                    reason = str(exc)
-            if reason is not None:
-                try:
-                    await dead_letter(relay, entry, reason, worker.consumer)
-                except DatabaseUnavailable as exc:
-                    # Not handed out and not moved: it is tried again when it is next reclaimed.
-                    log.warning("cannot dead-letter event %s now: %s", entry.event_id, exc)
-                continue
-            events.append(leased)
-            holds.update({m.blob: worker.consumer for m in leased.moments if m.blob})
-        if events:
-            await _record_deliveries(relay, worker, [e.event_id for e in events], holds)
-        depth = await relay.streams.depth()
+        got = await relay.unless_draining(_take(relay, worker, body), Take())
+        events = await _hand_out(relay, worker, got.entries)
+        depth = got.depth if worker.dedicated_tenant is not None else await relay.queue.pool_depth()
     except (RedisError, OSError) as exc:
         log.warning("lease for worker %s failed: %r", worker.consumer, exc)
         raise unavailable("the queue") from exc
     return _model_response(LeaseResponse(events=events, queue_depth=depth))
+
+
+def _take(relay, worker: Worker, body: LeaseRequest):
+    """A dedicated worker waits for its own tenant's work only; a shared worker for the pool's."""
+    idle_ms = int(relay.settings.lease_idle_s * 1000)
+    if worker.dedicated_tenant is not None:
+        tenant = str(worker.dedicated_tenant)
+
+        def take():
+            return relay.queue.take_own(tenant, worker.consumer, body.max_events, idle_ms)
+
+        key = tenant
+    else:
+
+        def take():
+            return relay.queue.take_shared(worker.consumer, body.max_events, idle_ms)
+
+        key = POOL
+    return wait_for_work(take, relay.signals, key, body.wait_s, relay.settings.lease_poll_s)
+
+
+async def _hand_out(relay, worker: Worker, entries: list) -> list:
+    """The entries as LeasedEvents, recorded as delivered to ``worker``; an entry past the delivery limit, or
+    malformed, goes to the dead-letter stream instead."""
+    events, holds = [], {}
+    for entry in entries:
+        reason = None
+        if entry.deliveries > relay.settings.max_deliveries:
+            reason = f"delivered {entry.deliveries - 1} times without a result"
+        else:
+            try:
+                leased = entry.leased()
+            except StreamError as exc:
+                reason = str(exc)
+        if reason is not None:
+            try:
+                await dead_letter(relay, entry, reason, worker.consumer)
+            except DatabaseUnavailable as exc:
+                # Not handed out and not moved: it is tried again when it is next reclaimed.
+                log.warning("cannot dead-letter event %s now: %s", entry.event_id, exc)
+            continue
+        events.append(leased)
+        holds.update({m.blob: f"{worker.consumer}|{leased.tenant_id}" for m in leased.moments if m.blob})
+    if events:
+        await _record_deliveries(relay, worker, [e.event_id for e in events], holds)
+    return events
 
 
 async def blob(request: Request) -> Response:
@@ -126,13 +152,12 @@ async def blob(request: Request) -> Response:
     if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
         raise Problem(404, "not-found", "no such blob")
     try:
-        pipe = relay.redis.pipeline(transaction=False)
-        pipe.get(keys.hold(blob_id))
-        pipe.get(keys.blob(blob_id))
-        holder, data = await pipe.execute()
+        holder = await relay.redis.get(keys.hold(blob_id))
+        consumer, _, tenant = (holder or b"").decode().partition("|")
+        data = await relay.streams.get_blob(tenant, blob_id) if consumer == worker.consumer else None
     except (RedisError, OSError) as exc:
         raise unavailable("the blob store") from exc
-    if holder is None or holder.decode() != worker.consumer or data is None:
+    if data is None:
         raise Problem(404, "not-found", "no such blob, or this worker holds no lease on its event")
     return Response(data, media_type="image/jpeg")
 
@@ -146,8 +171,8 @@ async def _record_deliveries(relay, worker: Worker, event_ids: list, holds: dict
     for event_id in event_ids:
         pipe.sadd(keys.delivered(str(event_id)), worker.consumer)
         pipe.expire(keys.delivered(str(event_id)), ttl)
-    for blob_id, consumer in (holds or {}).items():
-        pipe.set(keys.hold(blob_id), consumer, ex=int(relay.settings.lease_idle_s * 2) + 60)
+    for blob_id, value in (holds or {}).items():
+        pipe.set(keys.hold(blob_id), value, ex=int(relay.settings.lease_idle_s * 2) + 60)
     await pipe.execute()
 
 
@@ -246,6 +271,7 @@ async def results(request: Request) -> Response:
     relay = state(request)
     worker = await relay.worker(request)
     body = await parse_body(request, ResultsPost)
+    results = []
     for r in body.results:
         if r.k > MAX_K:
             raise Problem(422, "invalid-body", f"k: at most {MAX_K}")
@@ -253,16 +279,21 @@ async def results(request: Request) -> Response:
             try:
                 parse_lease_id(r.lease_id)
             except StreamError as exc:
-                raise Problem(422, "invalid-body", str(exc)) from None
+                if not is_legacy_lease_id(r.lease_id):
+                    raise Problem(422, "invalid-body", str(exc)) from None
+                # Leased from a global lane before this relay moved the lanes per tenant: the result is
+                # still taken (the move recorded that delivery); there is no entry left to ack.
+                r = r.model_copy(update={"lease_id": None})
+        results.append(r)
     try:
-        delivered = await _deliveries(relay, worker, body.results)
+        delivered = await _deliveries(relay, worker, results)
     except (RedisError, OSError) as exc:
         # Without the delivery records no result can be checked; the worker keeps them and retries.
         raise unavailable("the queue") from exc
     outcomes = []
     try:
         async with system_tx(relay.pool) as conn:
-            for r in body.results:
+            for r in results:
                 outcomes.append((r, *await _store_one(conn, worker, r, delivered[r.event_id])))
     except DatabaseUnavailable as exc:
         # Nothing was acked: the worker keeps its results and retries.
@@ -317,7 +348,10 @@ async def heartbeat(request: Request) -> Response:
         if renewed:
             # A LAN worker's leases come from Redis itself: this is where the relay learns of them.
             await _record_deliveries(relay, worker, [e for e in renewed if e])
-        depth = await relay.streams.depth()
+        if worker.dedicated_tenant is not None:
+            depth = await relay.streams.depth(str(worker.dedicated_tenant))
+        else:
+            depth = await relay.queue.pool_depth()
     except (RedisError, OSError) as exc:
         log.warning("lease for worker %s failed: %r", worker.consumer, exc)
         raise unavailable("the queue") from exc
@@ -334,7 +368,9 @@ async def heartbeat(request: Request) -> Response:
             )
     except DatabaseUnavailable as exc:
         raise unavailable("the database") from exc
-    return _model_response(HeartbeatResponse(queue_depth=depth, renewed=len(renewed)))
+    return _model_response(
+        HeartbeatResponse(queue_depth=depth, renewed=len(renewed), dedicated_tenant=worker.dedicated_tenant)
+    )
 
 
 async def dead_letter_held(request: Request) -> Response:

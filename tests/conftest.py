@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from insane.devkit import models
-from insane.devkit.client import Creds, allow_private_hosts, make_tenant
+from insane.devkit.client import Creds, allow_private_hosts, make_tenant, set_routing
 from insane.devkit.relay import RelayServer, fresh_database, relay_settings
 from insane.devkit.services import EmbeddedServices
 
@@ -148,7 +148,9 @@ def relay(
 
 @pytest.fixture(scope="module")
 def tenant(relay: RelayServer) -> Creds:
-    """A Pro tenant whose cameras may be on loopback (fetched only by workers dedicated to it)."""
+    """A Pro tenant whose cameras may be on loopback (fetched only by workers dedicated to it). Its routing
+    is `shared`, so shared workers review it too, also after a test enrolls a worker dedicated to it."""
     creds = make_tenant(relay.url, tier="pro")
     allow_private_hosts(relay.url, creds.id, ["127.0.0.1"])
+    set_routing(relay.url, creds.id, "shared")
     return creds

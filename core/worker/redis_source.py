@@ -7,12 +7,17 @@ the relay acks an entry, after its result is durable.
     source = RedisLeaseSource("redis://lan-worker:pw@10.0.0.5:6379/0", relay_url, token)
 
 The consumer name is the worker's id (from its token), as on the relay's own lease path: the relay
-renews a lease (heartbeat) or dead-letters an entry (past ``max_deliveries``, or malformed) only for
-the consumer that holds it, and this Redis user can do neither itself.
+renews a lease (heartbeat), dead-letters an entry (past ``max_deliveries``, or malformed) and takes a
+result only for the consumer that holds it or was given it, and this Redis user can do none of that
+itself. A worker dedicated to a tenant (the relay says so) takes only that tenant's work, under an ACL
+that covers only that tenant's keys (``insane relay worker-acl NAME --tenant T``); a shared LAN worker
+takes the pool's fair share, as the relay's own lease path does (core/queue.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -20,8 +25,10 @@ from collections.abc import Sequence
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 
 from core.protocol import EventResult, Heartbeat, HeartbeatResponse, LeasedEvent, LeaseResponse, ResultsResponse
+from core.queue import Queue, Take, wait_for_work
 from core.redisconn import redis_client
-from core.streams import StreamError, Streams
+from core.streams import StreamError
+from core.wakeups import POOL, WorkSignals
 from core.worker.http_source import HttpLeaseSource
 from core.worker.ports import RelayUnavailable, RequestRejected, TokenRejected
 
@@ -59,8 +66,12 @@ class RedisLeaseSource:
         self.min_idle_ms = int(min_idle_s * 1000)
         self.max_deliveries = max_deliveries
         self._redis = redis_client(redis_url)
-        self._streams = Streams(self._redis)
+        self._queue = Queue(self._redis)
+        self._signals = WorkSignals(self._redis)
+        self._listener: asyncio.Task | None = None
         self._http = http or HttpLeaseSource(relay_url, token)
+        self._tenant: str | None = None  # the tenant this worker is dedicated to (learnt from the relay)
+        self._known = False
 
     @classmethod
     def from_settings(cls, settings, token: str) -> RedisLeaseSource:
@@ -72,10 +83,29 @@ class RedisLeaseSource:
             max_deliveries=settings.max_deliveries,
         )
 
+    async def _mode(self) -> None:
+        """Ask the relay once whether this worker is dedicated to a tenant: it then takes only that
+        tenant's work (its ACL covers nothing else), else the shared pool's."""
+        if self._known:
+            return
+        beat = await self._http.heartbeat(Heartbeat())
+        self._tenant = str(beat.dedicated_tenant) if beat.dedicated_tenant else None
+        self._known = True
+        self._listener = asyncio.get_running_loop().create_task(self._signals.run(), name="work-signals")
+
+    async def _take(self, max_events: int) -> Take:
+        if self._tenant is not None:
+            return await self._queue.take_own(self._tenant, self.consumer, max_events, self.min_idle_ms)
+        return await self._queue.take_shared(self.consumer, max_events, self.min_idle_ms)
+
     async def lease(self, max_events: int, wait_s: float) -> LeaseResponse:
+        await self._mode()
         try:
-            entries = await self._streams.lease(self.consumer, max_events, int(wait_s * 1000), self.min_idle_ms)
-            depth = await self._streams.depth()
+            got = await wait_for_work(
+                lambda: self._take(max_events), self._signals, self._tenant or POOL, wait_s, poll_s=1.0
+            )
+            entries = got.entries
+            depth = got.depth if self._tenant is not None else await self._queue.pool_depth()
         except (AuthenticationError, NoPermissionError) as exc:
             raise TokenRejected(f"Redis refused this worker: {exc}") from exc
         except (RedisError, OSError) as exc:
@@ -110,7 +140,7 @@ class RedisLeaseSource:
 
     async def fetch_blob(self, blob: str, event: LeasedEvent) -> bytes:
         try:
-            data = await self._streams.get_blob(blob)
+            data = await self._queue.streams.get_blob(str(event.tenant_id), blob)
         except (RedisError, OSError) as exc:
             raise RelayUnavailable(f"Redis unreachable: {exc}") from exc
         if data is None:
@@ -124,6 +154,10 @@ class RedisLeaseSource:
         return await self._http.heartbeat(beat)
 
     async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         try:
             await self._http.aclose()
         finally:

@@ -64,6 +64,20 @@ def allow_private_hosts(url: str, tenant: str, hosts: list[str], admin_token: st
     r.raise_for_status()
 
 
+def set_routing(
+    url: str, tenant: str, routing: str | None, shared_after_s: float | None = None, admin_token: str = ADMIN_TOKEN
+) -> dict[str, Any]:
+    """Choose which workers may review the tenant's events: own, shared, own-then-shared, or None (automatic)."""
+    r = httpx.put(
+        f"{url}/admin/tenants/{tenant}/routing",
+        json={"routing": routing, "shared_after_s": shared_after_s},
+        headers=admin_headers(admin_token),
+        timeout=30,
+    )
+    r.raise_for_status()
+    return r.json()
+
+
 def enroll_worker(
     url: str, tenant: str | None = None, name: str = "test-worker", admin_token: str = ADMIN_TOKEN
 ) -> Creds:

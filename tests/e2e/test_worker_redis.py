@@ -35,7 +35,7 @@ async def test_redis_source_reviews_uploads_and_the_relay_acks(relay, tenant, sa
 
     client = aioredis.from_url(relay.settings.redis_url)
     try:
-        pending = [p for lane in ("pro", "standard") for p in await Streams(client).pending(lane)]
+        pending = [p for lane in ("pro", "standard") for p in await Streams(client).pending(tenant.id, lane)]
     finally:
         await client.aclose()
     assert source.consumer == creds.id

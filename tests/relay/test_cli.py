@@ -42,8 +42,14 @@ def test_worker_acl_prints_least_privilege_rules(insane_env: dict[str, str]) -> 
     assert out.returncode == 0
     line = out.stdout.strip()
     assert line.startswith("ACL SETUSER garage reset on >s3cret-pass") and "-@all" in line
-    for forbidden in ("+xack", "+xtrim", "+xdel", "+xgroup", "+eval", "+keys"):
-        assert forbidden not in line
+    words = line.split()
+    for forbidden in ("+xack", "+xtrim", "+xdel", "+xgroup", "+eval", "+keys", "+xadd", "+@all"):
+        assert forbidden not in words
+    tenant = "0f8c5c3e-5d6a-4c55-9a55-4bd7a2f4c7a1"
+    dedicated = insane(insane_env, "relay", "worker-acl", "home", "--password", "s3cret-pass", "--tenant", tenant)
+    assert dedicated.returncode == 0 and f'"~insane:{{t:{tenant}}}:*"' in dedicated.stdout
+    assert "{pool}" not in dedicated.stdout and "+zadd" not in dedicated.stdout
+    assert insane(insane_env, "relay", "worker-acl", "x", "--tenant", "not-a-tenant").returncode == 2
 
 
 def test_relay_exits_2_without_its_services(insane_env: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import redis
 
-from core.streams import stream_key
+from core import keys
 from insane.devkit.client import admin_headers, event_body, make_tenant
 from insane.devkit.relay import RelayServer, relay_settings
 
@@ -35,7 +35,7 @@ def test_json_event_is_stored_then_queued(relay: RelayServer) -> None:
     assert r.headers["location"] == f"/v1/events/{body['id']}"
     view = httpx.get(f"{relay.url}/v1/events/{body['id']}", headers=tenant.headers).json()
     assert view["status"] == "queued" and view["hint"] == "person" and len(view["moments"]) == 3
-    entries = redis.Redis.from_url(relay.settings.redis_url).xrange(stream_key("standard"))
+    entries = redis.Redis.from_url(relay.settings.redis_url).xrange(keys.stream(tenant.id, "standard"))
     assert body["id"] in {f[b"id"].decode() for _, f in entries}
 
 
@@ -48,7 +48,7 @@ def test_multipart_event_stores_jpegs_as_blobs(relay: RelayServer) -> None:
     view = httpx.get(f"{relay.url}/v1/events/{r.json()['id']}", headers=tenant.headers).json()
     assert [m["uploaded"] for m in view["moments"]] == [False, True, True]
     client = redis.Redis.from_url(relay.settings.redis_url)
-    blobs = list(client.scan_iter("insane:blob:*"))
+    blobs = list(client.scan_iter(keys.blob(tenant.id, "*")))
     assert len(blobs) >= 2 and 0 < client.ttl(blobs[0]) <= relay.settings.blob_ttl_s
 
 
@@ -124,7 +124,9 @@ def test_backlog_bound_answers_503_with_retry_after(services, relay_db: str) -> 
         r = post(relay, tenant.headers, json=event_body(1))
         assert r.json()["type"].endswith("/overloaded") and int(r.headers["retry-after"]) > 0
         # Nothing was trimmed.
-        assert redis.Redis.from_url(settings.redis_url).xlen(stream_key("standard")) == 2
+        assert redis.Redis.from_url(settings.redis_url).xlen(keys.stream(tenant.id, "standard")) == 2
+        # The bound is per tenant: another tenant still gets in.
+        assert post(relay, make_tenant(relay.url).headers, json=event_body(1)).status_code == 202
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from insane.devkit.client import enroll_worker, event_body, make_tenant
 from insane.devkit.relay import RelayServer, run_sync
 from relay.db import app_url
 from tests.relay.test_events import jpeg
-from tests.relay.test_workers import lease_until, submit
+from tests.relay.test_workers import lease, lease_until, submit
 
 
 def test_tenant_b_gets_404_for_everything_of_tenant_a(relay: RelayServer) -> None:
@@ -46,22 +46,20 @@ def test_dedicated_worker_cannot_post_results_for_another_tenant(relay: RelaySer
     assert httpx.get(f"{relay.url}/v1/events/{event_a}", headers=a.headers).json()["status"] == "queued"
 
 
-def test_dedicated_worker_answers_what_it_leased_from_the_shared_lanes(relay: RelayServer) -> None:
-    """A dedicated worker leases from the shared lanes: a result for an event whose lease it holds is stored,
-    whichever tenant the event belongs to (else the event would cycle until it is dead-lettered)."""
-    from insane.devkit.client import result_for
-
+def test_a_dedicated_worker_never_leases_another_tenants_event(relay: RelayServer) -> None:
+    """Its tenant's pictures go only to workers it trusts, and it sees no one else's."""
     a, b = make_tenant(relay.url), make_tenant(relay.url)
-    dedicated_b = enroll_worker(relay.url, tenant=b.id)
-    event_a = submit(relay, a)
-    ev = lease_until(relay, dedicated_b, event_a)
-    r = httpx.post(f"{relay.url}/v1/worker/results", json={"results": [result_for(ev)]}, headers=dedicated_b.headers)
-    assert r.json() == {"stored": [event_a], "duplicates": [], "acked": 1}
-    assert httpx.get(f"{relay.url}/v1/events/{event_a}", headers=a.headers).json()["status"] == "done"
-    # It was given that event, so its back-fill (more moments reviewed) replaces the result.
-    again = dict(result_for(ev, k=5), lease_id=None, backfill=True)
-    r = httpx.post(f"{relay.url}/v1/worker/results", json={"results": [again]}, headers=dedicated_b.headers)
-    assert r.json()["stored"] == [event_a]
+    dedicated_b, shared = enroll_worker(relay.url, tenant=b.id), enroll_worker(relay.url)
+    event_a, event_b = submit(relay, a), submit(relay, b)
+    got = lease(relay, dedicated_b, 64, wait=0.5)
+    assert [e["event_id"] for e in got] == [event_b]
+    assert {e["tenant_id"] for e in lease(relay, dedicated_b, 64, wait=0.2)} <= {b.id}
+    # B now has a worker of its own, so its automatic routing is `own`: the shared pool never sees B.
+    seen = set()
+    for _ in range(3):
+        seen |= {e["tenant_id"] for e in lease(relay, shared, 64, wait=0.2)}
+    assert b.id not in seen and a.id in seen
+    assert event_a not in {e["event_id"] for e in lease(relay, dedicated_b, 64, wait=0.2)}
 
 
 def test_blob_of_another_workers_lease_is_404(relay: RelayServer) -> None:

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from core import keys
-from core.streams import GROUP, parse_lease_id, stream_key
+from core.streams import GROUP, parse_lease_id
 from insane.devkit.client import enroll_worker, make_tenant, result_for
 from insane.devkit.relay import RelayServer, run_sync
 from tests.relay.test_workers import lease_until, result_rows, results_post, submit
@@ -37,9 +37,9 @@ def stored_k(relay: RelayServer, event_id: str) -> int | None:
 
 
 def pending_holder(relay: RelayServer, lease_id: str) -> str | None:
-    lane, entry_id = parse_lease_id(lease_id)
+    tenant, lane, entry_id = parse_lease_id(lease_id)
     rows = redis.Redis.from_url(relay.settings.redis_url).xpending_range(
-        stream_key(lane), GROUP, min=entry_id, max=entry_id, count=1
+        keys.stream(tenant, lane), GROUP, min=entry_id, max=entry_id, count=1
     )
     return rows[0]["consumer"].decode() if rows else None
 
@@ -67,11 +67,11 @@ def test_a_worker_cannot_ack_another_workers_entry(relay: RelayServer) -> None:
     holder, thief = enroll_worker(relay.url), enroll_worker(relay.url)
     event_id = submit(relay, a)
     ev = lease_until(relay, holder, event_id)
-    depth = redis.Redis.from_url(relay.settings.redis_url).xlen(stream_key("standard"))
+    depth = redis.Redis.from_url(relay.settings.redis_url).xlen(keys.stream(a.id, "standard"))
     r = results_post(relay, thief, result_for(ev))
     assert r.json() == {"stored": [], "duplicates": [], "acked": 0, "refused": [event_id]}
     assert pending_holder(relay, ev["lease_id"]) == holder.id
-    assert redis.Redis.from_url(relay.settings.redis_url).xlen(stream_key("standard")) == depth
+    assert redis.Redis.from_url(relay.settings.redis_url).xlen(keys.stream(a.id, "standard")) == depth
     # Once a result is stored, a duplicate naming the holder's lease still acks nothing for the thief...
     assert results_post(relay, holder, dict(result_for(ev), lease_id=None)).json()["stored"] == [event_id]
     assert results_post(relay, thief, result_for(ev)).json()["acked"] == 0
@@ -215,6 +215,7 @@ def test_a_lan_worker_writes_what_it_leased_from_redis_and_nothing_else(relay: R
     assert [str(e) for e in stored.stored] == [first] and stored.acked == 1
     assert admin.sismember(keys.delivered(second), lan_creds.id)
     # Its lease on the second event lapses to another worker; its late result is still welcome.
-    admin.xclaim(stream_key(two.lane), GROUP, stranger.id, 0, [parse_lease_id(two.lease_id)[1]])
+    _, lane, entry_id = parse_lease_id(two.lease_id)
+    admin.xclaim(keys.stream(a.id, lane), GROUP, stranger.id, 0, [entry_id])
     late = results_post(relay, lan_creds, result_for(two.model_dump(mode="json")))
     assert late.json() == {"stored": [second], "duplicates": [], "acked": 0}

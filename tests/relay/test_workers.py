@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import redis
 
+from core import keys
 from core.ssrf import SsrfGuard
-from core.streams import DEAD_KEY, stream_key
 from insane.devkit.client import admin_headers, enroll_worker, event_body, make_tenant, result_for
 from insane.devkit.relay import RelayServer, run_sync
 from relay import reconciler, webhooks
@@ -102,7 +102,9 @@ def test_whole_event_life_with_sse_and_webhook(relay: RelayServer) -> None:
     assert ready.wait(10)
     event_id = submit(relay, tenant, n=2)
     ev = lease_until(relay, worker, event_id)
-    assert ev["tenant_id"] == tenant.id and ev["deliveries"] == 1 and ev["lease_id"].startswith("standard:")
+    assert (
+        ev["tenant_id"] == tenant.id and ev["deliveries"] == 1 and ev["lease_id"].startswith(f"{tenant.id}:standard:")
+    )
     r = results_post(relay, worker, result_for(ev))
     assert r.json() == {"stored": [event_id], "duplicates": [], "acked": 1}
     view = httpx.get(f"{relay.url}/v1/events/{event_id}", headers=tenant.headers).json()
@@ -118,7 +120,7 @@ def test_whole_event_life_with_sse_and_webhook(relay: RelayServer) -> None:
     assert not webhooks.verify_signature("wrong", body, signature)
     hook.stop()
     # Redis no longer holds the entry: acked and deleted.
-    assert redis.Redis.from_url(relay.settings.redis_url).xlen(stream_key("standard")) == 0
+    assert redis.Redis.from_url(relay.settings.redis_url).xlen(keys.stream(tenant.id, "standard")) == 0
 
 
 def test_webhook_to_a_private_address_is_refused_by_the_ssrf_guard(relay: RelayServer) -> None:
@@ -197,9 +199,9 @@ def test_reconciler_requeues_an_event_whose_entry_was_lost(relay: RelayServer) -
     worker = enroll_worker(relay.url)
     event_id = submit(relay, tenant)
     client = redis.Redis.from_url(relay.settings.redis_url)
-    for entry_id, fields in client.xrange(stream_key("standard")):
+    for entry_id, fields in client.xrange(keys.stream(tenant.id, "standard")):
         if fields[b"id"].decode() == event_id:
-            client.xdel(stream_key("standard"), entry_id)
+            client.xdel(keys.stream(tenant.id, "standard"), entry_id)
     time.sleep(relay.settings.requeue_after_s + 0.1)
     assert relay.call(reconciler.reconcile_once)["requeued"] >= 1
     ev = lease_until(relay, worker, event_id)
@@ -219,8 +221,8 @@ def test_poison_event_is_delivered_n_times_then_dead_lettered_once(relay: RelayS
         time.sleep(relay.settings.lease_idle_s + 0.1)  # the worker "crashes" on it every time
     relay.call(reconciler.reconcile_once)
     assert deliveries == list(range(1, relay.settings.max_deliveries + 1))
-    dead = [f for _, f in client.xrange(DEAD_KEY) if f[b"id"].decode() == event_id]
-    assert len(dead) == 1  # other tests' abandoned events may be there too
+    dead = [f for _, f in client.xrange(keys.dead(tenant.id)) if f[b"id"].decode() == event_id]
+    assert len(dead) == 1
     view = httpx.get(f"{relay.url}/v1/events/{event_id}", headers=tenant.headers).json()
     assert view["status"] == "failed" and "delivered" in view["error"]
 

@@ -9,7 +9,7 @@ import time
 import httpx
 import redis
 
-from core.streams import stream_key
+from core import keys
 from insane.devkit.client import enroll_worker, event_body, make_tenant
 from insane.devkit.relay import RelayServer, fresh_database, relay_settings
 from insane.devkit.services import EmbeddedServices
@@ -29,7 +29,7 @@ def test_known_workers_keep_leasing_and_renewing_while_postgres_is_down(services
             httpx.post(f"{relay.url}/v1/events", json=event_body(1), headers=tenant.headers, timeout=30)
             answers: dict[str, int] = {}
             idle_ms: list[int] = []
-            entry_id = first[0]["lease_id"].split(":", 1)[1]
+            entry_id = first[0]["lease_id"].rsplit(":", 1)[1]
             redis_client = redis.Redis.from_url(settings.redis_url)
 
             def during_outage() -> None:
@@ -44,7 +44,7 @@ def test_known_workers_keep_leasing_and_renewing_while_postgres_is_down(services
                     idle_ms.extend(
                         p["time_since_delivered"]
                         for p in redis_client.xpending_range(
-                            stream_key("standard"), "workers", min=entry_id, max=entry_id, count=1
+                            keys.stream(tenant.id, "standard"), "workers", min=entry_id, max=entry_id, count=1
                         )
                     )
                     answers["stranger"] = client.post(
@@ -57,7 +57,7 @@ def test_known_workers_keep_leasing_and_renewing_while_postgres_is_down(services
             probe.start()
             own.restart_postgres(down_s=3.0)  # from this thread: the restarted server is its child
             probe.join(30)
-            pending = redis_client.xpending(stream_key("standard"), "workers")["pending"]
+            pending = redis_client.xpending(keys.stream(tenant.id, "standard"), "workers")["pending"]
     assert answers == {"lease": 200, "heartbeat": 503, "stranger": 503, "event": 503}, answers
     # Renewed during the outage (the heartbeat's 503 is only its metrics write): idle ~0, not the 2 s
     # since it was leased.

@@ -15,7 +15,8 @@ import httpx
 import pytest
 import redis
 
-from core.streams import DEAD_KEY, acl_rules, stream_key
+from core import keys
+from core.streams import acl_rules
 from core.worker.redis_source import RedisLeaseSource
 from insane.devkit.client import allow_private_hosts, enroll_worker, event_body, make_tenant, wait_done
 from insane.devkit.worker import make_worker
@@ -126,7 +127,7 @@ async def test_lan_worker_gets_poison_and_malformed_entries_dead_lettered(relay,
         assert source.consumer == creds.id  # the relay renews and dead-letters only for the holder
         r = await client.post("/v1/events", json=event_body(1), headers=tenant.headers)
         event_id = r.json()["id"]
-        garbage = admin.xadd(stream_key("standard"), {"id": "not-an-event", "event": "{not json"}).decode()
+        garbage = admin.xadd(keys.stream(tenant.id, "standard"), {"id": "not-an-event", "event": "{not json"}).decode()
         deliveries = []
         for _ in range(6):
             leased = await source.lease(16, 0.1)
@@ -150,9 +151,9 @@ async def test_lan_worker_gets_poison_and_malformed_entries_dead_lettered(relay,
     # can come back empty while another call holds the entry, so the list may miss one; the dead letter
     # below still records the exact count).
     assert deliveries and deliveries == sorted(set(deliveries)) and deliveries[-1] == 3
-    dead = {f[b"id"].decode(): f for _, f in admin.xrange(DEAD_KEY)}
+    dead = {f[b"id"].decode(): f for _, f in admin.xrange(keys.dead(tenant.id))}
     assert set(dead) == {event_id, "not-an-event"}
     assert dead["not-an-event"][b"entry_id"].decode() == garbage and b"malformed" in dead["not-an-event"][b"reason"]
     assert dead[event_id][b"deliveries"] == b"4"
     assert view["status"] == "failed" and "delivered 3 times" in view["error"]
-    assert admin.xpending(stream_key("standard"), "workers")["pending"] == 1  # only the fresh one
+    assert admin.xpending(keys.stream(tenant.id, "standard"), "workers")["pending"] == 1  # only the fresh one

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from core.streams import blob_key, stream_key
+from core import keys
 from insane.devkit.client import enroll_worker, event_body, make_tenant
 from insane.devkit.relay import RelayServer
 from relay import reconciler
@@ -51,12 +51,12 @@ def test_a_retried_upload_restores_images_a_crash_never_stored(relay: RelayServe
     view = httpx.get(f"{relay.url}/v1/events/{event_id}", headers=tenant.headers).json()
     assert [m["uploaded"] for m in view["moments"]] == [True, True]
     # The crash: the event row is committed, but neither the images nor the stream entry reached Redis.
-    blobs = [k for k in client.scan_iter("insane:blob:*") if client.get(k) in images]
+    blobs = [k for k in client.scan_iter(keys.blob(tenant.id, "*")) if client.get(k) in images]
     assert len(blobs) == 2
     client.delete(*blobs)
-    for entry_id, fields in client.xrange(stream_key("standard")):
+    for entry_id, fields in client.xrange(keys.stream(tenant.id, "standard")):
         if fields[b"id"].decode() == event_id:
-            client.xdel(stream_key("standard"), entry_id)
+            client.xdel(keys.stream(tenant.id, "standard"), entry_id)
     retry = post()
     assert retry.status_code == 200 and retry.json() == {**retry.json(), "id": event_id, "replayed": True}
     assert sorted(client.get(k) for k in blobs) == sorted(images)  # back, under the stored ids
@@ -69,4 +69,4 @@ def test_a_retried_upload_restores_images_a_crash_never_stored(relay: RelayServe
         assert got.status_code == 200 and got.content == data
     # A second retry changes nothing that is there (SET NX), and ids still match the stored moments.
     assert post().status_code == 200
-    assert {blob_key(m["blob"]).encode() for m in leased["moments"]} == set(blobs)
+    assert {keys.blob(tenant.id, m["blob"]).encode() for m in leased["moments"]} == set(blobs)

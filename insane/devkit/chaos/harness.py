@@ -515,10 +515,13 @@ class Chaos:
     async def _dead_letter_ids(self) -> list[str]:
         import redis.asyncio as aioredis
 
-        from core.streams import DEAD_KEY
+        from core import keys
 
         client = aioredis.from_url(self.services.redis_url)
         try:
-            return [f[b"id"].decode() for _, f in await client.xrange(DEAD_KEY)]
+            ids = []
+            async for key in client.scan_iter(keys.dead("*")):
+                ids += [f[b"id"].decode() for _, f in await client.xrange(key)]
+            return ids
         finally:
             await client.aclose()
