@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     relay_url: str = Field("http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]")
     model: str = Field("yolov8n", description="a model name from `insane model list`, or a path to a .onnx file")
     model_dir: Path = Field(default_factory=default_model_dir, description="a folder for downloaded models")
+    model_mirror: str | None = Field(
+        None,
+        description="an http(s) base URL serving the known models' files by name, instead of their sources "
+        "(same size and SHA-256 checks)",
+    )
     worker_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
@@ -161,6 +166,13 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("model_mirror")
+    @classmethod
+    def _check_model_mirror(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @field_validator("relay_url")
