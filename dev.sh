@@ -5,6 +5,7 @@
 #   ./dev.sh lint    ruff
 #   ./dev.sh setup   only install (Debian packages where missing, the venv, the project)
 #   ./dev.sh bundle  the Linux desktop bundle (installer/linux/build.sh), carrying the model this machine has
+#   ./dev.sh openvino  a second venv with onnxruntime-openvino (Intel GPUs), which replaces onnxruntime
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -116,6 +117,20 @@ PY
   installer/linux/build.sh
 }
 
+openvino() {
+  # onnxruntime-openvino installs the same `onnxruntime` module as onnxruntime: it gets a venv of its own,
+  # never the project's. The project's code runs in it from the checkout (PYTHONPATH), with its runtime deps.
+  local venv=${INSANE_OPENVINO_VENV:-.venv-openvino}
+  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+  local stamp="$venv/.installed-$(sha256sum dev.sh | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    "$venv/bin/pip" install -q --disable-pip-version-check onnxruntime-openvino numpy pydantic pydantic-settings \
+      platformdirs httpx redis pillow opencv-python-headless
+    touch "$stamp"
+  fi
+  echo "$venv"
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -124,5 +139,6 @@ case "$cmd" in
   demo) setup demo; exec "$VENV/bin/insane" demo "$@" ;;
   lint) setup demo; exec "$VENV/bin/ruff" check . ;;
   bundle) bundle ;;
-  *) sed -n '2,8p' "$0"; exit 2 ;;
+  openvino) openvino ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
 esac
