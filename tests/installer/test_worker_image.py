@@ -166,9 +166,10 @@ def _base_image(engine: list[str], work: Path) -> str:
     )
     if done.returncode != 0:
         pytest.skip(f"debootstrap could not make a base image: {done.stderr.strip()[-300:]}")
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run([*engine, "import", "-", BASE_TAG], stdin=tar.stdout, check=True, capture_output=True, timeout=300)
-    tar.wait()
+    archive = work / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(archive), "."], check=True, timeout=300)
+    subprocess.run([*engine, "import", str(archive), BASE_TAG], check=True, capture_output=True, timeout=300)
+    archive.unlink()
     shutil.rmtree(rootfs, ignore_errors=True)
     return BASE_TAG
 
