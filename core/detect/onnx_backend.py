@@ -100,6 +100,7 @@ class OnnxDetector(Detector):
         self._lock = threading.Lock()
         self._pending: str | None = None
         self._context_cache: prov.ProviderContext | None = None
+        self.provider_note = ""  # the log line saying which provider runs and why
         self._provider, self._sessions = self._open_best()
         first = self._sessions[0]
         inp = first.get_inputs()[0]
@@ -175,7 +176,8 @@ class OnnxDetector(Detector):
                 refused.append((name, str(exc).removeprefix(f"cannot use {name}: ")))
                 last = exc
                 continue
-            log.info("%s: %s", self.path.name, prov.explain(name, refused, cfg.use_gpu, notes))
+            self.provider_note = prov.explain(name, refused, cfg.use_gpu, notes)
+            log.info("%s: %s", self.path.name, self.provider_note)
             return name, sessions
         raise last or DetectorError(f"{self.path.name}: no execution provider could load it")
 

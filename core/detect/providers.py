@@ -218,13 +218,18 @@ def loaded(session: Any, name: str) -> bool:
 
 
 def explain(chosen: str, refused: list[tuple[str, str]], use_gpu: bool, notes: list[str] | None = None) -> str:
-    """One log line: the provider in use, its precision and caches, and why each one before it was not used."""
+    """One log line: the provider in use, its precision and caches, and why each one before it was not used
+    (in the order of preference; names refused for the same reason share it)."""
     label = device_label(chosen)
     head = f"execution provider: {chosen}" + (f" ({label})" if label else "")
     if notes:
         head += f", {', '.join(notes)}"
-    if refused:
-        head += "; not used: " + "; ".join(f"{n}: {why}" for n, why in refused)
+    order = {name: i for i, name in enumerate(PROVIDERS)}
+    reasons: dict[str, list[str]] = {}
+    for name, why in sorted(refused, key=lambda r: order.get(r[0], len(order))):
+        reasons.setdefault(why, []).append(name)
+    if reasons:
+        head += "; not used: " + "; ".join(f"{', '.join(names)}: {why}" for why, names in reasons.items())
     elif is_cpu(chosen):
         head += "; " + ("no GPU provider was asked for" if not use_gpu else "the CPU was asked for")
     return head
