@@ -40,6 +40,10 @@ setup() {
   pkgs+=(libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 xvfb xauth libxcb-icccm4 libxcb-keysyms1
          libxcb-cursor0 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 trayer
          imagemagick desktop-file-utils)
+  # The worker image's tests: compose files validated by docker-compose; the image built and run with podman
+  # (daemonless, as root; runc where crun cannot run here) on a Debian base made by debootstrap, since no
+  # container registry is reachable.
+  pkgs+=(docker-compose podman runc debootstrap)
   apt_install "${pkgs[@]}"
   if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --no-create-home postgres
