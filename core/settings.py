@@ -96,7 +96,9 @@ class Settings(BaseSettings):
     )
     use_gpu: bool = Field(False, description="true or false: prefer a GPU execution provider when present")
     gpu_cache_dir: Path | None = Field(
-        None, description="a folder for TensorRT engines and OpenVINO compiled models, kept across restarts"
+        None,
+        description="a folder for TensorRT engines, fp16 model copies and OpenVINO compiled models, kept across "
+        "restarts (default: an engines folder next to the default model folder)",
     )
 
     # detector: thresholds and input shape of the model (core/detect).

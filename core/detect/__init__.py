@@ -66,10 +66,13 @@ def load_detector(config: BackendConfig | dict[str, Any]) -> Detector:
 
 def _gpu_options(settings: Any) -> dict[str, Any]:
     """The onnx backend's GPU knobs from the settings: precision, engine cache, TensorRT's largest batch."""
-    cache = getattr(settings, "gpu_cache_dir", None)
+    from core.settings import default_model_dir
+
+    # Default: "engines" beside the model cache, so a desktop's TensorRT engines survive a restart too.
+    cache = getattr(settings, "gpu_cache_dir", None) or default_model_dir().parent / "engines"
     return {
         "precision": getattr(settings, "detect_precision", "auto"),
-        "cache_dir": str(cache) if cache else None,
+        "cache_dir": str(cache),
         "profile_batch": max(getattr(settings, "worker_gpu_batch_max", 0), getattr(settings, "worker_batch_size", 1)),
     }
 

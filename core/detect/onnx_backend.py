@@ -22,6 +22,7 @@ from pydantic import Field
 from core.detect import providers as prov
 from core.detect.base import BackendConfig, Detector, DetectorError, ModelNotFound, Prepared, backend
 from core.detect.postprocess import Thresholds, postprocess
+from core.detect.precision import fp16_copy
 from core.detect.preprocess import Letterbox, prepare_image, rect_shape
 from core.protocol import Detection
 
@@ -184,7 +185,7 @@ class OnnxDetector(Detector):
     def _context(self, provider: str) -> prov.ProviderContext | None:
         """The per-model options' inputs (TensorRT's profile shapes, caches, precision), read once from a CPU
         session: TensorRT needs the input shape before it builds its engine. Other providers need none."""
-        if prov.PROVIDERS[provider][0] not in ("TensorrtExecutionProvider", "OpenVINOExecutionProvider"):
+        if prov.PROVIDERS[provider][0] not in prov.CONTEXT_PROVIDERS:
             return None
         if self._context_cache is None:
             cfg = self.config
@@ -200,8 +201,21 @@ class OnnxDetector(Detector):
                 cache_dir=prov.engine_cache_dir(cfg.cache_dir),
                 precision=cfg.precision,
                 quantized="quantization" in meta,
+                float32=inp.type == "tensor(float)",
             )
         return self._context_cache
+
+    def _model_for(self, provider: str, ctx: prov.ProviderContext | None, notes: list[str]) -> Path:
+        """The file a provider loads: on CUDA with fp16 wanted, a float16 copy of a float32 model."""
+        if ctx is None or not prov.wants_fp16_copy(provider, ctx):
+            return self.path
+        try:
+            path = fp16_copy(self.path, ctx.cache_dir or self.path.parent)
+        except DetectorError as exc:
+            notes.append(f"fp32 ({exc})")
+            return self.path
+        notes.append("fp16 (a float16 copy of the model)")
+        return path
 
     def _open(self, provider: str) -> tuple[list[Any], list[str]]:
         ort = self._ort
@@ -209,7 +223,9 @@ class OnnxDetector(Detector):
         if n is None:
             n = min(self.config.threads, 8) if prov.PROVIDERS[provider][0] == prov.CPU else 1
         threads = max(1, self.config.threads // n)
-        providers, notes = prov.provider_plan(provider, self._context(provider))
+        ctx = self._context(provider)
+        providers, notes = prov.provider_plan(provider, ctx)
+        path = self._model_for(provider, ctx, notes)
         sessions = []
         for _ in range(n):
             opts = ort.SessionOptions()
@@ -223,7 +239,7 @@ class OnnxDetector(Detector):
                 # onnxruntime warns (not raises) when a provider is missing from its build, and runs on the CPU.
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    session = ort.InferenceSession(str(self.path), opts, providers=providers)
+                    session = ort.InferenceSession(str(path), opts, providers=providers)
             except Exception as exc:  # onnxruntime's pybind errors share no base but Exception
                 raise DetectorError(f"cannot use {provider}: cannot load {self.path.name}: {exc}") from exc
             if not prov.loaded(session, provider):

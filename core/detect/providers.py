@@ -52,6 +52,8 @@ GPU_PREFERENCE = (
 CPU = "CPUExecutionProvider"
 # Names that run on the processor: the tray's "Use GPU" never switches to them.
 CPU_NAMES = frozenset({CPU, "OpenVINOCPU"})
+# Providers whose options depend on the model (shapes, precision, caches): see ProviderContext.
+CONTEXT_PROVIDERS = frozenset({"TensorrtExecutionProvider", "CUDAExecutionProvider", "OpenVINOExecutionProvider"})
 # Providers whose session needs the tensors bound to device memory to avoid a second copy.
 DEVICE_PROVIDERS = frozenset({"TensorrtExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider"})
 
@@ -140,6 +142,7 @@ class ProviderContext:
     cache_dir: Path | None = None
     precision: str = "auto"  # auto | fp32 | fp16 | int8
     quantized: bool = False  # the model holds QuantizeLinear/DequantizeLinear nodes (quantize.py's output)
+    float32: bool = True  # the model's input is float32 (an fp16 export is already half)
 
     def calibration_table(self) -> Path | None:
         """TensorRT's INT8 calibration table for this model: ``NAME.calib`` beside it or in the cache."""
@@ -182,6 +185,16 @@ def _tensorrt_options(ctx: ProviderContext) -> tuple[dict[str, Any], list[str]]:
         opts["trt_profile_opt_shapes"] = shape.format(max(1, ctx.max_batch // 2))
         opts["trt_profile_max_shapes"] = shape.format(ctx.max_batch)
     return opts, notes
+
+
+def wants_fp16_copy(name: str, ctx: ProviderContext) -> bool:
+    """CUDA runs what it is given: fp16 there means a float16 copy of a float32, unquantised model."""
+    return (
+        PROVIDERS[name][0] == "CUDAExecutionProvider"
+        and ctx.precision in ("auto", "fp16")
+        and ctx.float32
+        and not ctx.quantized
+    )
 
 
 def session_providers(name: str, ctx: ProviderContext | None = None) -> list[Any]:
