@@ -49,7 +49,9 @@ class OnnxConfig(BackendConfig):
         description="auto: fp16 on a GPU, INT8 on TensorRT where the model is quantised or has a calibration "
         "table (NAME.calib); fp32/fp16/int8 force it where the provider allows",
     )
-    cache_dir: str | None = Field(None, description="a folder for TensorRT engines and OpenVINO compiled models")
+    cache_dir: str | None = Field(
+        None, description="a folder for TensorRT engines, fp16 model copies and OpenVINO compiled models"
+    )
     io_binding: bool | None = Field(
         None, description="bind input and output buffers (None: on CUDA, TensorRT and DirectML, not on the CPU)"
     )
@@ -174,7 +176,7 @@ class OnnxDetector(Detector):
             except DetectorError as exc:
                 if name == prov.CPU:
                     raise
-                refused.append((name, str(exc).removeprefix(f"cannot use {name}: ")))
+                refused.append((name, str(exc)))
                 last = exc
                 continue
             self.provider_note = prov.explain(name, refused, cfg.use_gpu, notes)
@@ -241,10 +243,10 @@ class OnnxDetector(Detector):
                     warnings.simplefilter("always")
                     session = ort.InferenceSession(str(path), opts, providers=providers)
             except Exception as exc:  # onnxruntime's pybind errors share no base but Exception
-                raise DetectorError(f"cannot use {provider}: cannot load {self.path.name}: {exc}") from exc
+                raise DetectorError(f"cannot load {self.path.name}: {exc}") from exc
             if not prov.loaded(session, provider):
                 said = f" ({caught[0].message})" if caught else " (its libraries or the device are missing)"
-                raise DetectorError(f"cannot use {provider}: onnxruntime fell back to the CPU{said}")
+                raise DetectorError(f"onnxruntime fell back to the CPU{said}")
             sessions.append(session)
         return sessions, notes
 

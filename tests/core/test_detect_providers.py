@@ -76,7 +76,7 @@ def test_switching_to_a_provider_that_falls_back_keeps_the_current_one(monkeypat
     with load_detector(OnnxConfig(path=str(yolov8n_onnx), threads=1)) as det:
         assert "CUDAExecutionProvider" in det.available_providers()
         det.set_provider("CUDAExecutionProvider")
-        with pytest.raises(DetectorError, match="cannot use CUDAExecutionProvider: onnxruntime fell back to the CPU"):
+        with pytest.raises(DetectorError, match=r"^onnxruntime fell back to the CPU"):
             det.detect([det.prepare(_jpeg())])
         assert det.provider == "CPUExecutionProvider"
         assert len(det.detect([det.prepare(_jpeg())])) == 1  # still works where it was
