@@ -134,7 +134,10 @@ def check_health(path: Path, max_age_s: float, now: float | None = None) -> tupl
         return False, f"no status in {path} yet"
     except (OSError, ValueError) as exc:
         return False, f"cannot read {path}: {exc}"
-    age = (time.time() if now is None else now) - float(body.get("at", 0))
+    try:
+        age = (time.time() if now is None else now) - float(body["at"])
+    except (TypeError, KeyError, ValueError):
+        return False, f"{path} is not a worker status (no numeric 'at')"
     state = str(body.get("state", "?"))
     if age > max_age_s:
         return False, f"status is {age:.0f} s old (the worker is stuck or gone; last state {state})"

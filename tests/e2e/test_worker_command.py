@@ -95,6 +95,9 @@ def test_health_reads_fresh_stale_error_and_missing_status(tmp_path: Path) -> No
     assert check_health(path, 30, now) == (False, "error: lease failed: relay unreachable")
     path.write_text("{half")
     assert not check_health(path, 30)[0] and "cannot read" in check_health(path, 30)[1]
+    for junk in ("[1, 2]", '{"at": "yesterday"}', "{}", "null"):
+        path.write_text(junk)
+        assert check_health(path, 30) == (False, f"{path} is not a worker status (no numeric 'at')"), junk
 
 
 def test_the_health_command_exits_1_when_unhealthy(tmp_path: Path) -> None:
