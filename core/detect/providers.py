@@ -72,7 +72,13 @@ def openvino_devices() -> list[str]:
     except ImportError:
         return []
     lister = getattr(capi, "get_available_openvino_device_ids", None)
-    return list(lister()) if lister is not None else []
+    if lister is None:
+        return []
+    try:
+        return list(lister())
+    except RuntimeError as exc:  # OpenVINO could not enumerate (a broken GPU driver): only the CPU is certain
+        log.warning("OpenVINO cannot list its devices: %s", exc)
+        return []
 
 
 def is_cpu(name: str) -> bool:
