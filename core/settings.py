@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     relay_url: str = Field("http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]")
     model: str = Field("yolov8n", description="a model name from `insane model list`, or a path to a .onnx file")
     model_dir: Path = Field(default_factory=default_model_dir, description="a folder for downloaded models")
+    model_mirror: str | None = Field(
+        None,
+        description="an http(s) base URL serving the known models' files by name, instead of their sources "
+        "(same size and SHA-256 checks)",
+    )
     worker_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
@@ -93,6 +98,11 @@ class Settings(BaseSettings):
         description="a number of CPU threads for inference, 1 to 256",
     )
     use_gpu: bool = Field(False, description="true or false: prefer a GPU execution provider when present")
+    gpu_cache_dir: Path | None = Field(
+        None,
+        description="a folder for TensorRT engines, fp16 model copies and OpenVINO compiled models, kept across "
+        "restarts (default: an engines folder next to the default model folder)",
+    )
 
     # detector: thresholds and input shape of the model (core/detect).
     detect_conf: float = Field(0.25, ge=0, le=1, description="a minimum confidence from 0 to 1")
@@ -101,6 +111,10 @@ class Settings(BaseSettings):
     )
     detect_rect: bool = Field(
         True, description="true or false: a 384×640 input for 16:9 frames instead of 640×640 (~40% less work)"
+    )
+    detect_precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
+        "auto",
+        description="auto (fp16 on a GPU, INT8 on TensorRT where calibration data exists), fp32, fp16 or int8",
     )
 
     # worker: the engine's lease, batching, auto-throttle and fetch knobs (core/worker).
@@ -114,6 +128,13 @@ class Settings(BaseSettings):
     worker_lease_wait_s: float = Field(10.0, ge=0, le=30, description="seconds a lease long-poll waits, 0 to 30")
     worker_lease_ahead: int = Field(64, ge=1, le=4096, description="leased moments waiting for inference, at most")
     worker_batch_size: int = Field(8, ge=1, le=256, description="images per inference batch, at most (1 to 256)")
+    worker_gpu_batch_max: int = Field(
+        64,
+        ge=0,
+        le=1024,
+        description="on a GPU, the largest batch tried at start; the largest within worker_latency_target_ms "
+        "is used (0: worker_batch_size as set)",
+    )
     worker_batch_wait_ms: float = Field(20.0, ge=0, le=5000, description="milliseconds a batch waits to fill")
     worker_latency_target_ms: float = Field(
         500.0, gt=0, le=60000, description="milliseconds one batch should take; the batch size adapts to it"
@@ -150,6 +171,13 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("model_mirror")
+    @classmethod
+    def _check_model_mirror(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @field_validator("relay_url")
