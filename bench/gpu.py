@@ -248,13 +248,14 @@ def e2e(model: Path, use_gpu: bool, events: int, moments: int, threads: int) -> 
 async def _e2e(model: Path, use_gpu: bool, events: int, moments: int, threads: int) -> dict:
     import httpx
 
-    from core.services import EmbeddedServices
     from core.settings import load_settings
     from core.worker import Worker
     from core.worker.build import fit_to_device, preloader_factory, worker_config
     from core.worker.http_source import HttpLeaseSource
+    from insane.devkit.client import enroll_worker, make_tenant
+    from insane.devkit.relay import RelayServer, fresh_database, relay_settings
+    from insane.devkit.services import EmbeddedServices
     from tests import models
-    from tests.relayhelp import RelayServer, enroll_worker, fresh_database, make_tenant, relay_settings
 
     image = models.sample_images()["frame1080.jpg"]
     settings = load_settings(worker_threads=threads, use_gpu=use_gpu, worker_lease_wait_s=2.0)

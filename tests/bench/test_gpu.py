@@ -10,16 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
-
-@pytest.fixture(scope="module")
-def yolov8n_onnx() -> Path:
-    pytest.importorskip("ultralytics", reason="needs the export extra to build YOLOv8n (pip install '.[export]')")
-    from tests import models
-
-    cache = models.test_cache()
-    return models.export_onnx(models.yolov8n_pt(cache), cache, 640)
+from insane.devkit import ROOT
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.detect import OnnxConfig, load_detector
-from tests.conftest import ROOT
+from insane.devkit import ROOT
 
 CHILD = """
 import json, sys

@@ -16,8 +16,7 @@ import asyncpg
 import pytest
 
 from insane.commands.worker import check_health
-from tests.e2e.conftest import enroll_worker, post_event
-from tests.relayhelp import make_tenant
+from insane.devkit.client import enroll_worker, make_tenant, post_event
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -32,7 +31,9 @@ async def results_stored(db_url: str, event_ids: list[str]) -> int:
         await conn.close()
 
 
-async def test_sigterm_finishes_the_events_held_posts_them_and_exits_0(relay, relay_db, photos, fast_onnx, tmp_path):
+async def test_sigterm_finishes_the_events_held_posts_them_and_exits_0(
+    relay, relay_db, sample_images, yolov8n_onnx, tmp_path
+):
     tenant = make_tenant(relay.url, tier="guardian")
     creds = enroll_worker(relay.url, name="drained")
     health = tmp_path / "health.json"
@@ -40,12 +41,12 @@ async def test_sigterm_finishes_the_events_held_posts_them_and_exits_0(relay, re
         os.environ,
         INSANE_RELAY_URL=relay.url,
         INSANE_WORKER_TOKEN=creds.secret,
-        INSANE_MODEL=str(fast_onnx),
+        INSANE_MODEL=str(yolov8n_onnx),
         INSANE_WORKER_THREADS="1",
         INSANE_WORKER_LEASE_WAIT_S="1",
         INSANE_WORKER_BATCH_SIZE="2",
     )
-    events = [post_event(relay.url, tenant, uploads=[photos["bus.jpg"]] * 8) for _ in range(6)]
+    events = [post_event(relay.url, tenant, uploads=[sample_images["bus.jpg"]] * 8) for _ in range(6)]
     proc = subprocess.Popen(  # noqa: ASYNC220  # Popen returns at once; reads go through an executor
         [sys.executable, "-m", "insane", "worker", "--json", "--health-file", str(health)],
         env=env,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from insane.devkit import ROOT
 
 WORKER = ROOT / "installer" / "worker"
 DOCKERFILE = WORKER / "Dockerfile"
@@ -178,9 +178,9 @@ def _base_image(engine: list[str], work: Path) -> str:
 @pytest.mark.timeout(1800)
 def test_the_cpu_image_builds_fetches_its_model_reviews_an_event_and_drains_on_stop(tmp_path: Path, services) -> None:
     from insane.demo_media import ImageServer
-    from tests import models
-    from tests.e2e.conftest import post_event
-    from tests.relayhelp import RelayServer, enroll_worker, fresh_database, make_tenant, relay_settings
+    from insane.devkit import models
+    from insane.devkit.client import enroll_worker, make_tenant, post_event
+    from insane.devkit.relay import RelayServer, fresh_database, relay_settings
 
     engine = _engine()
     if engine is None:
