@@ -98,7 +98,7 @@ def nvidia_memory() -> list[dict[str, int]] | None:
 
 
 def default_models() -> dict[str, Path]:
-    from tests import models
+    from insane.devkit import models
 
     cache = models.test_cache()
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache / "ultralytics-config"))
@@ -252,10 +252,10 @@ async def _e2e(model: Path, use_gpu: bool, events: int, moments: int, threads: i
     from core.worker import Worker
     from core.worker.build import fit_to_device, preloader_factory, worker_config
     from core.worker.http_source import HttpLeaseSource
+    from insane.devkit import models
     from insane.devkit.client import enroll_worker, make_tenant
     from insane.devkit.relay import RelayServer, fresh_database, relay_settings
     from insane.devkit.services import EmbeddedServices
-    from tests import models
 
     image = models.sample_images()["frame1080.jpg"]
     settings = load_settings(worker_threads=threads, use_gpu=use_gpu, worker_lease_wait_s=2.0)
@@ -310,7 +310,7 @@ async def _e2e(model: Path, use_gpu: bool, events: int, moments: int, threads: i
 def camera_frame() -> bytes:
     """The tests' 1080p photo montage where Ultralytics' sample photos are installed, else a synthetic frame."""
     try:
-        from tests import models
+        from insane.devkit import models
 
         return models.sample_images()["frame1080.jpg"]
     except (ImportError, FileNotFoundError):

