@@ -7,7 +7,8 @@
 Results are announced on the Redis channel ``insane:done:<tenant id>`` by whichever relay stored
 them, so a stream on one relay sees results posted to another. Each message is ``event: result``
 with the event's summary and ``k`` as ``data`` and an opaque cursor as ``id``; a comment line every
-``keepalive_s`` keeps proxies open.
+``keepalive_s`` keeps proxies open. Once connected (and after a replay) the stream sends a bare
+``id:`` with the current position, so a client that sees no result still has a cursor to resume from.
 
 A resumed stream first replays, oldest first, the results stored since the cursor (PostgreSQL is the
 source of truth), then goes on live. Results are ordered by when their transaction started, which is
@@ -32,7 +33,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from relay.db import DatabaseUnavailable, tenant_tx
+from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
 from relay.problems import Problem, unavailable
 from relay.state import RelayState, Tenant, state
 from relay.views import summary
@@ -99,6 +100,14 @@ async def _start_of(relay: RelayState, tenant: Tenant, cursor: tuple[datetime, u
     return at - timedelta(seconds=REPLAY_OVERLAP_S), _NIL
 
 
+async def _now(relay: RelayState) -> datetime | None:
+    try:
+        return await relay.pool.fetchval("SELECT clock_timestamp()")
+    except UNAVAILABLE as exc:
+        log.warning("result stream: no position to send: %s", exc)
+        return None
+
+
 async def _replay(relay: RelayState, tenant: Tenant, after: tuple[datetime, uuid.UUID], sent: OrderedDict):
     while True:
         async with tenant_tx(relay.pool, tenant.id) as conn:
@@ -139,6 +148,9 @@ async def stream_events(request: Request) -> StreamingResponse:
                 except DatabaseUnavailable as exc:
                     log.warning("result stream for tenant %s: replay failed: %s", tenant.id, exc)
                     return  # the client reconnects with the last cursor it received
+            position = await _now(relay)
+            if position is not None:
+                yield f"id: {encode_cursor(position, _NIL)}\n\n"  # where to resume if no result comes
             while True:
                 try:
                     msg = await relay.unless_draining(

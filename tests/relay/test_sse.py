@@ -125,6 +125,20 @@ def test_the_query_cursor_resumes_like_the_header(relay: RelayServer) -> None:
     assert ids == [first, second]
 
 
+def test_a_stream_sends_its_position_so_a_client_that_saw_nothing_can_resume(relay: RelayServer) -> None:
+    tenant, worker = make_tenant(relay.url), enroll_worker(relay.url)
+    with httpx.stream("GET", f"{relay.url}/v1/events/stream", headers=tenant.headers, timeout=30) as r:
+        lines = r.iter_lines()
+        assert next(lines) == ": connected" and next(lines) == ""
+        position = next(lines)
+    assert position.startswith("id: ")
+    at, nil = sse.decode_cursor(position[4:])
+    assert nil.int == 0 and at.tzinfo is not None
+    stored = review(relay, tenant, worker)  # while the client is away
+    with stream(relay, tenant, headers={"Last-Event-ID": position[4:]}) as got:
+        assert [data["id"] for _, data in take(got, 1)] == [stored]
+
+
 def test_a_replay_pages_through_many_results_in_order(relay: RelayServer, monkeypatch) -> None:
     monkeypatch.setattr(sse, "REPLAY_PAGE", 2)
     tenant, worker = make_tenant(relay.url), enroll_worker(relay.url)
