@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter, shared by every retry loop of the worker."""
+"""Exponential backoff with full jitter, shared by every retry loop (the worker, the bridges)."""
 
 from __future__ import annotations
 
