@@ -49,7 +49,7 @@ class FrigateApi:
                 f"{self.base_url}/api/login", json={"user": self.username, "password": self.password}, timeout=TIMEOUT
             )
         except httpx.HTTPError as exc:
-            raise FrigateError(f"login: {exc or type(exc).__name__}") from exc
+            raise FrigateError(f"login: {str(exc) or type(exc).__name__}") from exc
         if resp.status_code != 200:
             raise FrigateError(f"login refused: HTTP {resp.status_code}", resp.status_code)
         # Frigate sets the JWT as a cookie (named frigate_token unless its config says otherwise).
@@ -68,7 +68,7 @@ class FrigateApi:
                 method, f"{self.base_url}{path}", headers=headers, timeout=TIMEOUT, **kwargs
             )
         except httpx.HTTPError as exc:
-            raise FrigateError(f"{method} {path}: {exc or type(exc).__name__}") from exc
+            raise FrigateError(f"{method} {path}: {str(exc) or type(exc).__name__}") from exc
 
     async def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
         if self.username and self._token is None:

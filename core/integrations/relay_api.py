@@ -76,7 +76,7 @@ class RelayApi:
         try:
             resp = await self.client.post(f"{self.url}/v1/events", files=files, headers=headers, timeout=POST_TIMEOUT)
         except httpx.HTTPError as exc:
-            return Retry(f"the relay did not answer: {exc or type(exc).__name__}")
+            return Retry(f"the relay did not answer: {str(exc) or type(exc).__name__}")
         if resp.status_code in (200, 201, 202):
             try:
                 body = resp.json()
@@ -93,7 +93,7 @@ class RelayApi:
         try:
             resp = await self.client.get(f"{self.url}/v1/events/{event_id}", headers=self.auth, timeout=GET_TIMEOUT)
         except httpx.HTTPError as exc:
-            raise RelayError(f"GET /v1/events/{event_id}: {exc or type(exc).__name__}") from exc
+            raise RelayError(f"GET /v1/events/{event_id}: {str(exc) or type(exc).__name__}") from exc
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:

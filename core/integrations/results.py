@@ -30,6 +30,7 @@ from core.backoff import Backoff
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 60.0  # the relay sends a keepalive every 15 s; silence this long is a dead connection
+KEY_RETRY_S = 60.0  # a refused API key: the operator may fix it on the relay, so ask again this often
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,14 @@ async def follow_results(
                 cursor = None
                 delay = 0.0
             elif exc.status in (401, 403):
-                delay = 60.0
+                delay = KEY_RETRY_S
                 log.error("the relay refused the API key (%s); trying again in %.0f s", exc, delay)
             else:
                 delay = backoff.next()
                 log.warning("result stream: %s; reconnecting in %.1f s", exc, delay)
         except (httpx.HTTPError, SSEError) as exc:
             delay = backoff.next()
-            log.warning("result stream: %s; reconnecting in %.1f s", exc or type(exc).__name__, delay)
+            log.warning("result stream: %s; reconnecting in %.1f s", str(exc) or type(exc).__name__, delay)
         if connected is not None:
             connected.clear()
         await asyncio.sleep(delay)

@@ -49,6 +49,8 @@ class Mosquitto:
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", f"log_dest file {folder / 'mosquitto.log'}"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # as root it would switch to the mosquitto user, who cannot read tmp_path
         if passwords:
             pwfile = folder / "passwords"
             for user, password in passwords.items():
@@ -142,6 +144,15 @@ class MqttProbe:
                 return hits[-1]
             await asyncio.sleep(0.05)
         raise AssertionError(f"no {payload!r} on {topic} within {within} s; got {self.all(topic)[-5:]}")
+
+
+async def until(predicate, within: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {within} s: {what}")
 
 
 async def _cancel(task: asyncio.Task) -> None:

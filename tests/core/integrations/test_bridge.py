@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.core.integrations.conftest import (
     jpeg,
     publish,
     tracked,
+    until,
 )
 from tests.core.integrations.frigate_standin import FrigateStandIn
 from tests.e2e.conftest import make_worker
@@ -80,15 +80,6 @@ async def frigate_object(broker: Mosquitto, frigate: FrigateStandIn, label: str 
 
 async def end(broker: Mosquitto, ident: str, label: str = "person") -> None:
     await publish(broker, "frigate/events", frigate_message("end", tracked(ident, label=label)))
-
-
-async def until(predicate, within: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {within} s: {what}")
 
 
 def rows_per_key(db_url: str, tenant_id: str) -> dict[str, tuple[int, int, str | None]]:
