@@ -79,6 +79,7 @@ class FrigateBridge:
         self.pending: dict[str, dict[str, Any]] = self.state.data.setdefault("pending", {})
         self.frigate_of: dict[str, str] = self.state.data.setdefault("frigate_of", {})
         self.collectors: dict[str, Collector] = {}
+        self.named: OrderedDict[str, str] = OrderedDict()  # Frigate id -> the sub-label Frigate last showed
         self.following = asyncio.Event()  # the result stream is open
         self.accepting = True
         self.posted = 0
@@ -109,6 +110,10 @@ class FrigateBridge:
                 log.warning("ignored a message on %s that is not a Frigate event: %s", self.events_topic, exc)
             return
         obj = message.after
+        if obj.sub_label_name:
+            self.named[obj.id] = obj.sub_label_name  # face recognition, a user, or this bridge named it
+            while len(self.named) > REMEMBER:
+                self.named.popitem(last=False)
         running = self.collectors.get(obj.id)
         if running is not None:
             running.update(message)
@@ -257,8 +262,8 @@ class FrigateBridge:
         self.state.save()
         if event.get("status") != "done":
             log.warning("Frigate event %s: the review failed (%s)", pend["frigate_id"], event.get("error"))
-        elif pend.get("sub_label"):
-            log.info("Frigate event %s keeps its sub-label %r", pend["frigate_id"], pend["sub_label"])
+        elif _foreign(name := self.named.get(pend["frigate_id"]) or pend.get("sub_label")):
+            log.info("Frigate event %s keeps its sub-label %r", pend["frigate_id"], name)
         else:
             text, score = sub_label(pend["label"], event, self.settings.frigate_label_map)
             self._spawn(self.sub_labels.write(pend["frigate_id"], text, score))
@@ -321,6 +326,11 @@ class FrigateBridge:
         self._save()
         if len(self.spool):
             log.info("%d events stay queued in %s; they are posted at the next start", len(self.spool), self.folder)
+
+
+def _foreign(name: str | None) -> bool:
+    """A sub-label someone else set (a face, a plate, a user), which the verdict must not replace."""
+    return bool(name) and "✓" not in name and name != "not confirmed"
 
 
 async def _first(*aws) -> None:

@@ -62,7 +62,7 @@ class SubLabelWriter:
             return
         self.refusals.add(exc.status)
         log.warning(
-            "Frigate refused the sub-label (%s): check Frigate's version (0.12+) and the bridge's Frigate user; "
-            "verdicts still go to MQTT (this is logged once)",
+            "Frigate refused the sub-label (%s): check that this Frigate has the sub-label API and the "
+            "bridge's Frigate user; verdicts still go to MQTT (this is logged once)",
             exc,
         )

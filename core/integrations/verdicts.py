@@ -60,7 +60,7 @@ def verdict_json(event: dict[str, Any], replayed: bool, extra: dict[str, Any] | 
         "hint": event.get("hint"),
         "status": event.get("status"),
         "labels": [
-            {"label": v["label"], "moments": v["moments"], "best": v["best"], "median": v["median"]}
+            {"label": v["label"], "moments": v["moments"], "best": round(v["best"], 3), "median": round(v["median"], 3)}
             for v in event.get("verdict") or []
         ],
         "k": event.get("k"),

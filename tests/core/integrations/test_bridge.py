@@ -125,19 +125,22 @@ async def test_a_frigate_event_is_reviewed_and_the_verdict_comes_back_as_a_sub_l
             person = await frigate_object(broker, frigate, "person", snapshot=photos["bus.jpg"])
             car = await frigate_object(broker, frigate, "car", snapshot=photos["zidane.jpg"])
             ignored = await frigate_object(broker, frigate, "dog")  # not a forwarded label
+            named = await frigate_object(broker, frigate, "person", sub_label=["John Smith", 0.87])  # face recognition
             # The objects stay in view for the 5 frames each takes (every 0.05 s), then leave.
-            await until(lambda: frigate.count("GET", r"/api/front_door/latest\.jpg") >= 10, what="frames")
-            for ident, label in ((person, "person"), (car, "car"), (ignored, "dog")):
+            await until(lambda: frigate.count("GET", r"/api/front_door/latest\.jpg") >= 15, what="frames")
+            for ident, label in ((person, "person"), (car, "car"), (ignored, "dog"), (named, "person")):
                 await end(broker, ident, label)
             await until(lambda: {person, car} <= set(frigate.sub_labels), what="both sub-labels")
+            await until(lambda: named in str(probe.all("insane/front_door/verdict")), what="the named one's verdict")
             await probe.wait_for("insane/front_door/Normal", b"ON")
             verdicts = [json.loads(p) for p in probe.all("insane/front_door/verdict")]
     text, score = frigate.sub_labels[person]
     assert text == f"person ✓ {score:.2f}" and 0.25 <= score <= 1
     assert frigate.sub_labels[car] == ("not confirmed", None)
     assert ignored not in frigate.sub_labels and frigate.count("GET", f"/api/events/{ignored}/snapshot.jpg") == 0
+    assert named not in frigate.sub_labels  # its name from face recognition stays
     by_frigate = {v["frigate_event_id"]: v for v in verdicts}
-    assert set(by_frigate) == {person, car}
+    assert set(by_frigate) == {person, car, named}
     v = by_frigate[person]
     assert v["k"] == 6 and v["moments"] == 6 and v["hint"] == "person" and v["moment_errors"] == []
     assert any(label["label"] == "Normal" and label["moments"] >= 1 for label in v["labels"])
@@ -145,7 +148,11 @@ async def test_a_frigate_event_is_reviewed_and_the_verdict_comes_back_as_a_sub_l
     config = json.loads(probe.last("homeassistant/binary_sensor/insane/front_door_Normal/config"))
     assert config["state_topic"] == "insane/front_door/Normal" and config["device"]["name"] == "front_door"
     rows = rows_per_key(relay_db, tenant.id)
-    assert rows == {f"frigate:{person}": (1, 6, "person"), f"frigate:{car}": (1, 6, "car")}
+    assert rows == {
+        f"frigate:{person}": (1, 6, "person"),
+        f"frigate:{car}": (1, 6, "car"),
+        f"frigate:{named}": (1, 6, "person"),
+    }
 
 
 async def test_faults_lose_nothing_and_post_each_event_once(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from core.integrations.publisher import MqttPublisher
-from tests.core.integrations.conftest import Mosquitto, MqttProbe, bridge_settings
+from tests.core.integrations.conftest import Mosquitto, MqttProbe, bridge_settings, publish
 from tests.relayhelp import RelayServer, enroll_worker, event_body, result_for, run_sync
 
 pytestmark = pytest.mark.timeout(120)
@@ -202,3 +202,16 @@ async def test_a_broker_restart_is_ridden_out_and_discovery_comes_back(
             assert await probe.wait_for("insane/status") == b"online"
         assert publisher.link.connections >= 2
     assert json.loads(verdict)["event_id"] == later
+
+
+async def test_home_assistant_coming_back_online_gets_the_discovery_again(
+    relay, tenant, broker: Mosquitto, tmp_path: Path
+) -> None:
+    worker, camera = enroll_worker(relay.url), cam()
+    settings = bridge_settings(tmp_path, broker, relay.url, tenant.secret)
+    config = f"homeassistant/binary_sensor/insane/{camera}_person/config"
+    async with MqttProbe(broker, ("homeassistant/#",)) as probe, running(settings):
+        await asyncio.to_thread(review, relay, tenant, worker, camera, [("person", 1, 0.9)])
+        await probe.wait_for(config)
+        await publish(broker, "homeassistant/status", "online")  # Home Assistant's birth message
+        await probe.wait_for(config, count=2)
