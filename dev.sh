@@ -31,7 +31,8 @@ apt_install() {
 }
 
 setup() {
-  local pkgs=(redis-server)
+  # mosquitto: the MQTT broker the Frigate bridge and MQTT publisher tests start on a loopback port.
+  local pkgs=(redis-server mosquitto)
   # PostgreSQL's server binaries: the image may carry them outside dpkg; install only if none are found.
   if ! command -v postgres >/dev/null && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     pkgs+=(postgresql)
