@@ -5,6 +5,7 @@
 #   ./dev.sh lint    ruff
 #   ./dev.sh setup   only install (Debian packages where missing, the venv, the project)
 #   ./dev.sh bundle  the Linux desktop bundle (installer/linux/build.sh), carrying the model this machine has
+#   ./dev.sh openvino  a second venv with onnxruntime-openvino (Intel GPUs), which replaces onnxruntime
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,7 +31,8 @@ apt_install() {
 }
 
 setup() {
-  local pkgs=(redis-server)
+  # mosquitto: the MQTT broker the Frigate bridge and MQTT publisher tests start on a loopback port.
+  local pkgs=(redis-server mosquitto)
   # PostgreSQL's server binaries: the image may carry them outside dpkg; install only if none are found.
   if ! command -v postgres >/dev/null && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
     pkgs+=(postgresql)
@@ -39,6 +41,10 @@ setup() {
   pkgs+=(libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 xvfb xauth libxcb-icccm4 libxcb-keysyms1
          libxcb-cursor0 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 trayer
          imagemagick desktop-file-utils)
+  # The worker image's tests: compose files validated by docker-compose; the image built and run with podman
+  # (daemonless, as root; runc where crun cannot run here) on a Debian base made by debootstrap, since no
+  # container registry is reachable.
+  pkgs+=(docker-compose podman runc debootstrap)
   apt_install "${pkgs[@]}"
   if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --no-create-home postgres
@@ -116,6 +122,20 @@ PY
   installer/linux/build.sh
 }
 
+openvino() {
+  # onnxruntime-openvino installs the same `onnxruntime` module as onnxruntime: it gets a venv of its own,
+  # never the project's. The project's code runs in it from the checkout (PYTHONPATH), with its runtime deps.
+  local venv=${INSANE_OPENVINO_VENV:-.venv-openvino}
+  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+  local stamp="$venv/.installed-$(sha256sum dev.sh | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    "$venv/bin/pip" install -q --disable-pip-version-check onnxruntime-openvino numpy pydantic pydantic-settings \
+      platformdirs httpx redis pillow opencv-python-headless
+    touch "$stamp"
+  fi
+  echo "$venv"
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -124,5 +144,6 @@ case "$cmd" in
   demo) setup demo; exec "$VENV/bin/insane" demo "$@" ;;
   lint) setup demo; exec "$VENV/bin/ruff" check . ;;
   bundle) bundle ;;
-  *) sed -n '2,8p' "$0"; exit 2 ;;
+  openvino) openvino ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

@@ -6,6 +6,11 @@
   (d) ult-pt       Ultralytics predict on the .pt
 
     .venv/bin/python bench/detect.py [--seconds 5] [--batch 4] [--json]
+    .venv/bin/python bench/detect.py --provider OpenVINOCPU --provider-python .venv-openvino/bin/python
+
+``--provider NAME`` also measures (a) and (b) on that execution provider (core/detect/providers.py), in a
+child process under ``--provider-python`` when its onnxruntime build lives in another venv (onnxruntime-
+openvino replaces onnxruntime: ./dev.sh openvino makes .venv-openvino).
 
 Default model: YOLOv8n built from yolov8n.yaml (random weights, see insane/devkit/models.py) exported to ONNX with
 a dynamic shape and run at 384×640. Both thread layouts are measured for (a) and (b): one session with all
@@ -60,6 +65,37 @@ def _ultralytics(model: Path, files: list[Path], shape: tuple[int, int], batch: 
     return done / (time.perf_counter() - t0)
 
 
+def _on_provider(args: argparse.Namespace, jpegs: list[bytes]) -> dict[str, object]:
+    cfg = {"type": "onnx", "path": str(args.onnx), "imgsz": list(args.imgsz), "threads": args.threads}
+    with load_detector({**cfg, "providers": [args.provider]}) as det:
+        if det.provider != args.provider:
+            raise SystemExit(f"bench/detect.py: {args.provider} did not load (running on {det.provider})")
+        tensors = [det.prepare(j).tensor for j in jpegs]
+        raw = measure_raw(det, tensors, args.batch, args.seconds)
+        pipe = measure_pipeline(det, jpegs, args.batch, args.seconds)
+        import onnxruntime
+
+        return {"name": args.provider, "raw_img_s": raw, "pipeline_img_s": pipe, "onnxruntime": onnxruntime.__version__}
+
+
+def _provider_run(args: argparse.Namespace, jpegs: list[bytes]) -> dict[str, object]:
+    """(a) and (b) on ``--provider``: here, or in a child under ``--provider-python`` on the same files."""
+    if args.provider_python is None:
+        return _on_provider(args, jpegs)
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, j in enumerate(jpegs):
+            (Path(tmp) / f"{i:04d}.jpg").write_bytes(j)
+        cmd = [str(args.provider_python), __file__, "--onnx", str(args.onnx), "--imgsz", *map(str, args.imgsz)]
+        cmd += ["--batch", str(args.batch), "--seconds", str(args.seconds), "--threads", str(args.threads)]
+        cmd += ["--provider", args.provider, "--jpeg-dir", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0:
+        raise SystemExit(f"bench/detect.py: the {args.provider} run failed: {done.stderr.strip()[-800:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--onnx", type=Path, help="ONNX model with a dynamic shape (default: YOLOv8n, built)")
@@ -71,7 +107,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--skip-ultralytics", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    ap.add_argument("--provider", help="also measure (a) and (b) on this provider, e.g. OpenVINOCPU")
+    ap.add_argument("--provider-python", type=Path, help="the interpreter whose onnxruntime has --provider")
+    ap.add_argument("--jpeg-dir", type=Path, help=argparse.SUPPRESS)  # the child's input
     args = ap.parse_args()
+    if args.jpeg_dir is not None:  # the child: one provider, the parent's files, one JSON object
+        jpegs = [p.read_bytes() for p in sorted(args.jpeg_dir.glob("*.jpg"))]
+        print(json.dumps(_on_provider(args, jpegs)))
+        return 0
 
     if args.onnx is None or (args.pt is None and not args.skip_ultralytics):
         from insane.devkit import models
@@ -115,6 +158,9 @@ def main() -> int:
         pipeline_full_decode_img_s=pipe[best + ", full decode"],
         layouts={k: {"raw_img_s": raw[k], "pipeline_img_s": pipe[k]} for k in layouts},
     )
+    if args.provider:
+        res["provider"] = _provider_run(args, jpegs)
+        res["provider"]["vs_default_raw"] = res["provider"]["raw_img_s"] / res["raw_img_s"]
     if not args.skip_ultralytics:
         # Ultralytics prints its own lines to stdout; --json promises one object there.
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
@@ -134,6 +180,9 @@ def main() -> int:
             ("(c) Ultralytics predict, ONNX", res["ultralytics_onnx_img_s"]),
             ("(d) Ultralytics predict, .pt", res["ultralytics_pt_img_s"]),
         ]
+    if "provider" in res:
+        on = res["provider"]
+        rows += [(f"(a) raw, {on['name']}", on["raw_img_s"]), (f"(b) pipeline, {on['name']}", on["pipeline_img_s"])]
     for name, v in rows:
         print(f"  {name:<48} {v:7.1f} img/s {1000 / v:7.1f} ms/img")
     p = res["pipeline_img_s"]

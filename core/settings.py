@@ -13,13 +13,16 @@ reads the environment itself.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 APP_NAME = "insane"
 ENV_PREFIX = "INSANE_"
@@ -35,6 +38,22 @@ def default_config_file() -> Path:
 
 def default_model_dir() -> Path:
     return platformdirs.user_cache_path(APP_NAME) / "models"
+
+
+def default_bridge_dir() -> Path:
+    return platformdirs.user_state_path(APP_NAME) / "bridge"
+
+
+class CameraOverride(BaseModel):
+    """One camera's own filter for the Frigate bridge (``[frigate_camera_overrides.<camera>]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    labels: list[str] | None = None
+    zones: list[str] | None = None
+    moments: int | None = Field(None, ge=1, le=1000)
+    frame_interval_s: float | None = Field(None, ge=0.05, le=60)
 
 
 class Settings(BaseSettings):
@@ -95,6 +114,11 @@ class Settings(BaseSettings):
     relay_url: str = Field("http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]")
     model: str = Field("yolov8n", description="a model name from `insane model list`, or a path to a .onnx file")
     model_dir: Path = Field(default_factory=default_model_dir, description="a folder for downloaded models")
+    model_mirror: str | None = Field(
+        None,
+        description="an http(s) base URL serving the known models' files by name, instead of their sources "
+        "(same size and SHA-256 checks)",
+    )
     worker_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
@@ -102,6 +126,11 @@ class Settings(BaseSettings):
         description="a number of CPU threads for inference, 1 to 256",
     )
     use_gpu: bool = Field(False, description="true or false: prefer a GPU execution provider when present")
+    gpu_cache_dir: Path | None = Field(
+        None,
+        description="a folder for TensorRT engines, fp16 model copies and OpenVINO compiled models, kept across "
+        "restarts (default: an engines folder next to the default model folder)",
+    )
 
     # detector: thresholds and input shape of the model (core/detect).
     detect_conf: float = Field(0.25, ge=0, le=1, description="a minimum confidence from 0 to 1")
@@ -110,6 +139,10 @@ class Settings(BaseSettings):
     )
     detect_rect: bool = Field(
         True, description="true or false: a 384×640 input for 16:9 frames instead of 640×640 (~40% less work)"
+    )
+    detect_precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
+        "auto",
+        description="auto (fp16 on a GPU, INT8 on TensorRT where calibration data exists), fp32, fp16 or int8",
     )
 
     # worker: the engine's lease, batching, auto-throttle and fetch knobs (core/worker).
@@ -123,6 +156,13 @@ class Settings(BaseSettings):
     worker_lease_wait_s: float = Field(10.0, ge=0, le=30, description="seconds a lease long-poll waits, 0 to 30")
     worker_lease_ahead: int = Field(64, ge=1, le=4096, description="leased moments waiting for inference, at most")
     worker_batch_size: int = Field(8, ge=1, le=256, description="images per inference batch, at most (1 to 256)")
+    worker_gpu_batch_max: int = Field(
+        64,
+        ge=0,
+        le=1024,
+        description="on a GPU, the largest batch tried at start; the largest within worker_latency_target_ms "
+        "is used (0: worker_batch_size as set)",
+    )
     worker_batch_wait_ms: float = Field(20.0, ge=0, le=5000, description="milliseconds a batch waits to fill")
     worker_latency_target_ms: float = Field(
         500.0, gt=0, le=60000, description="milliseconds one batch should take; the batch size adapts to it"
@@ -147,6 +187,94 @@ class Settings(BaseSettings):
         120.0, ge=0, le=86400, description="seconds the relay may stay unreachable before the tray notifies the user"
     )
 
+    # bridge: the Frigate bridge and the MQTT verdict publisher (core/integrations).
+    api_key: SecretStr | None = Field(
+        None, description="the tenant's API key for the relay (insane bridge frigate, insane mqtt publish)"
+    )
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:1883", description="the MQTT broker of Frigate and Home Assistant, mqtt(s)://host[:port]"
+    )
+    mqtt_username: str | None = Field(None, description="a user name on the MQTT broker (default: none)")
+    mqtt_password: SecretStr | None = Field(None, description="that user's password on the MQTT broker")
+    mqtt_client_id: str | None = Field(
+        None, min_length=1, max_length=64, description="an MQTT client id (default: insane-<command>-<host name>)"
+    )
+    mqtt_topic_prefix: str = Field("insane", description="the first level of the verdict topics, e.g. insane")
+    mqtt_discovery_prefix: str = Field(
+        "homeassistant", description="Home Assistant's MQTT discovery prefix, e.g. homeassistant"
+    )
+    mqtt_off_delay_s: float = Field(
+        30.0, gt=0, le=86400, description="seconds a label's binary sensor stays ON after a verdict that saw it"
+    )
+    mqtt_labels: list[str] | None = Field(
+        None, description='labels that get a binary sensor, e.g. ["person", "car"] (default: every label seen)'
+    )
+    frigate_url: str = Field("http://127.0.0.1:5000", description="Frigate's HTTP API, http(s)://host[:port]")
+    frigate_username: str | None = Field(None, description="a Frigate user, where Frigate's auth is on")
+    frigate_password: SecretStr | None = Field(None, description="that Frigate user's password")
+    frigate_topic_prefix: str = Field("frigate", description="Frigate's MQTT topic prefix, e.g. frigate")
+    frigate_cameras: list[str] | None = Field(
+        None, description='Frigate cameras to forward, e.g. ["front_door"] (default: all)'
+    )
+    frigate_labels: list[str] | None = Field(
+        None, description='Frigate labels to forward, e.g. ["person", "car"] (default: all)'
+    )
+    frigate_zones: list[str] | None = Field(
+        None, description='forward only objects that entered one of these zones, e.g. ["porch"] (default: anywhere)'
+    )
+    frigate_camera_overrides: dict[str, CameraOverride] = Field(
+        {}, description="per camera: labels, zones, moments, frame_interval_s, enabled (a table per camera)"
+    )
+    frigate_label_map: dict[str, list[str]] = Field(
+        {},
+        description='model labels that confirm a Frigate label, e.g. {"person": ["person", "Normal"]} '
+        "(default: the same name)",
+    )
+    frigate_moments: int = Field(
+        24, ge=1, le=1000, description="moments per tracked object: its snapshot and frames, 1 to 1000"
+    )
+    frigate_frame_interval_s: float = Field(
+        0.5, ge=0.05, le=60, description="seconds between frames taken from latest.jpg while an object is tracked"
+    )
+    frigate_max_event_s: float = Field(
+        60.0, gt=0, le=3600, description="seconds an object is followed at most before its event is posted"
+    )
+    bridge_spool_mb: int = Field(
+        512, ge=1, le=1_000_000, description="megabytes of events kept on disk while the relay is unreachable"
+    )
+    bridge_state_dir: Path = Field(
+        default_factory=default_bridge_dir, description="a folder for the bridge's queue and stream cursors"
+    )
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must be mqtt://host[:port] or mqtts://host[:port]")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        if parts.username or parts.password or parts.path not in ("", "/"):
+            raise ValueError("give only mqtt(s)://host[:port]; the user goes in INSANE_MQTT_USERNAME")
+        return value
+
+    @field_validator("frigate_url")
+    @classmethod
+    def _check_frigate_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or not urlsplit(value).hostname:
+            raise ValueError("must start with http:// or https:// and name a host")
+        return value.rstrip("/")
+
+    @field_validator("mqtt_topic_prefix", "mqtt_discovery_prefix", "frigate_topic_prefix")
+    @classmethod
+    def _check_topic_prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if not value or any(c in value for c in "+#\0"):
+            raise ValueError("must be a topic without wildcards (+, #), e.g. frigate")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -159,6 +287,13 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("model_mirror")
+    @classmethod
+    def _check_model_mirror(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @field_validator("relay_url")
@@ -218,9 +353,12 @@ def _describe(settings_cls: type[Settings], error: dict[str, Any], toml_keys: se
     env_name = f"{ENV_PREFIX}{name.upper()}"
     where = env_name if env_name in os.environ or name not in toml_keys else f"{name} (config file)"
     value = error.get("input")
-    if isinstance(value, SecretStr) or name == "admin_token":
+    if isinstance(value, SecretStr) or "SecretStr" in str(field.annotation):
         value = "********"
     msg = error["msg"].removeprefix("Value error, ")
+    inner = ".".join(str(p) for p in error["loc"][1:])  # where inside a list or table, e.g. front_door.moments
+    if inner:
+        msg = f"{inner}: {msg}"
     expected = f"; expected {field.description}" if field.description else ""
     return f"{where}={value!r} is invalid: {msg}{expected}"
 
@@ -234,6 +372,14 @@ def load_settings(**overrides: Any) -> Settings:
         toml_keys = set(_TomlSource(Settings).data)
         lines = [_describe(Settings, err, toml_keys) for err in exc.errors()]
         raise SettingsError("\n".join(lines)) from None
+    except PydanticSettingsError as exc:
+        # A list or table setting given in the environment is JSON; pydantic-settings names the field.
+        found = re.search(r'field "(\w+)"', str(exc))
+        field = Settings.model_fields.get(found[1]) if found else None
+        if field is None:
+            raise SettingsError(str(exc)) from None
+        expected = f"; expected {field.description}" if field.description else ""
+        raise SettingsError(f"{ENV_PREFIX}{found[1].upper()} is not valid JSON{expected}") from None
 
 
 def reference() -> list[tuple[str, str, str]]:

@@ -51,12 +51,20 @@ def self_test(settings: Settings) -> int:
         from core.imageinfo import ImageError
 
         data = sample_path().read_bytes()
+        from core.detect import providers
+
         try:
             config = detector_config_from_settings(settings)
             threshold = config.conf
+            # A GPU build (onnxruntime-gpu, -directml, -openvino) tries its GPU, and says where it fell back.
+            gpu = config.type == "onnx" and any(not providers.is_cpu(p) for p in providers.available())
             # One run at a low floor shows the candidates below the threshold too: the sample is a drawing,
             # and seeing the model place its best guess on the figure says more than an empty list.
-            detector = load_detector(detector_config_from_settings(settings, conf=min(threshold, CANDIDATE_FLOOR)))
+            detector = load_detector(
+                detector_config_from_settings(
+                    settings, conf=min(threshold, CANDIDATE_FLOOR), use_gpu=True if gpu else None
+                )
+            )
         except DetectorError as exc:
             print(f"self-test: FAILED: {exc}", file=sys.stderr)
             return 1
@@ -74,6 +82,8 @@ def self_test(settings: Settings) -> int:
         return 1
     detections = [d for d in candidates if d.confidence >= config.class_conf.get(d.label, threshold)]
     print(f"model: {detector.model_name} ({len(detector.labels)} classes), provider {detector.provider}")
+    if getattr(detector, "provider_note", None):
+        print(detector.provider_note)
     print(
         f"sample: {SAMPLE_NAME}, {len(detections)} detection(s) at confidence {threshold:g}, "
         f"inference {infer_ms:.0f} ms"

@@ -9,11 +9,11 @@ Plain functions over the worker's state and metrics, so they are tested without 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.detect.providers import CPU, GPU_PREFERENCE
+from core.detect.providers import CPU, GPU_PREFERENCE, device_label, is_cpu
 
 APP_TITLE = "Insane AI Security"
 
@@ -75,11 +75,9 @@ def pause_text(state: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------- GPU
 
-_CPU_NAMES = {"cpu", CPU.lower()}
-
 
 def is_gpu_provider(name: str) -> bool:
-    return name.strip().lower() not in _CPU_NAMES
+    return not is_cpu(name)
 
 
 def _short(name: str) -> str:
@@ -95,11 +93,12 @@ class GpuChoice:
     reason: str  # the tooltip: why it is disabled, or what it switches to
 
 
-def gpu_choice(available: Iterable[str]) -> GpuChoice:
-    """How the "Use GPU" item looks, given the worker's available execution providers."""
+def gpu_choice(available: Iterable[str], label: Callable[[str], str | None] = device_label) -> GpuChoice:
+    """How the "Use GPU" item looks, given the worker's available execution providers; ``label`` names the
+    device a provider runs on ("Intel Iris Xe", "NVIDIA GeForce RTX 3060") for the item's text."""
     names = list(available)
     gpus = [n for n in names if is_gpu_provider(n)]
-    cpu = next((n for n in names if not is_gpu_provider(n)), CPU)
+    cpu = CPU if CPU in names else next((n for n in names if not is_gpu_provider(n)), CPU)
     if not gpus:
         reason = "no GPU execution provider is available on this PC (install a GPU build of onnxruntime)"
         return GpuChoice(False, None, cpu, "Use GPU (no GPU found)", reason)
@@ -108,7 +107,10 @@ def gpu_choice(available: Iterable[str]) -> GpuChoice:
         return GPU_PREFERENCE.index(name) if name in GPU_PREFERENCE else len(GPU_PREFERENCE)
 
     gpu = min(gpus, key=rank)  # the engine's preference; among others (min is stable) the worker's order
-    return GpuChoice(True, gpu, cpu, "Use GPU", f"run inference on {_short(gpu)}; off: {_short(cpu)}")
+    device = label(gpu)
+    text = f"Use GPU ({device})" if device else "Use GPU"
+    on = f"{device} through {_short(gpu)}" if device else _short(gpu)
+    return GpuChoice(True, gpu, cpu, text, f"run inference on {on}; off: {_short(cpu)}")
 
 
 def is_on_gpu(provider: str) -> bool:

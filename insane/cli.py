@@ -21,6 +21,8 @@ COMMANDS = [
     ("demo", "insane.commands.demo"),
     ("worker", "insane.commands.worker"),
     ("tray", "desktop.cli"),
+    ("bridge", "insane.commands.bridge"),
+    ("mqtt", "insane.commands.mqtt"),
     ("services", "insane.commands.services"),
     ("detect", "insane.commands.detect"),
     ("model", "insane.commands.model"),

@@ -253,11 +253,27 @@ def build() -> dict[str, Any]:
         },
         "/v1/events/stream": {
             "get": {
-                "summary": "Server-Sent Events of results as they land",
+                "summary": "Server-Sent Events of results as they land; resumable from the last message's id",
                 "security": BEARER,
+                "parameters": [
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "the id of the last message received: results stored since are replayed first",
+                        "schema": {"type": "string", "maxLength": 200},
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "required": False,
+                        "description": "the same as Last-Event-ID, for clients that cannot set headers",
+                        "schema": {"type": "string", "maxLength": 200},
+                    },
+                ],
                 "responses": {
                     "200": {"description": "event stream", "content": {"text/event-stream": {}}},
-                    **_problems(401, 503),
+                    **_problems(400, 401, 503),
                 },
             }
         },

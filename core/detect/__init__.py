@@ -64,6 +64,19 @@ def load_detector(config: BackendConfig | dict[str, Any]) -> Detector:
     raise DetectorError(f"no backend registered for config type {type(config).__name__}")
 
 
+def _gpu_options(settings: Any) -> dict[str, Any]:
+    """The onnx backend's GPU knobs from the settings: precision, engine cache, TensorRT's largest batch."""
+    from core.settings import default_model_dir
+
+    # Default: "engines" beside the model cache, so a desktop's TensorRT engines survive a restart too.
+    cache = getattr(settings, "gpu_cache_dir", None) or default_model_dir().parent / "engines"
+    return {
+        "precision": getattr(settings, "detect_precision", "auto"),
+        "cache_dir": str(cache),
+        "profile_batch": max(getattr(settings, "worker_gpu_batch_max", 0), getattr(settings, "worker_batch_size", 1)),
+    }
+
+
 def detector_config_from_settings(settings: Any, **overrides: Any) -> BackendConfig:
     """The detector config for ``settings.model`` (a registry name or a path); ``.pt`` picks ultralytics."""
     registry = ModelRegistry(settings.model_dir)
@@ -75,6 +88,7 @@ def detector_config_from_settings(settings: Any, **overrides: Any) -> BackendCon
         data["type"] = "ultralytics"
     else:
         data.update(type="onnx", threads=settings.worker_threads, use_gpu=settings.use_gpu)
+        data.update(_gpu_options(settings))
     for field in ("conf", "iou", "classes", "imgsz", "rect"):
         value = getattr(settings, f"detect_{field}", None)
         if value is not None:

@@ -11,6 +11,7 @@ import ast
 import logging
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from pydantic import Field
 from core.detect import providers as prov
 from core.detect.base import BackendConfig, Detector, DetectorError, ModelNotFound, Prepared, backend
 from core.detect.postprocess import Thresholds, postprocess
+from core.detect.precision import fp16_copy
 from core.detect.preprocess import Letterbox, prepare_image, rect_shape
 from core.protocol import Detection
 
@@ -42,6 +44,18 @@ class OnnxConfig(BackendConfig):
         "them; None: one single-thread session per thread on the CPU (measured faster, bench/detect.py), "
         "one session on a GPU",
     )
+    precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
+        "auto",
+        description="auto: fp16 on a GPU, INT8 on TensorRT where the model is quantised or has a calibration "
+        "table (NAME.calib); fp32/fp16/int8 force it where the provider allows",
+    )
+    cache_dir: str | None = Field(
+        None, description="a folder for TensorRT engines, fp16 model copies and OpenVINO compiled models"
+    )
+    io_binding: bool | None = Field(
+        None, description="bind input and output buffers (None: on CUDA, TensorRT and DirectML, not on the CPU)"
+    )
+    profile_batch: int = Field(64, ge=1, le=1024, description="the largest batch TensorRT builds its engine for")
 
 
 def read_metadata(session: Any) -> dict[str, str]:
@@ -63,6 +77,16 @@ def labels_from_metadata(meta: dict[str, str], nc: int | None) -> list[str]:
     return [f"class{i}" for i in range(nc)]
 
 
+def run_bound(session: Any, input_name: str, output_name: str, tensor: np.ndarray) -> np.ndarray:
+    """``session.run`` through I/O binding: the batch goes to the device once, straight from our buffer, and
+    the output comes back once into memory onnxruntime allocates on the host (no staging copy either way)."""
+    binding = session.io_binding()
+    binding.bind_cpu_input(input_name, np.ascontiguousarray(tensor))
+    binding.bind_output(output_name, "cpu")
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()[0]
+
+
 @backend
 class OnnxDetector(Detector):
     config_class = OnnxConfig
@@ -78,8 +102,9 @@ class OnnxDetector(Detector):
         self.model_name = config.name or self.path.stem
         self._lock = threading.Lock()
         self._pending: str | None = None
-        self._provider = prov.choose(list(config.providers) if config.providers else None, config.use_gpu)
-        self._sessions = self._open(self._provider)
+        self._context_cache: prov.ProviderContext | None = None
+        self.provider_note = ""  # the log line saying which provider runs and why
+        self._provider, self._sessions = self._open_best()
         first = self._sessions[0]
         inp = first.get_inputs()[0]
         out = first.get_outputs()[0]
@@ -100,6 +125,7 @@ class OnnxDetector(Detector):
         except ValueError as exc:
             raise DetectorError(str(exc)) from exc
         self._buffer = np.empty((0, 3, *self.input_size), self.dtype)
+        self._bind = self._wants_binding(self._provider)
         self._pool = self._make_pool()
         log.info(
             "loaded %s: %d classes, input %dx%d %s, batch %s, %s × %d session(s)",
@@ -137,12 +163,71 @@ class OnnxDetector(Detector):
             )
         return (int(wanted[0]), int(wanted[1]))
 
-    def _open(self, provider: str) -> list[Any]:
+    # ----- choosing and opening the execution provider ------------------------------------------
+
+    def _open_best(self) -> tuple[str, list[Any]]:
+        """Sessions on the first provider that really loads, in the configured or default order; one log line."""
+        cfg = self.config
+        order, refused = prov.candidates(list(cfg.providers) if cfg.providers else None, cfg.use_gpu)
+        last: DetectorError | None = None
+        for name in order:
+            try:
+                sessions, notes = self._open(name)
+            except DetectorError as exc:
+                if name == prov.CPU:
+                    raise
+                refused.append((name, str(exc)))
+                last = exc
+                continue
+            self.provider_note = prov.explain(name, refused, cfg.use_gpu, notes)
+            log.info("%s: %s", self.path.name, self.provider_note)
+            return name, sessions
+        raise last or DetectorError(f"{self.path.name}: no execution provider could load it")
+
+    def _context(self, provider: str) -> prov.ProviderContext | None:
+        """The per-model options' inputs (TensorRT's profile shapes, caches, precision), read once from a CPU
+        session: TensorRT needs the input shape before it builds its engine. Other providers need none."""
+        if prov.PROVIDERS[provider][0] not in prov.CONTEXT_PROVIDERS:
+            return None
+        if self._context_cache is None:
+            cfg = self.config
+            probe = self._ort.InferenceSession(str(self.path), providers=[prov.CPU])
+            inp = probe.get_inputs()[0]
+            meta = read_metadata(probe)
+            dynamic = not all(isinstance(d, int) for d in inp.shape)
+            self._context_cache = prov.ProviderContext(
+                model=self.path,
+                input_name=inp.name,
+                input_hw=self._input_size(inp.shape, meta) if dynamic else None,
+                max_batch=cfg.profile_batch,
+                cache_dir=prov.engine_cache_dir(cfg.cache_dir),
+                precision=cfg.precision,
+                quantized="quantization" in meta,
+                float32=inp.type == "tensor(float)",
+            )
+        return self._context_cache
+
+    def _model_for(self, provider: str, ctx: prov.ProviderContext | None, notes: list[str]) -> Path:
+        """The file a provider loads: on CUDA with fp16 wanted, a float16 copy of a float32 model."""
+        if ctx is None or not prov.wants_fp16_copy(provider, ctx):
+            return self.path
+        try:
+            path = fp16_copy(self.path, ctx.cache_dir or self.path.parent)
+        except DetectorError as exc:
+            notes.append(f"fp32 ({exc})")
+            return self.path
+        notes.append("fp16 (a float16 copy of the model)")
+        return path
+
+    def _open(self, provider: str) -> tuple[list[Any], list[str]]:
         ort = self._ort
         n = self.config.sessions
         if n is None:
             n = min(self.config.threads, 8) if prov.PROVIDERS[provider][0] == prov.CPU else 1
         threads = max(1, self.config.threads // n)
+        ctx = self._context(provider)
+        providers, notes = prov.provider_plan(provider, ctx)
+        path = self._model_for(provider, ctx, notes)
         sessions = []
         for _ in range(n):
             opts = ort.SessionOptions()
@@ -150,11 +235,24 @@ class OnnxDetector(Detector):
             opts.inter_op_num_threads = 1
             opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if prov.PROVIDERS[provider][0] == "DmlExecutionProvider":
+                opts.enable_mem_pattern = False  # DirectML refuses memory patterns
             try:
-                sessions.append(ort.InferenceSession(str(self.path), opts, providers=prov.session_providers(provider)))
+                # onnxruntime warns (not raises) when a provider is missing from its build, and runs on the CPU.
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    session = ort.InferenceSession(str(path), opts, providers=providers)
             except Exception as exc:  # onnxruntime's pybind errors share no base but Exception
-                raise DetectorError(f"cannot load {self.path.name} on {provider}: {exc}") from exc
-        return sessions
+                raise DetectorError(f"cannot load {self.path.name}: {exc}") from exc
+            if not prov.loaded(session, provider):
+                said = f" ({caught[0].message})" if caught else " (its libraries or the device are missing)"
+                raise DetectorError(f"onnxruntime fell back to the CPU{said}")
+            sessions.append(session)
+        return sessions, notes
+
+    @staticmethod
+    def _wants_binding(provider: str) -> bool:
+        return prov.PROVIDERS[provider][0] in prov.DEVICE_PROVIDERS
 
     def _make_pool(self) -> ThreadPoolExecutor | None:
         return ThreadPoolExecutor(len(self._sessions), "onnx") if len(self._sessions) > 1 else None
@@ -180,12 +278,13 @@ class OnnxDetector(Detector):
             pending, self._pending = self._pending, None
         if pending is None or pending == self._provider:
             return
-        sessions = self._open(pending)  # a failure leaves the current provider in place
+        sessions, notes = self._open(pending)  # a failure leaves the current provider in place
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._sessions, self._provider = sessions, pending
+        self._bind = self._wants_binding(pending)
         self._pool = self._make_pool()
-        log.info("%s now runs on %s", self.model_name, pending)
+        log.info("%s now runs on %s", self.model_name, prov.explain(pending, [], True, notes))
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         """Raw model output for a ready batch tensor, split among the sessions."""
@@ -207,11 +306,16 @@ class OnnxDetector(Detector):
                 k = len(part)
                 if k < self.max_batch:
                     part = np.concatenate([part, np.zeros((self.max_batch - k, *part.shape[1:]), part.dtype)])
-                chunks.append(session.run([self._output_name], {self._input_name: part})[0][:k])
+                chunks.append(self._session_run(session, part)[:k])
             out = np.concatenate(chunks)
         else:
-            out = session.run([self._output_name], {self._input_name: tensor})[0]
+            out = self._session_run(session, tensor)
         return out if out.dtype == np.float32 else out.astype(np.float32)
+
+    def _session_run(self, session: Any, tensor: np.ndarray) -> np.ndarray:
+        if self.config.io_binding if self.config.io_binding is not None else self._bind:
+            return run_bound(session, self._input_name, self._output_name, tensor)
+        return session.run([self._output_name], {self._input_name: tensor})[0]
 
     def detect(self, batch: list[Prepared]) -> list[list[Detection]]:
         if not batch:

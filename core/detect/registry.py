@@ -127,8 +127,16 @@ def bundled_model_dir() -> Path | None:
 
 
 class ModelRegistry:
-    def __init__(self, model_dir: Path, known: tuple[ModelSpec, ...] = KNOWN, bundled_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        known: tuple[ModelSpec, ...] = KNOWN,
+        bundled_dir: Path | None = None,
+        mirror: str | None = None,
+    ) -> None:
         self.model_dir = Path(model_dir)
+        # A base URL serving the same files by name (an offline site's own server): same size and SHA-256.
+        self.mirror = mirror.rstrip("/") if mirror else None
         self.known = {spec.name: spec for spec in known}
         self.bundled_dir = bundled_dir if bundled_dir is not None else bundled_model_dir()
         self._verified: dict[Path, tuple[int, int]] = {}
@@ -205,10 +213,11 @@ class ModelRegistry:
         if source is None:
             raise ModelNotFound(f"no download source for {name!r}" + (f" ({kind})" if kind else ""))
         target = self.cached(name, source.kind)
+        url = f"{self.mirror}/{source.url.rsplit('/', 1)[-1]}" if self.mirror else source.url
         if source.member is None:
-            return download(source.url, target, source.sha256, source.size, progress, client)
+            return download(url, target, source.sha256, source.size, progress, client)
         archive = target.with_name(target.name + ".archive")
-        download(source.url, archive, source.archive_sha256, source.archive_size, progress, client)
+        download(url, archive, source.archive_sha256, source.archive_size, progress, client)
         try:
             return _extract(archive, source.member, target, source.sha256, source.size)
         finally:

@@ -5,7 +5,10 @@ worker = build_worker(settings)        # settings.worker_token must be set (the 
 
 from __future__ import annotations
 
+import logging
+import os
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +16,8 @@ from core.settings import Settings
 from core.worker.config import WorkerConfig
 from core.worker.engine import Worker
 from core.worker.ports import Detector, LeaseSource
+
+log = logging.getLogger(__name__)
 
 
 class WorkerSetupError(Exception):
@@ -96,4 +101,36 @@ def build_worker(
     except WorkerSetupError:
         detector.close()
         raise
-    return Worker(worker_config(settings), source, detector, preloader_factory(settings, dedicated_tenant))
+    config = fit_to_device(settings, detector, worker_config(settings))
+    return Worker(config, source, detector, preloader_factory(settings, dedicated_tenant))
+
+
+def fit_to_device(settings: Settings, detector: Detector, config: WorkerConfig) -> WorkerConfig:
+    """On a GPU: the largest batch within the latency target (or worker_batch_size when
+    worker_gpu_batch_max is 0), and enough decode threads to keep up with it. On the CPU: as configured."""
+    from core.detect import providers, tuning
+
+    if providers.is_cpu(detector.provider) or not hasattr(detector, "run"):
+        return config
+    limit = settings.worker_gpu_batch_max
+    if getattr(detector, "max_batch", None):
+        limit = min(limit, detector.max_batch)
+    if limit >= 1:
+        batch, timings = tuning.largest_batch(lambda b: tuning.seconds_for(detector, b), config.latency_target_s, limit)
+        shown = ", ".join(f"{b}: {t * 1000:.0f} ms" for b, t in timings.items())
+        log.info(
+            "batch %d on %s: the largest within %.0f ms (%s)",
+            batch,
+            detector.provider,
+            config.latency_target_s * 1000,
+            shown,
+        )
+        config = replace(config, max_batch=batch)
+        per_image = timings[batch] / batch
+    else:
+        per_image = tuning.seconds_for(detector, config.max_batch) / config.max_batch
+        log.info("batch %d on %s, as set (worker_gpu_batch_max is 0)", config.max_batch, detector.provider)
+    decode = tuning.decode_seconds(detector, tuning.synthetic_frame())
+    threads, why = tuning.decode_threads(per_image, decode, config.decode_threads, os.cpu_count() or 1)
+    log.info("%s", why)
+    return replace(config, decode_threads=threads)

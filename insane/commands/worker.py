@@ -3,6 +3,10 @@
 A live one-line status on a terminal (or one JSON object per second with ``--json``); SIGINT/SIGTERM
 stop leasing, finish the events in flight and post their results, then exit (a second signal drops
 what is held; the relay re-delivers it).
+
+In a container (installer/worker/): ``--fetch-model`` downloads the configured model into the model folder
+on first start, ``--health-file`` keeps the latest status in a file, and ``--check-health`` (the image's
+HEALTHCHECK) reads it back.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(then run with INSANE_WORKER_TOKEN set to it)",
     )
     p.add_argument("--name", help="the name the relay shows for this worker when enrolling (default: host name)")
+    p.add_argument(
+        "--fetch-model",
+        action="store_true",
+        help="download the configured model into INSANE_MODEL_DIR first when it is a known name not there yet",
+    )
+    p.add_argument("--health-file", type=Path, help="keep the latest status (JSON) in this file, about once a second")
+    p.add_argument(
+        "--check-health",
+        type=Path,
+        metavar="FILE",
+        help="exit 0 when FILE (from --health-file) is fresh and the worker is neither in error nor stopped, "
+        "else 1; prints why (a container's HEALTHCHECK)",
+    )
+    p.add_argument("--max-age", type=float, default=30.0, help="seconds --check-health accepts (default 30)")
     p.set_defaults(func=worker_command, settings_overrides=_overrides)
 
 
@@ -102,24 +123,62 @@ def enroll_command(args: argparse.Namespace, settings) -> int:
     return 0
 
 
+HEALTHY = {"starting", "idle", "running", "paused"}
+
+
+def check_health(path: Path, max_age_s: float, now: float | None = None) -> tuple[bool, str]:
+    """(healthy, why) from a --health-file."""
+    try:
+        body = json.loads(path.read_text())
+    except FileNotFoundError:
+        return False, f"no status in {path} yet"
+    except (OSError, ValueError) as exc:
+        return False, f"cannot read {path}: {exc}"
+    try:
+        age = (time.time() if now is None else now) - float(body["at"])
+    except (TypeError, KeyError, ValueError):
+        return False, f"{path} is not a worker status (no numeric 'at')"
+    state = str(body.get("state", "?"))
+    if age > max_age_s:
+        return False, f"status is {age:.0f} s old (the worker is stuck or gone; last state {state})"
+    if state not in HEALTHY:
+        return False, f"{state}: {body.get('detail') or 'no detail'}"
+    return True, f"{state}, {body.get('images_per_s', 0)} img/s on {body.get('provider', '?')}"
+
+
+def write_health(path: Path, line: str) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_text(line)
+    os.replace(part, path)  # a reader sees the old status or the new one, never half
+
+
 def worker_command(args: argparse.Namespace, settings) -> int:
     from uuid import UUID
 
+    if args.check_health:
+        healthy, why = check_health(args.check_health, args.max_age)
+        print(why)
+        return 0 if healthy else 1
     if args.enroll:
         return enroll_command(args, settings)
     from core.detect import DetectorError
+    from core.detect.download import DownloadError
     from core.worker import WorkerSetupError, build_worker
 
     try:
+        if args.fetch_model:
+            from core.detect.firststart import ensure_model
+
+            ensure_model(settings)
         dedicated = UUID(args.dedicated_tenant) if args.dedicated_tenant else None
         worker = build_worker(settings, dedicated_tenant=dedicated)
-    except (WorkerSetupError, DetectorError, ValueError) as exc:
+    except (WorkerSetupError, DetectorError, DownloadError, ValueError) as exc:
         print(f"insane worker: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_run(worker, as_json=args.json))
+    return asyncio.run(_run(worker, as_json=args.json, health_file=args.health_file))
 
 
-async def _run(worker, as_json: bool) -> int:
+async def _run(worker, as_json: bool, health_file: Path | None = None) -> int:
     loop = asyncio.get_running_loop()
     tty = sys.stdout.isatty() and not as_json
     signals = 0
@@ -135,6 +194,11 @@ async def _run(worker, as_json: bool) -> int:
         loop.add_signal_handler(sig, on_signal)
 
     def show(snap) -> None:
+        if health_file is not None:
+            try:
+                write_health(health_file, snapshot_json(snap))
+            except OSError as exc:
+                log.warning("cannot write the health file %s: %s", health_file, exc)
         if as_json:
             print(snapshot_json(snap), flush=True)
         elif tty:

@@ -103,3 +103,61 @@ def test_every_subcommand_explains_itself() -> None:
         result = subprocess.run([*INSANE, name, "--help"], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, (name, result.stderr)
         assert f"usage: insane {name}" in result.stdout
+
+
+def test_bridge_settings_from_the_file_with_a_table_per_camera(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'frigate_cameras = ["front_door", "driveway"]\n'
+        'frigate_label_map = { person = ["person", "Normal"] }\n'
+        "[frigate_camera_overrides.driveway]\n"
+        'labels = ["car"]\n'
+        "moments = 30\n"
+    )
+    monkeypatch.setenv("INSANE_CONFIG", str(config))
+    s = load_settings(mqtt_url="mqtts://broker.lan", frigate_url="http://frigate:5000/")
+    assert (
+        s.frigate_camera_overrides["driveway"].labels == ["car"]
+        and s.frigate_camera_overrides["driveway"].moments == 30
+    )
+    assert s.frigate_label_map == {"person": ["person", "Normal"]} and s.frigate_url == "http://frigate:5000"
+    config.write_text("[frigate_camera_overrides.driveway]\nmoments = 0\ncolour = 'red'\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    lines = str(err.value).splitlines()
+    assert "frigate_camera_overrides (config file)=0 is invalid: driveway.moments: Input should be greater" in lines[0]
+    assert "driveway.colour: Extra inputs are not permitted" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("INSANE_MQTT_URL", "tcp://broker", "must be mqtt://host[:port] or mqtts://host[:port]"),
+        ("INSANE_MQTT_URL", "mqtt://user:pw@broker", "the user goes in INSANE_MQTT_USERNAME"),
+        ("INSANE_MQTT_URL", "mqtt://broker:99999", "Port out of range"),
+        ("INSANE_MQTT_TOPIC_PREFIX", "insane/#", "must be a topic without wildcards"),
+        ("INSANE_FRIGATE_URL", "frigate:5000", "must start with http:// or https://"),
+        ("INSANE_FRIGATE_LABELS", '["person"', "is invalid: Input should be a valid list; expected Frigate labels"),
+        (
+            "INSANE_FRIGATE_LABEL_MAP",
+            "{person: x}",
+            "INSANE_FRIGATE_LABEL_MAP is not valid JSON; expected model labels",
+        ),
+        ("INSANE_FRIGATE_MOMENTS", "0", "INSANE_FRIGATE_MOMENTS='0' is invalid"),
+    ],
+)
+def test_bad_bridge_values_name_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert expected in str(err.value)
+
+
+def test_bridge_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSANE_MQTT_PASSWORD", "x" * 5000)
+    monkeypatch.setenv("INSANE_API_KEY", '["not", "a", "string"]')
+    with pytest.raises(SettingsError) as err:
+        load_settings(frigate_password=["neither"])
+    assert "xxxxx" not in str(err.value) and "neither" not in str(err.value) and "********" in str(err.value)

@@ -82,3 +82,24 @@ def test_verdict_and_k_text() -> None:
     assert verdict_text(verdict) == "Fall ×5 (0.90), person ×2 (0.80)"
     assert verdict_text(()) == "nothing seen"
     assert k_text({"standard": 16, "pro": 64}) == "pro 64 · standard 16"
+
+
+def test_use_gpu_names_the_device_it_finds(monkeypatch) -> None:
+    from core.detect import providers
+
+    # An Intel iGPU through onnxruntime-openvino, named from the kernel's DRM devices and pci.ids.
+    monkeypatch.setattr(providers, "linux_gpus", lambda: [("Intel", "Intel Iris Xe")])
+    monkeypatch.setattr(providers.sys, "platform", "linux")
+    providers.device_label.cache_clear()
+    try:
+        choice = gpu_choice(["OpenVINOExecutionProvider", "OpenVINOCPU", "CPUExecutionProvider"])
+    finally:
+        providers.device_label.cache_clear()
+    assert choice.enabled and choice.gpu == "OpenVINOExecutionProvider"
+    assert choice.text == "Use GPU (Intel Iris Xe)"
+    assert choice.reason == "run inference on Intel Iris Xe through OpenVINO; off: CPU"
+    # OpenVINO's CPU device is not a GPU: alone with the CPU provider there is nothing to switch to.
+    assert not gpu_choice(["OpenVINOCPU", "CPUExecutionProvider"]).enabled
+    assert not is_on_gpu("OpenVINOCPU")
+    named = gpu_choice(["CUDAExecutionProvider", "CPUExecutionProvider"], label=lambda n: "NVIDIA GeForce RTX 3060")
+    assert named.text == "Use GPU (NVIDIA GeForce RTX 3060)"

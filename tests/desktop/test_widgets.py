@@ -110,9 +110,11 @@ def test_moment_view_draws_boxes(qtbot, artifacts: Path) -> None:
 
 def test_tray_menu_follows_state(qtbot) -> None:
     tray = Tray()
-    tray.show_snapshot(snap(WorkerState.PAUSED), gpu_choice(["CUDAExecutionProvider", "CPUExecutionProvider"]))
+    igpu = gpu_choice(["OpenVINOExecutionProvider", "CPUExecutionProvider"], label=lambda name: "Intel Iris Xe")
+    tray.show_snapshot(snap(WorkerState.PAUSED), igpu)
     assert tray.pause_action.text() == "Resume"
     assert tray.gpu_action.isEnabled() and not tray.gpu_action.isChecked()
+    assert tray.gpu_action.text() == "Use GPU (Intel Iris Xe)"
     assert tray.icon.toolTip().startswith("Insane AI Security: paused")
     tray.show_snapshot(snap(WorkerState.ERROR, "relay unreachable"), CPU_ONLY)
     assert tray.kind == "error"
