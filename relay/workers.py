@@ -158,7 +158,10 @@ async def blob(request: Request) -> Response:
     except (RedisError, OSError) as exc:
         raise unavailable("the blob store") from exc
     if data is None:
+        log.info("refused blob %s to worker %s: it holds no lease on it", blob_id, worker.consumer)
         raise Problem(404, "not-found", "no such blob, or this worker holds no lease on its event")
+    # One line per picture served, naming whose picture went to which worker: the access log of blobs.
+    log.info("served blob %s of tenant %s to worker %s", blob_id, tenant, worker.consumer)
     return Response(data, media_type="image/jpeg")
 
 

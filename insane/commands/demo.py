@@ -1,7 +1,8 @@
 """``insane demo``: the product's main job on embedded defaults, start to finish, on this machine.
 
 Throwaway Redis and PostgreSQL (fsync on, as deployed), the relay on loopback, a Guardian tenant that
-uploads its moments and a Pro tenant whose camera serves them over HTTP, one worker; real photos in,
+uploads its moments (reviewed by the operator's shared worker) and a Pro tenant whose camera serves them
+over HTTP on its own network (reviewed only by its own PC, its routing being ``own``); real photos in,
 verdicts and measured figures out; then everything it started is stopped.
 """
 
@@ -29,10 +30,11 @@ log = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run everything on this machine: throwaway Redis and PostgreSQL, a relay, a worker, real events",
-        description="Start throwaway Redis and PostgreSQL, a relay on loopback, a Guardian and a Pro tenant "
-        "and a worker; post events made from real photos (uploads and URLs served by a local camera server), "
-        "show them being reviewed, print the verdicts and the measured figures, then stop everything.",
+        help="run everything on this machine: throwaway Redis and PostgreSQL, a relay, workers, real events",
+        description="Start throwaway Redis and PostgreSQL, a relay on loopback, a Guardian tenant served by a shared "
+        "worker and a Pro tenant served only by its own PC; post events made from real photos (uploads, and URLs "
+        "served by a local camera server), show them being reviewed, print the verdicts and the measured figures, "
+        "then stop everything.",
     )
     p.add_argument("--events", type=int, default=3, metavar="N", help="events per tenant (default 3)")
     p.add_argument("--moments", type=int, default=24, metavar="M", help="moments per event (default 24)")
@@ -125,16 +127,19 @@ async def _run(settings, args: argparse.Namespace, photos: list[Path]) -> int:
         return 1
 
 
-def _tenants_and_worker(url: str, admin_token: str, camera_host: str):
-    """A Guardian tenant that uploads, a Pro tenant whose camera is on its LAN, and a worker dedicated to it."""
+def _tenants_and_workers(url: str, admin_token: str, camera_host: str):
+    """A Guardian tenant that uploads, a Pro tenant whose camera is on its LAN and its own PC, and the
+    operator's shared worker."""
     from insane.devkit.client import allow_private_hosts, enroll_worker, make_tenant
 
     home = make_tenant(url, "home", "guardian", admin_token)
     shop = make_tenant(url, "shop", "pro", admin_token)
     # The shop's camera serves its snapshots on the local network: only a worker dedicated to the shop may
-    # fetch from a private address, and only from the hosts on the shop's allow-list.
+    # fetch from a private address, and only from the hosts on the shop's allow-list. With a worker of its
+    # own, its routing is `own`: its pictures go to that PC and nowhere else.
     allow_private_hosts(url, shop.id, [camera_host], admin_token)
-    return home, shop, enroll_worker(url, shop.id, "demo-pc", admin_token)
+    shop_pc = enroll_worker(url, shop.id, "shop-pc", admin_token)
+    return home, shop, shop_pc, enroll_worker(url, None, "shared-1", admin_token)
 
 
 async def _review(url: str, settings, args, photos: list[Path], camera) -> int:
@@ -144,17 +149,24 @@ async def _review(url: str, settings, args, photos: list[Path], camera) -> int:
 
     # The admin calls block: a thread of their own, so that this loop goes on serving the relay meanwhile.
     token = settings.admin_token.get_secret_value()
-    home, shop, enrolled = await asyncio.to_thread(_tenants_and_worker, url, token, camera.host)
-    print(f"tenants:  home (guardian, uploads), shop (pro, camera URLs); worker {enrolled.id}")
+    home, shop, shop_pc, shared = await asyncio.to_thread(_tenants_and_workers, url, token, camera.host)
+    print("tenants:  home (guardian, uploads, the shared pool), shop (pro, camera URLs, only its own PC)")
 
+    # Two workers on one machine: each gets half of its threads.
+    half = settings.model_copy(update={"worker_threads": max(1, settings.worker_threads // 2)})
+    workers = []
     try:
-        worker = build_worker(settings, token=enrolled.secret, dedicated_tenant=uuid.UUID(shop.id))
+        workers.append(build_worker(half, token=shop_pc.secret, dedicated_tenant=uuid.UUID(shop.id)))
+        workers.append(build_worker(half, token=shared.secret))
     except (WorkerSetupError, DetectorError) as exc:
+        for worker in workers:
+            await worker.stop(drain=False)
         print(f"insane demo: {exc}", file=sys.stderr)
         return 1
-    snap = worker.snapshot()
-    print(f"worker:   {snap.model} on {snap.provider}, {snap.threads} threads")
-    worker_task = asyncio.create_task(worker.run())
+    for name, worker in zip(("shop-pc", "shared-1"), workers, strict=True):
+        snap = worker.snapshot()
+        print(f"worker:   {name}: {snap.model} on {snap.provider}, {snap.threads} threads")
+    tasks = [asyncio.create_task(worker.run()) for worker in workers]
     try:
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             frames = {p: await asyncio.to_thread(moments_from_photo, p, args.moments) for p in photos}
@@ -168,13 +180,14 @@ async def _review(url: str, settings, args, photos: list[Path], camera) -> int:
             accepted = [p for p in posted if p.id]
             images = sum(p.moments for p in accepted)
             print(f"posted:   {len(accepted)} events, {images} moments; reviewing…")
-            await _follow(client, accepted, worker, {"home": home, "shop": shop})
+            await _follow(client, accepted, workers, {"home": home, "shop": shop})
             elapsed = time.perf_counter() - started
     finally:
-        await worker.stop(drain=True)
-        await worker_task
+        for worker in workers:
+            await worker.stop(drain=True)
+        await asyncio.gather(*tasks)
     _print_table(posted)
-    figures = _figures(accepted, images, elapsed, worker.snapshot())
+    figures = _figures(accepted, images, elapsed, [w.snapshot() for w in workers])
     _print_figures(figures)
     if args.json:
         print(json.dumps({"figures": figures, "events": [_event_json(p) for p in posted]}))
@@ -212,7 +225,7 @@ def _accepted(r: httpx.Response, posted: Posted) -> Posted:
 
 
 async def _follow(
-    client: httpx.AsyncClient, events: list[Posted], worker, tenants: dict[str, Any], timeout_s: float = 900.0
+    client: httpx.AsyncClient, events: list[Posted], workers, tenants: dict[str, Any], timeout_s: float = 900.0
 ) -> None:
     """Poll each event until it has a result; one line per finished event, a live status line on a terminal."""
     from insane.commands.worker import status_line
@@ -223,7 +236,8 @@ async def _follow(
 
     def show_status() -> None:
         if tty:
-            print("\r\x1b[2K" + status_line(worker.snapshot())[:160], end="", flush=True)
+            line = " | ".join(status_line(w.snapshot())[:78] for w in workers)
+            print("\r\x1b[2K" + line[:160], end="", flush=True)
 
     following = {p.id: tenants[p.tenant] for p in events}
     async for event_id, view in follow_events(client, following, timeout_s, every_s=0.25, tick=show_status):
@@ -266,7 +280,7 @@ def _print_table(posted: list[Posted]) -> None:
         )
 
 
-def _figures(events: list[Posted], images: int, elapsed: float, snap) -> dict[str, Any]:
+def _figures(events: list[Posted], images: int, elapsed: float, snaps: list) -> dict[str, Any]:
     lat = sorted(p.latency_s for p in events if p.done)
     reviewed = sum(p.view.get("k") or 0 for p in events)
     return {
@@ -277,9 +291,10 @@ def _figures(events: list[Posted], images: int, elapsed: float, snap) -> dict[st
         "images_per_s": round(reviewed / elapsed, 2) if elapsed else 0.0,
         "event_p50_s": round(statistics.median(lat), 2) if lat else None,
         "event_p95_s": round(_p95(lat), 2) if lat else None,
-        "model": snap.model,
-        "provider": snap.provider,
-        "threads": snap.threads,
+        "model": snaps[0].model,
+        "provider": snaps[0].provider,
+        "threads": sum(s.threads for s in snaps),
+        "workers": len(snaps),
     }
 
 
@@ -291,8 +306,8 @@ def _print_figures(f: dict[str, Any]) -> None:
     print()
     print(
         f"reviewed {f['moments_reviewed']} of {f['moments_posted']} moments in {f['events']} events "
-        f"in {f['wall_s']:.1f} s: {f['images_per_s']:.1f} images/s on {f['provider']} ({f['threads']} threads, "
-        f"{f['model']})"
+        f"in {f['wall_s']:.1f} s: {f['images_per_s']:.1f} images/s on {f['provider']} ({f['workers']} workers, "
+        f"{f['threads']} threads in all, {f['model']})"
     )
     if f["event_p50_s"] is not None:
         print(f"event latency, post to stored result: p50 {f['event_p50_s']:.1f} s, p95 {f['event_p95_s']:.1f} s")
