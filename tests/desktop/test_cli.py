@@ -50,7 +50,7 @@ def test_self_test_fails_cleanly_without_a_model(tmp_path: Path) -> None:
 
 
 def test_a_gpu_builds_self_test_tries_the_gpu_falls_back_to_the_cpu_and_says_so(
-    model_onnx: Path, monkeypatch, capsys, qapp
+    shipped_fall_onnx: Path, monkeypatch, capsys, qapp
 ) -> None:
     from core.detect import providers
     from core.settings import load_settings
@@ -59,7 +59,7 @@ def test_a_gpu_builds_self_test_tries_the_gpu_falls_back_to_the_cpu_and_says_so(
     # The GPU flavour's onnxruntime-gpu on a machine without a GPU: it offers TensorRT and CUDA, neither loads.
     gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(providers, "offered", lambda: gpu_build)
-    assert self_test(load_settings(model=str(model_onnx))) == 0
+    assert self_test(load_settings(model=str(shipped_fall_onnx))) == 0
     out = capsys.readouterr().out
     assert "provider CPUExecutionProvider" in out and "self-test: OK" in out
     assert "execution provider: CPUExecutionProvider" in out

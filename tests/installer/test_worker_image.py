@@ -177,8 +177,8 @@ def _base_image(engine: list[str], work: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_the_cpu_image_builds_fetches_its_model_reviews_an_event_and_drains_on_stop(tmp_path: Path, services) -> None:
-    from insane.demo_media import ImageServer
     from insane.devkit import models
+    from insane.devkit.camera import ImageServer
     from insane.devkit.client import enroll_worker, make_tenant, post_event
     from insane.devkit.relay import RelayServer, fresh_database, relay_settings
 
