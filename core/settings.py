@@ -87,7 +87,12 @@ class Settings(BaseSettings):
         5, ge=1, le=100, description="deliveries before an entry goes to the dead-letter stream"
     )
     lane_backlog_max: int = Field(20000, ge=1, description="entries in a tenant's lane before its new events get 503")
-    blob_ttl_s: int = Field(3600, ge=10, description="seconds an uploaded JPEG is kept in Redis")
+    blob_ttl_s: int = Field(
+        3600, ge=10, description="seconds an uploaded JPEG stays cached in Redis, and kept after a shrunk review"
+    )
+    blob_store_max_mb: int = Field(
+        20_000, ge=1, description="megabytes of uploaded JPEGs the relay's database holds before uploads get 503"
+    )
     requeue_after_s: float = Field(300.0, gt=0, description="seconds without a result before an event is re-queued")
     reconcile_interval_s: float = Field(30.0, gt=0, description="seconds between reconciler passes")
     max_moments: int = Field(64, ge=1, le=1000, description="moments per event, 1 to 1000")

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from core import keys
+from relay import blobs
 from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
 from relay.intake import Incoming, read_event
 from relay.problems import Problem, unavailable
@@ -29,7 +30,9 @@ from relay.waiting import WAITING_FOR, waiting_view
 log = logging.getLogger(__name__)
 
 QUOTA_SQLSTATE = "IQ001"
-ACCEPT_SQL = "SELECT * FROM accept_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+ACCEPT_SQL = "SELECT * FROM accept_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+# Insufficient resources (disk full, out of memory, a configured limit): the store cannot take it now.
+FULL_SQLSTATES = ("53100", "53200", "53400")
 STATUSES = ("queued", "done", "failed")
 
 
@@ -100,6 +103,7 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
             blobs,
             tenant.daily_deep_reviews,
             tenant.deep_min_moments,
+            list(incoming.blobs.values()),
         )
     except asyncpg.PostgresError as exc:
         if exc.sqlstate == QUOTA_SQLSTATE:
@@ -115,38 +119,17 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
             ) from None
         if isinstance(exc, UNAVAILABLE) or exc.sqlstate in ("57P01", "57P02", "57P03", "08006", "08003"):
             raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
+        if exc.sqlstate in FULL_SQLSTATES:
+            log.error("the database cannot store event %s: %s", event_id, exc)
+            raise _reject(
+                relay,
+                "store-full",
+                Problem(503, "overloaded", "the relay's database is out of space; retry later", retry_after=60),
+            ) from exc
         raise
     except UNAVAILABLE as exc:
         log.warning("database unavailable: %s", exc)
         raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
-
-
-async def _restore_blobs(relay: RelayState, tenant: Tenant, event_id: uuid.UUID, incoming: Incoming) -> None:
-    """A retry of an upload still queued: if the first request died between its commit and its Redis
-    write (a relay crash), its images were never stored, and its event would be reviewed with every
-    uploaded moment missing. The retry carries the same images: store them under the stored blob ids,
-    never over an image already there (SET NX). The reconciler queues the event itself."""
-    try:
-        async with tenant_tx(relay.pool, tenant.id) as conn:
-            stored = [
-                r["blob"]
-                for r in await conn.fetch(
-                    "SELECT blob FROM moments WHERE event_id = $1 AND tenant_id = $2 AND blob IS NOT NULL ORDER BY idx",
-                    event_id,
-                    tenant.id,
-                )
-            ]
-        if len(stored) != len(incoming.blobs):
-            return  # not the same upload; keep what the first request stored
-        pipe = relay.redis.pipeline(transaction=False)
-        images = dict(zip(stored, incoming.blobs.values(), strict=True))
-        relay.streams.put_blobs_on(pipe, str(tenant.id), images, relay.settings.blob_ttl_s, nx=True)
-        restored = sum(1 for ok in await pipe.execute() if ok)
-    except (RedisError, OSError, DatabaseUnavailable) as exc:
-        log.warning("could not check the uploads of replayed event %s: %s", event_id, exc)
-        return
-    if restored:
-        log.warning("event %s: %d uploaded images were missing and were stored from the retry", event_id, restored)
 
 
 def entry_json(tenant: Tenant, event_id: uuid.UUID, incoming: Incoming, created_at: datetime) -> str:
@@ -175,12 +158,17 @@ async def post_event(request: Request) -> JSONResponse:
     except Problem as problem:
         raise _reject(relay, problem.slug, problem) from None
     await _admit(relay, tenant)
+    if incoming.blobs:
+        try:
+            await blobs.check_room(relay)
+        except Problem as problem:
+            raise _reject(relay, "store-full", problem) from None
     row = await _store(relay, tenant, incoming, uuid.uuid4())
     event_id = row["event_id"]
     location = {"Location": f"/v1/events/{event_id}"}
     if not row["created"]:
-        if incoming.blobs and row["status"] == "queued":
-            await _restore_blobs(relay, tenant, event_id, incoming)
+        # A retry: its first request stored the event and its images in one statement, so there is
+        # nothing to restore even if that request died before it reached Redis.
         return JSONResponse(
             {
                 "id": str(event_id),

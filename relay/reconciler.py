@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from core import keys
 from core.protocol import LANES
 from core.streams import Entry
-from relay import legacy, routing, tenants
+from relay import blobs, legacy, routing, tenants
 from relay.db import DatabaseUnavailable, system_tx
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ async def dead_letter(relay: RelayState, entry: Entry, reason: str, consumer: st
                 event_id,
                 reason[:500],
             )
+            # A failed event is never reviewed again: its uploaded images go with it.
+            await conn.execute("DELETE FROM blobs WHERE event_id = $1", event_id)
     moved = await relay.streams.dead_letter(entry, reason, consumer, min_deliveries)
     if moved:
         relay.metrics.dead.inc()
@@ -168,7 +170,9 @@ async def reconcile_once(relay: RelayState) -> dict[str, int]:
     try:
         await legacy.move_lanes(relay)
         await routing.sync_active(relay)
-        return {"dead": await sweep_dead(relay), "requeued": await requeue_lost(relay)}
+        counts = {"dead": await sweep_dead(relay), "requeued": await requeue_lost(relay)}
+        await blobs.sweep(relay)
+        return counts
     finally:
         await relay.redis.delete(keys.RECONCILER_LOCK)
 

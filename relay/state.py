@@ -25,6 +25,7 @@ from core.streams import Streams
 from core.wakeups import WorkSignals
 from relay import tenants
 from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, TTLCache, parse_secret, verify
+from relay.blobs import Room
 from relay.db import DatabaseUnavailable, system_tx
 from relay.metrics import Metrics
 from relay.problems import Problem, unavailable
@@ -71,6 +72,7 @@ class RelayState:
     keys: TTLCache = field(init=False)
     workers: TTLCache = field(init=False)
     webhooks_due: asyncio.Event = field(default_factory=asyncio.Event)
+    blob_room: Room = field(default_factory=Room)
     # Set when the server starts to shut down: long-polls and result streams end at once instead of
     # holding the shutdown until uvicorn's graceful timeout cancels them.
     draining: asyncio.Event = field(default_factory=asyncio.Event)

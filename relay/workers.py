@@ -35,7 +35,7 @@ from core.protocol import (
 from core.queue import Take, wait_for_work
 from core.streams import StreamError, is_legacy_lease_id, parse_lease_id
 from core.wakeups import POOL
-from relay import tenants
+from relay import blobs, tenants
 from relay.db import DatabaseUnavailable, system_tx
 from relay.problems import Problem, unavailable
 from relay.reconciler import dead_letter
@@ -146,6 +146,9 @@ async def _hand_out(relay, worker: Worker, entries: list) -> list:
 
 
 async def blob(request: Request) -> Response:
+    """An uploaded image, to a worker its event was given to: the holder of its lease (the fast path, Redis
+    only), or, after Redis lost the lease's hold, a worker the event was delivered to or whose lease (the
+    ``lease`` query parameter) carries it. From the Redis cache, else from the database."""
     relay = state(request)
     worker = await relay.worker(request)
     blob_id = request.path_params["blob"]
@@ -153,16 +156,41 @@ async def blob(request: Request) -> Response:
         raise Problem(404, "not-found", "no such blob")
     try:
         holder = await relay.redis.get(keys.hold(blob_id))
-        consumer, _, tenant = (holder or b"").decode().partition("|")
-        data = await relay.streams.get_blob(tenant, blob_id) if consumer == worker.consumer else None
     except (RedisError, OSError) as exc:
         raise unavailable("the blob store") from exc
+    consumer, _, tenant = (holder or b"").decode().partition("|")
+    try:
+        if consumer != worker.consumer:
+            tenant = await _given(relay, worker, blob_id, request.query_params.get("lease"))
+        data = await blobs.load(relay, tenant, blob_id) if tenant else None
+    except DatabaseUnavailable as exc:
+        raise unavailable("the database") from exc
+    except (RedisError, OSError) as exc:
+        raise unavailable("the queue") from exc
     if data is None:
-        log.info("refused blob %s to worker %s: it holds no lease on it", blob_id, worker.consumer)
-        raise Problem(404, "not-found", "no such blob, or this worker holds no lease on its event")
+        log.info("refused blob %s to worker %s: not stored, or not its event's", blob_id, worker.consumer)
+        raise Problem(404, "not-found", "no such blob, or its event was not given to this worker")
     # One line per picture served, naming whose picture went to which worker: the access log of blobs.
     log.info("served blob %s of tenant %s to worker %s", blob_id, tenant, worker.consumer)
     return Response(data, media_type="image/jpeg")
+
+
+async def _given(relay, worker: Worker, blob_id: str, lease: str | None) -> str | None:
+    """The blob's tenant when its event was given to ``worker`` (delivered, or its lease held), else None."""
+    found = await blobs.owner(relay, blob_id)
+    if found is None:
+        return None
+    tenant, event_id = found
+    if await relay.redis.sismember(keys.delivered(str(event_id)), worker.consumer):
+        return tenant
+    if lease is not None:
+        try:
+            held = await relay.streams.held_events(worker.consumer, [lease])
+        except StreamError:
+            return None
+        if held.get(lease) == str(event_id):
+            return tenant
+    return None
 
 
 async def _record_deliveries(relay, worker: Worker, event_ids: list, holds: dict[str, str] | None = None) -> None:
@@ -195,6 +223,10 @@ WITH ev AS (
     INSERT INTO webhook_deliveries (tenant_id, event_id)
     SELECT ins.tenant_id, ins.event_id FROM ins JOIN tenants t ON t.id = ins.tenant_id WHERE t.webhook_url IS NOT NULL
     ON CONFLICT (event_id) DO NOTHING
+), gc AS (
+    -- A full review needs its uploaded images no more (a shrunk one keeps them for its back-fill).
+    DELETE FROM blobs b USING ins, events e
+    WHERE b.event_id = ins.event_id AND e.id = ins.event_id AND $3 >= e.n_moments
 )
 SELECT ev.tenant_id, ev.created_at, EXISTS (SELECT 1 FROM ins) AS stored FROM ev
 """
@@ -202,10 +234,16 @@ SELECT ev.tenant_id, ev.created_at, EXISTS (SELECT 1 FROM ins) AS stored FROM ev
 # A back-fill replaces a result only when it reviews more (k grows) and comes from a worker the event
 # was delivered to: one the live record names ($9), or one kept with the result.
 BACKFILL_SQL = """
-UPDATE results SET k = $3, moments = $4, verdict = $5, timings_ms = $6, model = $7, provider = $8,
-    delivered_to = ARRAY(SELECT DISTINCT unnest(delivered_to || $10::uuid[])), updated_at = now()
-WHERE event_id = $1 AND k < $3 AND ($9 OR $2 = ANY(delivered_to))
-RETURNING tenant_id
+WITH upd AS (
+    UPDATE results SET k = $3, moments = $4, verdict = $5, timings_ms = $6, model = $7, provider = $8,
+        delivered_to = ARRAY(SELECT DISTINCT unnest(delivered_to || $10::uuid[])), updated_at = now()
+    WHERE event_id = $1 AND k < $3 AND ($9 OR $2 = ANY(delivered_to))
+    RETURNING tenant_id, event_id
+), gc AS (
+    DELETE FROM blobs b USING upd, events e
+    WHERE b.event_id = upd.event_id AND e.id = upd.event_id AND $3 >= e.n_moments
+)
+SELECT tenant_id FROM upd
 """
 
 # A result this worker may not write (the live record does not name it): a duplicate if the stored

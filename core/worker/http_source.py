@@ -121,7 +121,9 @@ class HttpLeaseSource:
         return self._parse(LeaseResponse, resp, "lease")
 
     async def fetch_blob(self, blob: str, event: LeasedEvent) -> bytes:
-        path = f"/v1/worker/blobs/{quote(blob, safe='')}"
+        # The lease lets the relay check this worker's right to the image even when Redis has lost the
+        # hold it set at lease time (or never set one: a LAN worker leases from Redis itself).
+        path = f"/v1/worker/blobs/{quote(blob, safe='')}?lease={quote(event.lease_id, safe='')}"
         # More patience than other calls: a moment that cannot be fetched is reviewed as an error for
         # good, so a relay restart or a database outage is waited out (the preloader's deadline bounds it).
         try:
@@ -131,7 +133,8 @@ class HttpLeaseSource:
                 raise
             # The words the tenant reads in the moment's error.
             raise RequestRejected(
-                f"uploaded image {blob} is gone (expired, lost by Redis, or this worker's lease on it was taken over)",
+                f"uploaded image {blob} is gone (its event was finished or failed, or this worker's lease on it "
+                "was taken over)",
                 404,
             ) from exc
         if len(resp.content) > self.max_blob_bytes:

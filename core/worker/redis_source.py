@@ -139,12 +139,14 @@ class RedisLeaseSource:
                 events.pop(lease_id, None)
 
     async def fetch_blob(self, blob: str, event: LeasedEvent) -> bytes:
+        """From the Redis cache; when Redis no longer has it, from the relay (which keeps every upload
+        durably until its event is finished)."""
         try:
             data = await self._queue.streams.get_blob(str(event.tenant_id), blob)
         except (RedisError, OSError) as exc:
             raise RelayUnavailable(f"Redis unreachable: {exc}") from exc
         if data is None:
-            raise RequestRejected(f"blob {blob} has expired or never existed", 404)
+            return await self._http.fetch_blob(blob, event)
         return data
 
     async def post_results(self, results: Sequence[EventResult]) -> ResultsResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -80,6 +81,7 @@ async def test_blob_fetch_waits_out_a_relay_restart_and_names_a_gone_image():
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
+        assert request.url.params["lease"] == lease.lease_id  # the relay checks the lease after Redis lost the hold
         if request.url.path.endswith("/gone"):
             return httpx.Response(404, json={"type": "not-found"})
         if len(calls) <= 4:  # the relay restarting: refused, then 503s, longer than the 3 tries other calls get
@@ -88,9 +90,10 @@ async def test_blob_fetch_waits_out_a_relay_restart_and_names_a_gone_image():
             return httpx.Response(503, headers={"Retry-After": "0"})
         return httpx.Response(200, content=b"\xff\xd8jpeg")
 
+    lease = SimpleNamespace(lease_id=f"{uuid.uuid4()}:pro:1-0")
     s = source(handler)
     s._backoff.low = s._backoff.high = 0.0
-    assert await s.fetch_blob("abc", None) == b"\xff\xd8jpeg" and len(calls) == 5
+    assert await s.fetch_blob("abc", lease) == b"\xff\xd8jpeg" and len(calls) == 5
     with pytest.raises(RequestRejected, match="uploaded image gone is gone") as caught:
-        await s.fetch_blob("gone", None)
+        await s.fetch_blob("gone", lease)
     assert caught.value.status == 404
