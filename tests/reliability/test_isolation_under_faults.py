@@ -228,9 +228,13 @@ def test_lan_workers_on_redis_keep_to_their_tenants_under_sigkills(
         allowed = {a.id: {own_a.id}, b.id: {own_b.id, shared.id}}
         rows = run_sync(_rows(relay.settings.database_url, ids_a + ids_b))
         assert all(r["n"] == 1 and r["status"] == "done" for r in rows)
+        names = {w.id: n for n, (w, _) in creds.items()}
         for r in rows:
-            assert {str(w) for w in r["delivered_to"]} <= allowed[str(r["tenant_id"])]
-            assert str(r["worker_id"]) in allowed[str(r["tenant_id"])]
+            given = {names.get(str(w), str(w)) for w in r["delivered_to"]}
+            may = {names[w] for w in allowed[str(r["tenant_id"])]}
+            tenant = "a" if str(r["tenant_id"]) == a.id else "b"
+            assert given <= may, (str(r["id"]), tenant, given, may)
+            assert names.get(str(r["worker_id"])) in may
     finally:
         for p in procs.values():
             p.kill()
