@@ -77,11 +77,11 @@ async def sweep_dead(relay: RelayState) -> int:
 
 
 REQUEUE_SQL = """
-SELECT e.id, e.tenant_id, e.lane, e.camera, e.hint, e.created_at, n.allow_private_hosts,
+SELECT e.id, e.tenant_id, e.lane, e.camera, e.hint, e.created_at, n.allow_private_hosts, n.allow_ports,
        array_agg(m.url ORDER BY m.idx) AS urls, array_agg(m.blob ORDER BY m.idx) AS blobs
 FROM events e JOIN tenants n ON n.id = e.tenant_id JOIN moments m ON m.event_id = e.id
 WHERE e.status = 'queued' AND e.queued_at < now() - make_interval(secs => $1)
-GROUP BY e.id, n.allow_private_hosts
+GROUP BY e.id, n.allow_private_hosts, n.allow_ports
 ORDER BY e.queued_at LIMIT $2
 """
 
@@ -124,6 +124,8 @@ async def requeue_lost(relay: RelayState, limit: int = 1000) -> int:
             "moments": moments,
             "allow_private_hosts": list(row["allow_private_hosts"]),
         }
+        if row["allow_ports"]:
+            event["allow_ports"] = list(row["allow_ports"])  # left out when empty, as in relay.events.entry_json
         await relay.streams.add(row["lane"], event_id, json.dumps(event))
         requeued.append(row["id"])
     async with system_tx(relay.pool) as conn:

@@ -43,6 +43,7 @@ class Tenant:
     burst: int
     max_k: int
     allow_private_hosts: tuple[str, ...]
+    allow_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ def _tenant(row: asyncpg.Record | None) -> Tenant | None:
         row["burst"],
         row["max_k"],
         tuple(row["allow_private_hosts"]),
+        tuple(row["allow_ports"]),
     )
 
 
