@@ -22,7 +22,7 @@ from starlette.requests import Request
 from core.settings import Settings
 from core.streams import Streams
 from relay import tenants
-from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, TTLCache, parse_secret, verify
+from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, CredentialCache, parse_secret, verify
 from relay.db import DatabaseUnavailable, system_tx
 from relay.metrics import Metrics
 from relay.problems import Problem, unavailable
@@ -64,16 +64,16 @@ class RelayState:
     streams: Streams
     limiter: RateLimiter
     metrics: Metrics
-    keys: TTLCache = field(init=False)
-    workers: TTLCache = field(init=False)
+    keys: CredentialCache = field(init=False)
+    workers: CredentialCache = field(init=False)
     webhooks_due: asyncio.Event = field(default_factory=asyncio.Event)
     # Set when the server starts to shut down: long-polls and result streams end at once instead of
     # holding the shutdown until uvicorn's graceful timeout cancels them.
     draining: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.keys = TTLCache(self.settings.key_cache_s)
-        self.workers = TTLCache(self.settings.key_cache_s)
+        self.keys = CredentialCache(self.settings.key_cache_s)
+        self.workers = CredentialCache(self.settings.key_cache_s)
 
     def webhook_wakeup(self) -> None:
         self.webhooks_due.set()
@@ -108,8 +108,9 @@ class RelayState:
                     row = await tenants.lookup_key(conn, secret.id)
             except DatabaseUnavailable as exc:
                 raise unavailable("the database") from exc
-            cached = (row["secret_sha256"] if row and row["revoked_at"] is None else None, _tenant(row))
-            self.keys.put(secret.id, cached)
+            live = row is not None and row["revoked_at"] is None
+            cached = (row["secret_sha256"] if live else None, _tenant(row))
+            self.keys.put(secret.id, cached, found=live)
         digest, tenant = cached
         if not verify(secret, digest):
             raise Problem(401, "unauthenticated", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
@@ -132,7 +133,7 @@ class RelayState:
                 return self._check_worker(secret, cached)
             ok = row is not None and row["revoked_at"] is None
             cached = (row["token_sha256"] if ok else None, Worker(row["id"], row["dedicated_tenant"]) if ok else None)
-            self.workers.put(secret.id, cached)
+            self.workers.put(secret.id, cached, found=ok)
         return self._check_worker(secret, cached)
 
     @staticmethod
