@@ -15,22 +15,37 @@ Worker API (all but ``enroll`` take ``Authorization: Bearer <worker token>``):
 
 Delivery is at least once; results are exactly once (the relay writes them keyed by event id and
 ignores a second one), so a worker may always retry a post.
+
+Numbers are finite: NaN and Infinity are refused (422 on the relay; PostgreSQL's jsonb cannot hold them), and
+every count, index and text has a bound, so a body that validates here is one the relay can store.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 Lane = Literal["pro", "standard"]
 LANES: tuple[Lane, ...] = ("pro", "standard")  # leasing order: Pro first
+MAX_INDEX = 100_000  # moment indexes, class ids, counts: far above any real event, far below int overflow
+MAX_PIXELS_SIDE = 1 << 20
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]  # a metric or stage name
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: JSON's NaN/Infinity extensions (and 1e999) are refused at the edge, on both sides.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _Answer(BaseModel):
@@ -42,7 +57,7 @@ class _Answer(BaseModel):
 class MomentRef(_Model):
     """One frame to review: either a tenant URL (fetched under the SSRF policy) or an uploaded blob."""
 
-    index: int = Field(ge=0, description="position of the moment in the event, from 0")
+    index: int = Field(ge=0, le=MAX_INDEX, description="position of the moment in the event, from 0")
     url: str | None = Field(None, description="http(s) URL of the JPEG, fetched by the worker")
     blob: str | None = Field(None, description="id of an uploaded JPEG, served by GET /v1/worker/blobs/{blob}")
 
@@ -67,6 +82,18 @@ class LeasedEvent(_Model):
         default_factory=list,
         description="the tenant's allow-list of private hosts; honoured only by a worker dedicated to the tenant",
     )
+    allow_ports: list[int] = Field(
+        default_factory=list,
+        description="ports the tenant's URLs may use besides 80, 443 and 8080-8999 (core.ssrf); left out when empty",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_ports(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # Workers older than allow_ports forbid unknown fields: a tenant without extra ports stays readable to them.
+        data = handler(self)
+        if not self.allow_ports:
+            data.pop("allow_ports", None)
+        return data
 
 
 class LeaseRequest(_Model):
@@ -80,36 +107,40 @@ class LeaseResponse(_Answer):
 
 
 class Detection(_Model):
-    label: str
-    class_id: int
+    label: str = Field(max_length=200)
+    class_id: int = Field(ge=0, le=MAX_INDEX)
     confidence: float = Field(ge=0, le=1)
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in the original image's pixels")
 
 
 class MomentResult(_Model):
-    index: int = Field(ge=0)
+    index: int = Field(ge=0, le=MAX_INDEX)
     detections: list[Detection] = Field(default_factory=list)
-    width: int | None = None
-    height: int | None = None
-    error: str | None = Field(None, description="why this moment could not be reviewed (the rest still was)")
+    width: int | None = Field(None, ge=0, le=MAX_PIXELS_SIDE)
+    height: int | None = Field(None, ge=0, le=MAX_PIXELS_SIDE)
+    error: str | None = Field(
+        None, max_length=2000, description="why this moment could not be reviewed (the rest still was)"
+    )
 
 
 class ClassVerdict(_Model):
-    label: str
-    moments: int = Field(ge=1, description="in how many reviewed moments the class was seen")
-    best: float
-    median: float
+    label: str = Field(max_length=200)
+    moments: int = Field(ge=1, le=MAX_INDEX, description="in how many reviewed moments the class was seen")
+    best: float = Field(ge=0, le=1)
+    median: float = Field(ge=0, le=1)
 
 
 class EventResult(_Model):
     event_id: UUID
-    lease_id: str | None = Field(None, description="the delivery to ack; None for a back-fill")
-    k: int = Field(ge=0, description="how many moments were reviewed")
+    lease_id: str | None = Field(None, max_length=200, description="the delivery to ack; None for a back-fill")
+    k: int = Field(ge=0, le=MAX_INDEX, description="how many moments were reviewed")
     moments: list[MomentResult]
     verdict: list[ClassVerdict]
-    timings_ms: dict[str, float] = Field(default_factory=dict, description="per stage: fetch, decode, infer, total")
-    model: str
-    provider: str
+    timings_ms: dict[Name, float] = Field(
+        default_factory=dict, max_length=64, description="per stage: fetch, decode, infer, total"
+    )
+    model: str = Field(max_length=500)
+    provider: str = Field(max_length=200)
     backfill: bool = Field(
         False, description="adds the moments a shrunk review skipped; stored only if it reviews more (k grows)"
     )
@@ -131,9 +162,9 @@ class ResultsResponse(_Answer):
 
 class Heartbeat(_Model):
     paused: bool = False
-    provider: str = ""
-    model: str = ""
-    metrics: dict[str, float] = Field(default_factory=dict)
+    provider: str = Field("", max_length=200)
+    model: str = Field("", max_length=500)
+    metrics: dict[Name, float] = Field(default_factory=dict, max_length=256, description="finite numbers by name")
     leases: list[str] = Field(
         default_factory=list,
         max_length=4096,

@@ -6,16 +6,25 @@
     await client.get(url, extensions={PIN_EXTENSION: target})   # connects to target.addresses, nothing else
 
 The check parses the URL with httpx's own parser (the one that sends the request, so the two cannot disagree),
-refuses anything but http/https, credentials and odd ports, reads numeric hosts the way ``inet_aton`` and
-browsers do (``2130706433``, ``0x7f.1``, ``017700000001``, ``127.1``), resolves a name once and refuses it if
-ANY of its addresses is not a global unicast address. :class:`GuardedTransport` then connects only to those
-vetted addresses (its network backend never resolves a name), while the Host header and the TLS server name
+refuses anything but http/https, credentials and ports outside the port policy, reads numeric hosts the way
+``inet_aton`` and browsers do (``2130706433``, ``0x7f.1``, ``017700000001``, ``127.1``), resolves a name once and
+refuses it if ANY of its addresses is not a global unicast address. :class:`GuardedTransport` then connects only
+to those vetted addresses (its network backend never resolves a name), while the Host header and the TLS server name
 stay the URL's own. Redirects are never followed by the transport's caller implicitly: each hop is a new
 request and is checked again.
 
 A tenant's allow-list may name private hosts; the caller honours it only on a worker dedicated to that tenant
 (:meth:`SsrfGuard.for_event`). Even then only private-use ranges open up (private, loopback, link-local, CGNAT,
 ULA), never multicast, reserved or the IPv4-in-IPv6 forms.
+
+Ports: 80, 443 and 8080-8999 (:data:`DEFAULT_PORTS`), plus the ports on the tenant's own allow-list
+(``allow_ports``, set by the operator; honoured on every worker and for webhooks, since a public host's port
+opens nothing private). Any other port on a public host is refused, so a tenant cannot point a worker or the
+relay at a public SMTP, database or admin port. A host on the private-host allow-list, where it is honoured,
+may use any port: it is the tenant's own camera or NVR (Frigate on 5000, Blue Iris on 81).
+
+``guard.check_static(url)`` applies every rule that needs no DNS (the relay runs it when a tenant posts a moment
+URL or the operator sets a webhook), and ``check`` re-applies them all, with the resolved addresses, at fetch.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ import httpx
 log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 2048
+DEFAULT_PORTS = frozenset({80, 443, *range(8080, 9000)})
+PORT_POLICY = "80, 443, 8080-8999 or a port on the tenant's allow-list"
 PIN_EXTENSION = "insane_ssrf_target"  # request extension carrying a Target vetted by a (per-event) guard
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -55,6 +66,7 @@ class ResolveError(Exception):
 class _TenantEvent(Protocol):
     tenant_id: UUID
     allow_private_hosts: Sequence[str]
+    allow_ports: Sequence[int]
 
 
 # Categories an allow-listed host may resolve to. Everything else stays refused even then.
@@ -206,7 +218,7 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 
 class SsrfGuard:
-    """Checks tenant URLs. One per process; ``for_event`` adds a tenant's allow-list where it applies."""
+    """Checks tenant URLs. One per process; ``for_event`` adds a tenant's allow-lists where they apply."""
 
     def __init__(
         self,
@@ -214,36 +226,46 @@ class SsrfGuard:
         resolver: Resolver = system_resolver,
         *,
         dedicated_tenant: UUID | None = None,
+        allow_ports: Iterable[int] = (),
     ) -> None:
         self.allow_private_hosts = frozenset(_normal_host(h) for h in allow_private_hosts)
+        self.allow_ports = frozenset(allow_ports)
         self.dedicated_tenant = dedicated_tenant
         self._resolver = resolver
-        self._per_list: dict[frozenset[str], SsrfGuard] = {}
+        self._per_list: dict[tuple[frozenset[str], frozenset[int]], SsrfGuard] = {}
 
     def for_event(self, event: _TenantEvent) -> SsrfGuard:
-        """The guard for one event: with its tenant's allow-list only on a worker dedicated to that tenant."""
-        if not event.allow_private_hosts or self.dedicated_tenant is None or event.tenant_id != self.dedicated_tenant:
+        """The guard for one event: its tenant's ports always, its private hosts only on that tenant's worker."""
+        own = self.dedicated_tenant is not None and event.tenant_id == self.dedicated_tenant
+        return self.with_lists(event.allow_private_hosts if own else (), event.allow_ports)
+
+    def with_lists(self, hosts: Iterable[str] = (), ports: Iterable[int] = ()) -> SsrfGuard:
+        """This guard with more allow-listed private hosts and ports (guards are cached per pair of lists)."""
+        more_hosts = frozenset(_normal_host(h) for h in hosts) - self.allow_private_hosts
+        more_ports = frozenset(ports) - self.allow_ports
+        if not more_hosts and not more_ports:
             return self
-        hosts = self.allow_private_hosts | frozenset(_normal_host(h) for h in event.allow_private_hosts)
-        guard = self._per_list.get(hosts)
+        key = (self.allow_private_hosts | more_hosts, self.allow_ports | more_ports)
+        guard = self._per_list.get(key)
         if guard is None:
-            guard = self._per_list[hosts] = SsrfGuard(hosts, self._resolver, dedicated_tenant=self.dedicated_tenant)
+            guard = self._per_list[key] = SsrfGuard(
+                key[0], self._resolver, dedicated_tenant=self.dedicated_tenant, allow_ports=key[1]
+            )
         return guard
+
+    def check_static(self, url: str | httpx.URL) -> None:
+        """Every rule that needs no DNS (syntax, scheme, credentials, port, literal addresses); raises SsrfBlocked.
+
+        A host name passes here and is resolved and judged by :meth:`check` when the URL is fetched.
+        """
+        self._vet(url)
 
     async def check(self, url: str | httpx.URL) -> Target:
         """Vet ``url`` and resolve its host once. Raises SsrfBlocked (refused) or ResolveError (no such host)."""
-        parsed = _parse(url)
-        host = parsed.raw_host.decode("ascii").lower()
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        literal, spelled = _literal(host)
-        allow_listed = _normal_host(host) in self.allow_private_hosts
-        allowed = PRIVATE_USE if allow_listed else frozenset()
+        parsed, host, port, literal, allow_listed = self._vet(url)
         if literal is not None:
-            reason = refusal(literal, allowed)
-            if reason is not None:
-                said = f"{host} means {literal}, which" if spelled else host
-                raise SsrfBlocked(f"{said} {reason}")
             return Target(parsed, host, port, (str(literal),), allow_listed)
+        allowed = PRIVATE_USE if allow_listed else frozenset()
         answers = await self._resolver(host, port)
         if not answers:
             raise ResolveError(f"{host} has no addresses")
@@ -259,6 +281,22 @@ class SsrfGuard:
             addresses.append(str(ip))
         return Target(parsed, host, port, tuple(dict.fromkeys(addresses)), allow_listed)
 
+    def _vet(self, url: str | httpx.URL) -> tuple[httpx.URL, str, int, IPAddress | None, bool]:
+        parsed = _parse(url)
+        host = parsed.raw_host.decode("ascii").lower()
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        literal, spelled = _literal(host)
+        allow_listed = _normal_host(host) in self.allow_private_hosts
+        if literal is not None:
+            reason = refusal(literal, PRIVATE_USE if allow_listed else frozenset())
+            if reason is not None:
+                said = f"{host} means {literal}, which" if spelled else host
+                raise SsrfBlocked(f"{said} {reason}")
+        # Before any DNS: a name on a refused port is never resolved.
+        if not allow_listed and port not in DEFAULT_PORTS and port not in self.allow_ports:
+            raise SsrfBlocked(f"port {port} is not allowed ({PORT_POLICY})")
+        return parsed, host, port, literal, allow_listed
+
 
 def _parse(url: str | httpx.URL) -> httpx.URL:
     raw = str(url)
@@ -269,8 +307,8 @@ def _parse(url: str | httpx.URL) -> httpx.URL:
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in raw):
         raise SsrfBlocked("URL contains whitespace or control characters")
     try:
+        netloc = urlsplit(raw).netloc  # first: its message for a broken IPv6 literal is the clearer one
         parsed = httpx.URL(raw)
-        netloc = urlsplit(raw).netloc
     except (httpx.InvalidURL, ValueError) as exc:
         raise SsrfBlocked(f"not a valid URL: {exc}") from None
     if parsed.scheme not in ("http", "https"):
@@ -299,6 +337,27 @@ def _literal(host: str) -> tuple[IPAddress | None, bool]:
     if not _DOMAIN.match(host):
         raise SsrfBlocked(f"host {host!r} contains characters not allowed in a host name")
     return None, False
+
+
+def allow_list_host(host: str) -> str:
+    """An entry for a private-host allow-list, normalised (see ``_normal_host``); raises SsrfBlocked if it is
+    not a host name or an IP address (a URL, a port, spaces, NUL...)."""
+    bare = host.strip()
+    if bare.startswith("[") and bare.endswith("]"):
+        bare = bare[1:-1]
+    if not bare or len(bare) > 253:
+        raise SsrfBlocked(f"{host!r} is not a host name or an IP address")
+    normal = _normal_host(bare)
+    if ":" in normal:
+        try:
+            ipaddress.IPv6Address(normal)
+        except ValueError:
+            raise SsrfBlocked(f"{host!r} is not a valid IPv6 address") from None
+        return normal
+    if not _DOMAIN.match(normal) or ".." in normal or normal.startswith("."):
+        raise SsrfBlocked(f"{host!r} is not a host name or an IP address")
+    parse_ipv4(normal)  # a numeric-looking name must be a valid address
+    return normal
 
 
 def _normal_host(host: str) -> str:

@@ -5,60 +5,122 @@ POST   /admin/tenants              {name, tier?}    -> tenant with its first api
 POST   /admin/tenants/{tenant}/keys                 -> {api_key}
 DELETE /admin/keys/{key_id}                         revoke
 PUT    /admin/tenants/{tenant}/tier  {tier}
-PUT    /admin/tenants/{tenant}/webhook {url|null}   -> {secret}
+PUT    /admin/tenants/{tenant}/webhook {url|null}   -> {secret}   (the URL must pass the SSRF policy)
 PUT    /admin/tenants/{tenant}/private-hosts {hosts}
 PUT    /admin/tenants/{tenant}/routing {routing: own|shared|own-then-shared|null, shared_after_s?}
+
+
+PUT    /admin/tenants/{tenant}/ports {ports}        ports besides 80, 443 and 8080-8999
 POST   /admin/enroll-codes         {tenant?, ttl_s?} -> {code, ...}
 GET    /admin/workers
+
+Bodies are the pydantic models below (also in /openapi.json); the token is checked before a body is read.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from relay import tenants
 from relay.auth import check_admin
 from relay.db import DatabaseUnavailable, system_tx
+from relay.params import parse_body
 from relay.problems import Problem, unavailable
 from relay.routing import push_routing
 from relay.state import state
 
-
-async def _json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > 65536:
-        raise Problem(413, "request-too-large", "admin bodies are at most 64 KiB")
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise Problem(422, "invalid-body", "the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid-body", "the body is a JSON object")
-    return body
+BODY_LIMIT = 65536
+B = TypeVar("B", bound=BaseModel)
+Text = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
-def _str(body: dict[str, Any], name: str, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise Problem(422, "invalid-body", f"{name}: a non-empty string")
-    return value
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TenantCreate(_Body):
+    name: Text = Field(description="unique tenant name")
+    tier: Text = Field("guardian", description="a tier in the database: guardian or pro by default")
+
+
+class TierSet(_Body):
+    tier: Text
+
+
+class WebhookSet(_Body):
+    url: str | None = Field(
+        None,
+        max_length=2048,
+        description="http(s) URL under the SSRF policy (public host; port 80, 443, 8080-8999 or an allowed one); "
+        "null removes the webhook",
+        json_schema_extra={"format": "uri"},
+    )
+
+
+class PrivateHostsSet(_Body):
+    hosts: list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] = Field(
+        max_length=tenants.MAX_LIST, description="host names or IP addresses; honoured on the tenant's own workers"
+    )
+
+
+class PortsSet(_Body):
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        max_length=tenants.MAX_LIST, description="ports the tenant's URLs may use besides 80, 443 and 8080-8999"
+    )
+
+
+class RoutingSet(_Body):
+    routing: Literal["own", "shared", "own-then-shared"] | None = Field(
+        description="own: only the tenant's dedicated workers; shared: the operator's pool; own-then-shared: its "
+        "own first, the pool after shared_after_s; null: automatic (own once it has a dedicated worker)"
+    )
+    shared_after_s: float | None = Field(
+        None, ge=0, le=86400, allow_inf_nan=False, description="own-then-shared: seconds (null: the relay's default)"
+    )
+
+
+class EnrollCodeCreate(_Body):
+    tenant: Text | None = Field(None, description="dedicate the worker to this tenant (id or name)")
+    ttl_s: int = Field(3600, ge=60, le=30 * 86400, description="seconds the code stays valid")
+
+
+BODIES: list[type[BaseModel]] = [
+    TenantCreate,
+    TierSet,
+    WebhookSet,
+    PrivateHostsSet,
+    PortsSet,
+    RoutingSet,
+    EnrollCodeCreate,
+]
+
+
+def _check(request: Request) -> None:
+    token = state(request).settings.admin_token
+    check_admin(request.headers.get("authorization"), token.get_secret_value() if token else None)
+
+
+async def _body(request: Request, model: type[B]) -> B:
+    _check(request)  # before reading the body
+    return await parse_body(request, model, BODY_LIMIT)
 
 
 async def _run(request: Request, op, *args: Any) -> Any:
     relay = state(request)
-    check_admin(request.headers.get("authorization"), _token(request))
+    _check(request)
     try:
         async with system_tx(relay.pool) as conn:
             result = await op(conn, *args)
+    except tenants.NotFound as exc:
+        raise Problem(404, "not-found", str(exc)) from None
+    except tenants.Invalid as exc:
+        raise Problem(422, "invalid-body", str(exc)) from None
     except tenants.TenantError as exc:
-        status = 404 if str(exc).startswith("no ") else 409
-        raise Problem(status, "not-found" if status == 404 else "conflict", str(exc)) from None
+        raise Problem(409, "conflict", str(exc)) from None
     except DatabaseUnavailable as exc:
         raise unavailable("the database") from exc
     relay.forget_credentials()
@@ -70,10 +132,8 @@ async def list_tenants(request: Request) -> JSONResponse:
 
 
 async def create_tenant(request: Request) -> JSONResponse:
-    check_admin(request.headers.get("authorization"), _token(request))  # before reading the body
-    body = await _json(request)
-    name, tier = _str(body, "name"), _str(body, "tier", required=False) or "guardian"
-    return JSONResponse(await _run(request, tenants.create_tenant, name, tier), status_code=201)
+    body = await _body(request, TenantCreate)
+    return JSONResponse(await _run(request, tenants.create_tenant, body.name, body.tier), status_code=201)
 
 
 async def add_key(request: Request) -> JSONResponse:
@@ -87,57 +147,44 @@ async def revoke_key(request: Request) -> JSONResponse:
 
 
 async def set_tier(request: Request) -> JSONResponse:
-    check_admin(request.headers.get("authorization"), _token(request))
-    tier = _str(await _json(request), "tier")
-    await _run(request, tenants.set_tier, request.path_params["tenant"], tier)
-    return JSONResponse({"tier": tier})
+    body = await _body(request, TierSet)
+    await _run(request, tenants.set_tier, request.path_params["tenant"], body.tier)
+    return JSONResponse({"tier": body.tier})
 
 
 async def set_webhook(request: Request) -> JSONResponse:
-    check_admin(request.headers.get("authorization"), _token(request))
-    url = _str(await _json(request), "url", required=False)
-    secret = await _run(request, tenants.set_webhook, request.path_params["tenant"], url)
-    return JSONResponse({"url": url, "secret": secret})
+    body = await _body(request, WebhookSet)
+    guard = getattr(request.app.state, "webhook_guard", None)  # the rules this relay delivers under
+    secret = await _run(request, tenants.set_webhook, request.path_params["tenant"], body.url, guard)
+    return JSONResponse({"url": body.url, "secret": secret})
 
 
 async def set_private_hosts(request: Request) -> JSONResponse:
-    check_admin(request.headers.get("authorization"), _token(request))
-    hosts = (await _json(request)).get("hosts")
-    if not isinstance(hosts, list) or not all(isinstance(h, str) and 0 < len(h) <= 255 for h in hosts):
-        raise Problem(422, "invalid-body", "hosts: a list of host names")
-    await _run(request, tenants.set_private_hosts, request.path_params["tenant"], hosts)
+    body = await _body(request, PrivateHostsSet)
+    hosts = await _run(request, tenants.set_private_hosts, request.path_params["tenant"], body.hosts)
     return JSONResponse({"hosts": hosts})
 
 
 async def set_routing(request: Request) -> JSONResponse:
-    check_admin(request.headers.get("authorization"), _token(request))
-    body = await _json(request)
-    routing = body.get("routing")
-    if routing is not None and routing not in tenants.ROUTINGS:
-        raise Problem(422, "invalid-body", f"routing: one of {', '.join(tenants.ROUTINGS)}, or null for automatic")
-    after = body.get("shared_after_s")
-    if after is not None and (isinstance(after, bool) or not isinstance(after, int | float) or not 0 <= after <= 86400):
-        raise Problem(422, "invalid-body", "shared_after_s: seconds from 0 to 86400, or null for the default")
-    tenant_id = await _run(request, tenants.set_routing, request.path_params["tenant"], routing, after)
+    body = await _body(request, RoutingSet)
+    tenant_id = await _run(
+        request, tenants.set_routing, request.path_params["tenant"], body.routing, body.shared_after_s
+    )
     effective = await push_routing(state(request), [tenant_id])
     chosen, after_s = effective[tenant_id]
-    return JSONResponse({"routing": chosen, "automatic": routing is None, "shared_after_s": after_s})
+    return JSONResponse({"routing": chosen, "automatic": body.routing is None, "shared_after_s": after_s})
+
+
+async def set_ports(request: Request) -> JSONResponse:
+    body = await _body(request, PortsSet)
+    ports = await _run(request, tenants.set_ports, request.path_params["tenant"], body.ports)
+    return JSONResponse({"ports": ports})
 
 
 async def enroll_code(request: Request) -> JSONResponse:
-    check_admin(request.headers.get("authorization"), _token(request))
-    body = await _json(request)
-    tenant = _str(body, "tenant", required=False)
-    ttl = body.get("ttl_s", 3600)
-    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= 30 * 86400:
-        raise Problem(422, "invalid-body", "ttl_s: whole seconds from 60 to 2592000")
-    return JSONResponse(await _run(request, tenants.make_enroll_code, tenant, ttl), status_code=201)
+    body = await _body(request, EnrollCodeCreate)
+    return JSONResponse(await _run(request, tenants.make_enroll_code, body.tenant, body.ttl_s), status_code=201)
 
 
 async def list_workers(request: Request) -> JSONResponse:
     return JSONResponse({"workers": await _run(request, tenants.list_workers)})
-
-
-def _token(request: Request) -> str | None:
-    token = state(request).settings.admin_token
-    return token.get_secret_value() if token else None

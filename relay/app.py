@@ -24,7 +24,7 @@ from core.ssrf import SsrfGuard
 from core.wakeups import WorkSignals
 from relay import admin, db, events, legacy, ops, reconciler, sse, waiting, webhooks, workers
 from relay.metrics import Metrics
-from relay.problems import Problem, http_exception_handler, problem_handler
+from relay.problems import Problem, http_exception_handler, problem_handler, problem_index, problem_page
 from relay.ratelimit import RateLimiter
 from relay.state import RelayState
 
@@ -35,6 +35,8 @@ ROUTES = [
     Route("/readyz", ops.readyz),
     Route("/metrics", ops.metrics),
     Route("/openapi.json", ops.openapi_json),
+    Route("/problems", problem_index, methods=["GET"]),
+    Route("/problems/{slug}", problem_page, methods=["GET"]),
     Route("/v1/events", events.post_event, methods=["POST"]),
     Route("/v1/events", events.list_events, methods=["GET"]),
     Route("/v1/events/stream", sse.stream_events, methods=["GET"]),
@@ -53,6 +55,7 @@ ROUTES = [
     Route("/admin/tenants/{tenant}/webhook", admin.set_webhook, methods=["PUT"]),
     Route("/admin/tenants/{tenant}/private-hosts", admin.set_private_hosts, methods=["PUT"]),
     Route("/admin/tenants/{tenant}/routing", admin.set_routing, methods=["PUT"]),
+    Route("/admin/tenants/{tenant}/ports", admin.set_ports, methods=["PUT"]),
     Route("/admin/keys/{key_id}", admin.revoke_key, methods=["DELETE"]),
     Route("/admin/enroll-codes", admin.enroll_code, methods=["POST"]),
     Route("/admin/workers", admin.list_workers, methods=["GET"]),
@@ -68,6 +71,7 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
     """``background=False`` leaves out the reconciler and webhook loops (tests drive them by hand)."""
     if not settings.database_url or not settings.redis_url:
         raise ValueError("the relay needs INSANE_DATABASE_URL and INSANE_REDIS_URL")
+    guard = webhook_guard or SsrfGuard()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,7 +79,7 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
             await db.migrate(settings.database_url)
         pool = await db.create_pool(settings)
         redis = redis_client(settings.redis_url)
-        client = webhooks.guarded_client(webhook_guard)
+        client = webhooks.guarded_client(guard)
         tasks: list[asyncio.Task] = []
         try:
             signals = WorkSignals(redis)
@@ -90,7 +94,7 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
             if background:
                 tasks += [
                     asyncio.create_task(reconciler.run(relay), name="reconciler"),
-                    asyncio.create_task(webhooks.run(relay, client), name="webhooks"),
+                    asyncio.create_task(webhooks.run(relay, client, guard), name="webhooks"),
                 ]
             yield
         finally:
@@ -103,8 +107,10 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
             await redis.aclose()
             await pool.close()
 
-    return Starlette(
+    app = Starlette(
         routes=ROUTES,
         lifespan=lifespan,
         exception_handlers={Problem: problem_handler, HTTPException: http_exception_handler, Exception: _server_error},
     )
+    app.state.webhook_guard = guard  # set_webhook checks URLs by the rules delivery applies
+    return app

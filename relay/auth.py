@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from relay.problems import Problem
 
 API_KEY_PREFIX = "ik"
 WORKER_PREFIX = "iw"
+_ID = re.compile(r"[A-Za-z0-9]{1,64}")  # ids are hex (keys: 16, workers: 32); anything else is never looked up
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ def parse_secret(prefix: str, value: str | None) -> Secret:
         )
     token = value.removeprefix("Bearer ").strip()
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != prefix or not parts[1] or len(parts[2]) < 16 or len(token) > 200:
+    if len(parts) != 3 or parts[0] != prefix or not _ID.fullmatch(parts[1]) or len(parts[2]) < 16 or len(token) > 200:
         raise Problem(401, "unauthenticated", "malformed credentials", headers={"WWW-Authenticate": "Bearer"})
     return Secret(token, parts[1], parts[2])
 
@@ -64,26 +67,61 @@ def check_admin(header: str | None, token: str | None) -> None:
         raise Problem(401, "unauthenticated", "a valid admin token is required", headers={"WWW-Authenticate": "Bearer"})
 
 
-class TTLCache:
-    """A small per-process cache; revocation takes effect everywhere within ``ttl`` seconds."""
+class LRUCache:
+    """At most ``size`` entries, the least recently used evicted first; an entry is fresh for ``ttl`` seconds.
 
-    def __init__(self, ttl: float, size: int = 4096) -> None:
+    Expired entries stay (until evicted) for ``get(key, stale=True)``: the worker API keeps serving known
+    workers from them while PostgreSQL is down.
+    """
+
+    def __init__(self, ttl: float, size: int) -> None:
         self.ttl, self.size = ttl, size
-        self._data: dict[str, tuple[float, Any]] = {}
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
 
     def get(self, key: str, stale: bool = False) -> Any:
         """The value, or None when absent or expired (``stale=True``: expired values too)."""
         hit = self._data.get(key)
         if hit is None or (hit[0] < time.monotonic() and not stale):
             return None
+        self._data.move_to_end(key)
         return hit[1]
 
     def put(self, key: str, value: Any) -> None:
-        if self.ttl <= 0:
+        if self.ttl <= 0 or self.size <= 0:
             return
-        if len(self._data) >= self.size:
-            self._data.clear()
         self._data[key] = (time.monotonic() + self.ttl, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
 
     def clear(self) -> None:
         self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class CredentialCache:
+    """Looked-up credentials by id, so a request with a known key costs no PostgreSQL round trip.
+
+    Ids that matched a live credential go in one LRU; ids that matched nothing (unknown, revoked) go in a
+    separate, smaller one. A flood of random ids then churns only the second: it cannot evict the keys of
+    real clients, and a client retrying a revoked key is answered from memory. Each unknown id still costs
+    one indexed lookup the first time it is seen. Revocation takes effect everywhere within ``ttl``.
+    """
+
+    def __init__(self, ttl: float, size: int = 8192, miss_size: int = 1024) -> None:
+        self.found = LRUCache(ttl, size)
+        self.missing = LRUCache(ttl, miss_size)
+
+    def get(self, key: str, stale: bool = False) -> Any:
+        """What ``put`` stored for ``key`` (found or missing), or None when it must be looked up."""
+        hit = self.found.get(key, stale)
+        return hit if hit is not None else self.missing.get(key, stale)
+
+    def put(self, key: str, value: Any, found: bool) -> None:
+        (self.found if found else self.missing).put(key, value)
+
+    def clear(self) -> None:
+        self.found.clear()
+        self.missing.clear()

@@ -7,7 +7,6 @@ queued in Redis. A post that could not be stored is answered 503 or 4xx, never 2
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import uuid
@@ -22,6 +21,7 @@ from core import keys
 from relay import blobs
 from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
 from relay.intake import Incoming, read_event
+from relay.params import decode_cursor, encode_cursor, query_choice, query_int, query_text, query_time
 from relay.problems import Problem, unavailable
 from relay.state import RelayState, Tenant, state
 from relay.views import event_view, summary
@@ -136,25 +136,26 @@ def entry_json(tenant: Tenant, event_id: uuid.UUID, incoming: Incoming, created_
     body = incoming.body
     moments = [{"index": i, "url": u} for i, u in enumerate(body.moments)]
     moments += [{"index": len(body.moments) + n, "blob": b} for n, b in enumerate(incoming.blobs)]
-    return json.dumps(
-        {
-            "event_id": str(event_id),
-            "tenant_id": str(tenant.id),
-            "lane": tenant.lane,
-            "camera": body.camera,
-            "hint": body.hint,
-            "created_at": created_at.isoformat(),
-            "moments": moments,
-            "allow_private_hosts": list(tenant.allow_private_hosts),
-        }
-    )
+    entry = {
+        "event_id": str(event_id),
+        "tenant_id": str(tenant.id),
+        "lane": tenant.lane,
+        "camera": body.camera,
+        "hint": body.hint,
+        "created_at": created_at.isoformat(),
+        "moments": moments,
+        "allow_private_hosts": list(tenant.allow_private_hosts),
+    }
+    if tenant.allow_ports:  # left out when empty: LAN workers older than allow_ports forbid unknown fields
+        entry["allow_ports"] = list(tenant.allow_ports)
+    return json.dumps(entry)
 
 
 async def post_event(request: Request) -> JSONResponse:
     relay = state(request)
     tenant = await relay.tenant(request)
     try:
-        incoming = await read_event(request, relay.settings)
+        incoming = await read_event(request, relay.settings, tenant.allow_private_hosts, tenant.allow_ports)
     except Problem as problem:
         raise _reject(relay, problem.slug, problem) from None
     await _admit(relay, tenant)
@@ -235,42 +236,14 @@ async def get_event(request: Request) -> JSONResponse:
     return JSONResponse(view)
 
 
-def _query_time(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise Problem(400, "invalid-query", f"{name}: an ISO 8601 time, e.g. 2024-05-01T12:00:00Z") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _cursor(raw: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if raw is None:
-        return None
-    try:
-        at, _, ident = base64.urlsafe_b64decode(raw.encode() + b"==").decode().partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(ident)
-    except ValueError:
-        raise Problem(400, "invalid-query", "cursor: pass next_cursor from the previous page unchanged") from None
-
-
 async def list_events(request: Request) -> JSONResponse:
     relay = state(request)
     tenant = await relay.tenant(request)
-    q = request.query_params
-    status = q.get("status")
-    if status is not None and status not in STATUSES:
-        raise Problem(400, "invalid-query", f"status: one of {', '.join(STATUSES)}")
-    limit_raw = q.get("limit", "50")
-    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 200:
-        raise Problem(400, "invalid-query", "limit: a whole number from 1 to 200")
-    limit = int(limit_raw)
-    camera = q.get("camera")
-    if camera is not None and (not 1 <= len(camera) <= 100 or "\0" in camera):
-        raise Problem(400, "invalid-query", "camera: 1 to 100 characters")
-    since, until, cursor = _query_time(request, "since"), _query_time(request, "until"), _cursor(q.get("cursor"))
+    status = query_choice(request, "status", STATUSES)
+    limit = query_int(request, "limit", 50, 1, 200)
+    camera = query_text(request, "camera", 100)
+    since, until = query_time(request, "since"), query_time(request, "until")
+    cursor = decode_cursor(request.query_params.get("cursor"))
     sql = (
         "SELECT e.id, e.camera, e.occurred_at, e.hint, e.status, e.lane, e.error, e.created_at, e.done_at, "
         "e.n_moments, r.verdict FROM events e LEFT JOIN results r ON r.event_id = e.id "
@@ -298,6 +271,5 @@ async def list_events(request: Request) -> JSONResponse:
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
-        next_cursor = base64.urlsafe_b64encode(f"{last['created_at'].isoformat()}|{last['id']}".encode()).decode()
-        next_cursor = next_cursor.rstrip("=")
+        next_cursor = encode_cursor(last["created_at"], last["id"])
     return JSONResponse({"events": [summary(r) for r in page], "next_cursor": next_cursor})

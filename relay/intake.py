@@ -10,18 +10,23 @@ Multipart: a part ``event`` with that JSON (``moments`` may be empty or absent) 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from core.imageinfo import ImageError, check_pixels, probe
 from core.settings import Settings
+from core.ssrf import SsrfBlocked, SsrfGuard
+from relay.params import ascii_number, aware_utc
 from relay.problems import Problem
+
+_URLS = SsrfGuard()  # its static rules only: the relay never resolves a tenant's host names
 
 
 class EventIn(BaseModel):
@@ -35,7 +40,21 @@ class EventIn(BaseModel):
     client_event_id: str | None = Field(
         None, min_length=1, max_length=200, description="your id for this event; a retry with it returns the same event"
     )
-    moments: list[str] = Field(default_factory=list, description="http(s) URLs of the JPEG frames to review")
+    moments: list[str] = Field(
+        default_factory=list,
+        description="http(s) URLs of the JPEG frames to review; public hosts on port 80, 443 or 8080-8999 "
+        "(or a port the operator allowed for this tenant), no credentials",
+        json_schema_extra={"items": {"type": "string", "format": "uri"}},
+    )
+
+    @field_validator("time")
+    @classmethod
+    def _storable_time(cls, value: datetime) -> datetime:
+        try:
+            aware_utc(value)
+        except ValueError as exc:
+            raise PydanticCustomError("time", str(exc)) from None
+        return value
 
 
 @dataclass
@@ -65,12 +84,16 @@ def _parse_json(raw: bytes | str) -> EventIn:
         raise _bad(f"{first['loc'] or 'body'}: {first['msg']}", errors=errors) from None
 
 
-def check_url(url: str, limits: Settings, index: int) -> None:
+def check_url(url: str, limits: Settings, index: int, guard: SsrfGuard = _URLS) -> None:
+    """The SSRF policy's static rules (core.ssrf), with the tenant's allow-lists in ``guard``."""
     if len(url) > limits.max_url_length:
         raise _bad(f"moments[{index}]: URL longer than {limits.max_url_length} characters", "url-too-long")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if url.partition(":")[0].lower() not in ("http", "https"):
         raise _bad(f"moments[{index}]: only http(s) URLs with a host are accepted", "bad-url-scheme")
+    try:
+        guard.check_static(url)
+    except SsrfBlocked as exc:
+        raise _bad(f"moments[{index}]: {exc}", "invalid-url") from None
 
 
 def check_jpeg(data: bytes, limits: Settings, index: int) -> None:
@@ -95,9 +118,12 @@ def idempotency_key(request: Request, body: EventIn) -> str | None:
     return key
 
 
-async def read_event(request: Request, limits: Settings) -> Incoming:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
+async def read_event(
+    request: Request, limits: Settings, private_hosts: Iterable[str] = (), ports: Iterable[int] = ()
+) -> Incoming:
+    """The event, checked; ``private_hosts`` and ``ports`` are the tenant's allow-lists (see core.ssrf)."""
+    declared = ascii_number(request.headers.get("content-length"))
+    if declared is not None and declared > limits.max_request_bytes:
         raise _bad(f"request body over {limits.max_request_bytes} bytes", "request-too-large", 413)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
@@ -112,10 +138,9 @@ async def read_event(request: Request, limits: Settings) -> Incoming:
         raise _bad("an event has at least one moment", "no-moments")
     if incoming.n_moments > limits.max_moments:
         raise _bad(f"{incoming.n_moments} moments is over the limit of {limits.max_moments}", "too-many-moments")
+    guard = _URLS.with_lists(private_hosts, ports)
     for i, url in enumerate(incoming.body.moments):
-        check_url(url, limits, i)
-    if incoming.body.time.tzinfo is None:
-        raise _bad("time: give a time zone (e.g. 2024-05-01T12:00:00Z)")
+        check_url(url, limits, i, guard)
     return incoming
 
 

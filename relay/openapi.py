@@ -18,6 +18,7 @@ from core.protocol import (
     ResultsPost,
     ResultsResponse,
 )
+from relay.admin import BODIES as ADMIN_BODIES
 from relay.intake import EventIn
 
 REF = "#/components/schemas/{model}"
@@ -26,7 +27,11 @@ PROBLEM = {
     "type": "object",
     "required": ["type", "title", "status", "detail"],
     "properties": {
-        "type": {"type": "string"},
+        "type": {
+            "type": "string",
+            "format": "uri-reference",
+            "description": "/problems/<slug>, documented by GET on that path of this relay",
+        },
         "title": {"type": "string"},
         "status": {"type": "integer"},
         "detail": {"type": "string"},
@@ -158,6 +163,7 @@ def _ok(name: str, code: int = 200, desc: str = "OK") -> dict[str, Any]:
 
 BEARER = [{"apiKey": []}]
 WORKER = [{"workerToken": []}]
+ADMIN = [{"adminToken": []}]
 
 
 def build() -> dict[str, Any]:
@@ -180,6 +186,7 @@ def build() -> dict[str, Any]:
         HeartbeatResponse,
         DeadLetterRequest,
         DeadLetterResponse,
+        *ADMIN_BODIES,
     ]
     for model in models:
         schema = model.model_json_schema(ref_template=REF)
@@ -343,6 +350,8 @@ def build() -> dict[str, Any]:
             }
         },
     }
+    paths.update(_problem_paths())
+    paths.update(_admin_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Insane AI Security relay", "version": "1"},
@@ -352,6 +361,63 @@ def build() -> dict[str, Any]:
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "a tenant API key ik_<id>_<secret>"},
                 "workerToken": {"type": "http", "scheme": "bearer", "description": "a worker token iw_<id>_<secret>"},
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "INSANE_ADMIN_TOKEN"},
             },
         },
+    }
+
+
+def _problem_paths() -> dict[str, Any]:
+    page = {"200": {"description": "a short HTML page", "content": {"text/html": {}}}}
+    slug = {"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/problems": {"get": {"summary": "The problem types this relay answers with", "responses": page}},
+        "/problems/{slug}": {
+            "get": {
+                "summary": "What one problem type means",
+                "parameters": [slug],
+                "responses": {**page, **_problems(404)},
+            }
+        },
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    tenant = {"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}}
+    key_id = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    any_json = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+
+    def op(summary: str, body: str | None = None, params: tuple = (), code: int = 200) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "summary": summary,
+            "security": ADMIN,
+            "parameters": list(params),
+            "responses": {str(code): any_json, **_problems(401, 403, 404, 409, 413, 422, 503)},
+        }
+        if body:
+            out["requestBody"] = _json_body(body)
+        return out
+
+    return {
+        "/admin/tenants": {
+            "get": op("List tenants"),
+            "post": op("Create a tenant and its first API key (shown once)", "TenantCreate", code=201),
+        },
+        "/admin/tenants/{tenant}/keys": {"post": op("A new API key for the tenant", params=(tenant,), code=201)},
+        "/admin/tenants/{tenant}/tier": {"put": op("Move the tenant to a tier", "TierSet", (tenant,))},
+        "/admin/tenants/{tenant}/webhook": {
+            "put": op("Set or remove the completion webhook (returns its signing secret)", "WebhookSet", (tenant,))
+        },
+        "/admin/tenants/{tenant}/private-hosts": {
+            "put": op("Replace the private-host allow-list", "PrivateHostsSet", (tenant,))
+        },
+        "/admin/tenants/{tenant}/ports": {
+            "put": op("Replace the ports allowed besides 80, 443 and 8080-8999", "PortsSet", (tenant,))
+        },
+        "/admin/tenants/{tenant}/routing": {
+            "put": op("Choose which workers may review the tenant's events", "RoutingSet", (tenant,))
+        },
+        "/admin/keys/{key_id}": {"delete": op("Revoke an API key", params=(key_id,))},
+        "/admin/enroll-codes": {"post": op("A one-time worker enrollment code", "EnrollCodeCreate", code=201)},
+        "/admin/workers": {"get": op("List workers")},
     }

@@ -89,11 +89,11 @@ async def sweep_dead(relay: RelayState) -> int:
 
 
 REQUEUE_SQL = """
-SELECT e.id, e.tenant_id, e.lane, e.camera, e.hint, e.created_at, n.allow_private_hosts,
+SELECT e.id, e.tenant_id, e.lane, e.camera, e.hint, e.created_at, n.allow_private_hosts, n.allow_ports,
        array_agg(m.url ORDER BY m.idx) AS urls, array_agg(m.blob ORDER BY m.idx) AS blobs
 FROM events e JOIN tenants n ON n.id = e.tenant_id JOIN moments m ON m.event_id = e.id
 WHERE e.status = 'queued' AND e.queued_at < now() - make_interval(secs => $1)
-GROUP BY e.id, n.allow_private_hosts
+GROUP BY e.id, n.allow_private_hosts, n.allow_ports
 ORDER BY e.queued_at LIMIT $2
 """
 
@@ -103,18 +103,19 @@ def _entry_json(row) -> str:
         {"index": i, "url": u} if u is not None else {"index": i, "blob": b}
         for i, (u, b) in enumerate(zip(row["urls"], row["blobs"], strict=True))
     ]
-    return json.dumps(
-        {
-            "event_id": str(row["id"]),
-            "tenant_id": str(row["tenant_id"]),
-            "lane": row["lane"],
-            "camera": row["camera"],
-            "hint": row["hint"],
-            "created_at": row["created_at"].isoformat(),
-            "moments": moments,
-            "allow_private_hosts": list(row["allow_private_hosts"]),
-        }
-    )
+    event = {
+        "event_id": str(row["id"]),
+        "tenant_id": str(row["tenant_id"]),
+        "lane": row["lane"],
+        "camera": row["camera"],
+        "hint": row["hint"],
+        "created_at": row["created_at"].isoformat(),
+        "moments": moments,
+        "allow_private_hosts": list(row["allow_private_hosts"]),
+    }
+    if row["allow_ports"]:
+        event["allow_ports"] = list(row["allow_ports"])  # left out when empty, as in relay.events.entry_json
+    return json.dumps(event)
 
 
 async def requeue_lost(relay: RelayState, limit: int = 1000) -> int:

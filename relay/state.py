@@ -24,7 +24,7 @@ from core.settings import Settings
 from core.streams import Streams
 from core.wakeups import WorkSignals
 from relay import tenants
-from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, TTLCache, parse_secret, verify
+from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, CredentialCache, parse_secret, verify
 from relay.blobs import Room
 from relay.db import DatabaseUnavailable, system_tx
 from relay.metrics import Metrics
@@ -48,6 +48,7 @@ class Tenant:
     allow_private_hosts: tuple[str, ...]
     routing: str = "shared"
     shared_after_s: float | None = None
+    allow_ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class RelayState:
     signals: WorkSignals
     limiter: RateLimiter
     metrics: Metrics
-    keys: TTLCache = field(init=False)
-    workers: TTLCache = field(init=False)
+    keys: CredentialCache = field(init=False)
+    workers: CredentialCache = field(init=False)
     webhooks_due: asyncio.Event = field(default_factory=asyncio.Event)
     blob_room: Room = field(default_factory=Room)
     # Set when the server starts to shut down: long-polls and result streams end at once instead of
@@ -78,8 +79,8 @@ class RelayState:
     draining: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.keys = TTLCache(self.settings.key_cache_s)
-        self.workers = TTLCache(self.settings.key_cache_s)
+        self.keys = CredentialCache(self.settings.key_cache_s)
+        self.workers = CredentialCache(self.settings.key_cache_s)
 
     @property
     def streams(self) -> Streams:
@@ -122,8 +123,9 @@ class RelayState:
                     row = await tenants.lookup_key(conn, secret.id)
             except DatabaseUnavailable as exc:
                 raise unavailable("the database") from exc
-            cached = (row["secret_sha256"] if row and row["revoked_at"] is None else None, _tenant(row))
-            self.keys.put(secret.id, cached)
+            live = row is not None and row["revoked_at"] is None
+            cached = (row["secret_sha256"] if live else None, _tenant(row))
+            self.keys.put(secret.id, cached, found=live)
         digest, tenant = cached
         if not verify(secret, digest):
             raise Problem(401, "unauthenticated", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
@@ -146,7 +148,7 @@ class RelayState:
                 return self._check_worker(secret, cached)
             ok = row is not None and row["revoked_at"] is None
             cached = (row["token_sha256"] if ok else None, Worker(row["id"], row["dedicated_tenant"]) if ok else None)
-            self.workers.put(secret.id, cached)
+            self.workers.put(secret.id, cached, found=ok)
         return self._check_worker(secret, cached)
 
     @staticmethod
@@ -173,6 +175,7 @@ def _tenant(row: asyncpg.Record | None) -> Tenant | None:
         tuple(row["allow_private_hosts"]),
         row["routing"],
         row["shared_after_s"],
+        tuple(row["allow_ports"]),
     )
 
 

@@ -42,7 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.set_defaults(op=lambda a: ("set_tier", a.tenant, a.tier))
     w = ops.add_parser("webhook", help="set the completion webhook URL of TENANT (prints its signing secret)")
     w.add_argument("tenant")
-    w.add_argument("url", nargs="?", help="http(s) URL; leave out to remove the webhook")
+    w.add_argument(
+        "url",
+        nargs="?",
+        help="http(s) URL on a public host, port 80, 443, 8080-8999 or one of the tenant's ports; "
+        "leave out to remove the webhook",
+    )
     w.set_defaults(op=lambda a: ("set_webhook", a.tenant, a.url))
     r = ops.add_parser(
         "routing",
@@ -55,6 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("routing", choices=["own", "shared", "own-then-shared", "auto"])
     r.add_argument("--after", type=float, help="own-then-shared: seconds before the pool may take an event")
     r.set_defaults(op=lambda a: ("set_routing", a.tenant, None if a.routing == "auto" else a.routing, a.after))
+    pt = ops.add_parser(
+        "ports", help="set the ports TENANT's URLs (moments, webhook) may use besides 80, 443 and 8080-8999"
+    )
+    pt.add_argument("tenant")
+    pt.add_argument("ports", nargs="*", type=int, metavar="PORT", help="1 to 65535; none clears the list")
+    pt.set_defaults(op=lambda a: ("set_ports", a.tenant, a.ports))
     e = ops.add_parser("enroll-code", help="a one-time code a worker exchanges for its token (POST /v1/workers/enroll)")
     e.add_argument("--tenant", help="make the worker dedicated to this tenant (default: a shared worker)")
     e.add_argument("--ttl", type=int, default=3600, help="seconds the code stays valid (default 3600)")

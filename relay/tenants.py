@@ -1,23 +1,50 @@
 """Tenants, API keys, tiers and worker enrollment: the operations behind `insane tenant` and /admin.
 
-Each function takes a connection inside :func:`relay.db.system_tx` and raises :class:`TenantError`
-with a user-facing message when the named thing does not exist or cannot be changed.
+Each function takes a connection inside :func:`relay.db.system_tx` and raises a :class:`TenantError`
+with a user-facing message: :class:`NotFound` when the named thing does not exist, :class:`Invalid` when
+a value is refused (a webhook URL outside the SSRF policy, a port out of range), the base class when the
+change clashes with what exists.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
 
+from core.ssrf import SsrfBlocked, SsrfGuard, allow_list_host
 from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, new_secret
+
+MAX_LIST = 64  # entries in a tenant's private-host or port allow-list
+_KEY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 class TenantError(Exception):
-    """A tenant, key, tier or code that does not exist or cannot be changed; ``str()`` says which."""
+    """A tenant, key, tier or code that cannot be changed that way; ``str()`` says why."""
+
+
+class NotFound(TenantError):
+    """The named tenant, key, tier or worker does not exist."""
+
+
+class Invalid(TenantError):
+    """A value the relay refuses to store."""
+
+
+def storable_text(value: str) -> bool:
+    """PostgreSQL text holds no NUL and only valid UTF-8 (a lone surrogate from argv or JSON is neither)."""
+    if "\0" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 TIER_COLUMNS = "t.name AS tier, t.lane, t.daily_deep_reviews, t.deep_min_moments, t.rate_per_s, t.burst, t.max_k"
@@ -42,16 +69,17 @@ async def _tenant_id(conn: asyncpg.Connection, tenant: str) -> uuid.UUID:
     try:
         row = await conn.fetchrow("SELECT id FROM tenants WHERE id = $1", uuid.UUID(tenant))
     except ValueError:
-        row = await conn.fetchrow("SELECT id FROM tenants WHERE name = $1", tenant)
+        ok = 0 < len(tenant) <= 100 and storable_text(tenant)
+        row = await conn.fetchrow("SELECT id FROM tenants WHERE name = $1", tenant) if ok else None
     if row is None:
-        raise TenantError(f"no tenant {tenant!r}")
+        raise NotFound(f"no tenant {tenant!r}")
     return row["id"]
 
 
 async def create_tenant(conn: asyncpg.Connection, name: str, tier: str = "guardian") -> dict[str, Any]:
     """A new tenant and its first API key (shown once)."""
-    if not name or len(name) > 100:
-        raise TenantError("a tenant name has 1 to 100 characters")
+    if not name or len(name) > 100 or not storable_text(name) or not name.strip():
+        raise Invalid("a tenant name has 1 to 100 characters, not all blank, and no NUL")
     await _check_tier(conn, tier)
     tenant_id = uuid.uuid4()
     try:
@@ -65,12 +93,13 @@ async def create_tenant(conn: asyncpg.Connection, name: str, tier: str = "guardi
 async def _check_tier(conn: asyncpg.Connection, tier: str) -> None:
     names = [r["name"] for r in await conn.fetch("SELECT name FROM tiers ORDER BY name")]
     if tier not in names:
-        raise TenantError(f"no tier {tier!r}; tiers: {', '.join(names)}")
+        raise NotFound(f"no tier {tier!r}; tiers: {', '.join(names)}")
 
 
 async def list_tenants(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        "SELECT n.id, n.name, n.tier, n.created_at, n.webhook_url, n.allow_private_hosts, n.routing AS chosen, "
+        "SELECT n.id, n.name, n.tier, n.created_at, n.webhook_url, n.allow_private_hosts, n.allow_ports, "
+        "n.routing AS chosen, "
         + ROUTING_COLUMNS
         + ", (SELECT count(*) FROM api_keys k WHERE k.tenant_id = n.id AND k.revoked_at IS NULL) AS keys "
         "FROM tenants n ORDER BY n.created_at, n.name"
@@ -83,6 +112,7 @@ async def list_tenants(conn: asyncpg.Connection) -> list[dict[str, Any]]:
             "keys": r["keys"],
             "webhook_url": r["webhook_url"],
             "allow_private_hosts": list(r["allow_private_hosts"]),
+            "allow_ports": list(r["allow_ports"]),
             "routing": r["routing"],
             "routing_automatic": r["chosen"] is None,
             "shared_after_s": r["shared_after_s"],
@@ -104,11 +134,13 @@ async def add_key(conn: asyncpg.Connection, tenant: str) -> str:
 async def revoke_key(conn: asyncpg.Connection, key: str) -> str:
     """Revoke by key id or by the whole key; returns the key id."""
     key_id = key.split("_")[1] if key.count("_") >= 2 else key
-    done = await conn.fetchval(
-        "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id", key_id
-    )
+    done = None
+    if _KEY_ID.fullmatch(key_id):
+        done = await conn.fetchval(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL RETURNING key_id", key_id
+        )
     if done is None:
-        raise TenantError(f"no active key {key_id!r}")
+        raise NotFound(f"no active key {key_id!r}")
     return done
 
 
@@ -118,19 +150,53 @@ async def set_tier(conn: asyncpg.Connection, tenant: str, tier: str) -> None:
     await conn.execute("UPDATE tenants SET tier = $2 WHERE id = $1", tenant_id, tier)
 
 
-async def set_webhook(conn: asyncpg.Connection, tenant: str, url: str | None) -> str | None:
-    """Set (or clear, with None) the completion webhook; returns the new signing secret."""
+async def set_webhook(
+    conn: asyncpg.Connection, tenant: str, url: str | None, guard: SsrfGuard | None = None
+) -> str | None:
+    """Set (or clear, with None) the completion webhook; returns the new signing secret.
+
+    The URL must pass the rules delivery applies (``guard``: the relay's webhook guard; by default the
+    production one), with the tenant's allowed ports; its host name is resolved and judged at each delivery.
+    """
     tenant_id = await _tenant_id(conn, tenant)
-    if url is not None and (not url.startswith(("http://", "https://")) or len(url) > 2048):
-        raise TenantError("a webhook URL is http(s) and at most 2048 characters")
+    if url is not None:
+        ports = await conn.fetchval("SELECT allow_ports FROM tenants WHERE id = $1", tenant_id)
+        check_webhook_url(url, ports, guard)
     secret = secrets.token_hex(32) if url else None
     await conn.execute("UPDATE tenants SET webhook_url = $2, webhook_secret = $3 WHERE id = $1", tenant_id, url, secret)
     return secret
 
 
-async def set_private_hosts(conn: asyncpg.Connection, tenant: str, hosts: list[str]) -> None:
+def check_webhook_url(url: str, ports: Iterable[int] = (), guard: SsrfGuard | None = None) -> None:
+    if len(url) > 2048 or not url.lower().startswith(("http://", "https://")):
+        raise Invalid("a webhook URL is http(s) and at most 2048 characters")
+    try:
+        (guard or SsrfGuard()).with_lists((), ports).check_static(url)
+    except SsrfBlocked as exc:
+        raise Invalid(f"webhook URL refused: {exc}") from None
+
+
+async def set_private_hosts(conn: asyncpg.Connection, tenant: str, hosts: list[str]) -> list[str]:
+    """Replace the tenant's private-host allow-list; returns it normalised (lower case, IPv4 as dotted quads)."""
     tenant_id = await _tenant_id(conn, tenant)
-    await conn.execute("UPDATE tenants SET allow_private_hosts = $2 WHERE id = $1", tenant_id, hosts)
+    if len(hosts) > MAX_LIST:
+        raise Invalid(f"at most {MAX_LIST} private hosts")
+    try:
+        normal = list(dict.fromkeys(allow_list_host(h) for h in hosts))
+    except SsrfBlocked as exc:
+        raise Invalid(f"private hosts: {exc}") from None
+    await conn.execute("UPDATE tenants SET allow_private_hosts = $2 WHERE id = $1", tenant_id, normal)
+    return normal
+
+
+async def set_ports(conn: asyncpg.Connection, tenant: str, ports: list[int]) -> list[int]:
+    """Replace the ports the tenant's URLs may use besides 80, 443 and 8080-8999; returns them sorted."""
+    tenant_id = await _tenant_id(conn, tenant)
+    if len(ports) > MAX_LIST or not all(isinstance(p, int) and 1 <= p <= 65535 for p in ports):
+        raise Invalid(f"ports: at most {MAX_LIST} whole numbers from 1 to 65535")
+    normal = sorted(set(ports))
+    await conn.execute("UPDATE tenants SET allow_ports = $2 WHERE id = $1", tenant_id, normal)
+    return normal
 
 
 async def set_routing(
@@ -157,7 +223,7 @@ async def effective_routing(conn: asyncpg.Connection, tenant_ids: list[uuid.UUID
 
 async def lookup_key(conn: asyncpg.Connection, key_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT k.secret_sha256, k.revoked_at, n.id AS tenant_id, n.allow_private_hosts, "
+        "SELECT k.secret_sha256, k.revoked_at, n.id AS tenant_id, n.allow_private_hosts, n.allow_ports, "
         + ROUTING_COLUMNS
         + ", "
         + TIER_COLUMNS
@@ -237,6 +303,6 @@ async def revoke_worker(conn: asyncpg.Connection, worker_id: str) -> None:
     try:
         wid = uuid.UUID(worker_id)
     except ValueError:
-        raise TenantError(f"not a worker id: {worker_id!r}") from None
+        raise Invalid(f"not a worker id: {worker_id!r}") from None
     if await conn.fetchval("UPDATE workers SET revoked_at = now() WHERE id = $1 RETURNING id", wid) is None:
-        raise TenantError(f"no worker {worker_id!r}")
+        raise NotFound(f"no worker {worker_id!r}")

@@ -2,7 +2,12 @@
 
 The row is written in the same statement as the result, so a relay that dies before sending still
 sends later (any relay: rows are claimed with SKIP LOCKED). URLs go through the same SSRF guard as
-the worker's fetches (core.ssrf): public addresses only, each connection pinned to the vetted address.
+the worker's fetches (core.ssrf): public addresses only, port 80, 443, 8080-8999 or one of the tenant's
+allowed ports, each connection pinned to the vetted address. The URL was checked when it was set
+(relay.tenants.set_webhook); it is checked again, with DNS, at every attempt.
+
+One delivery that fails in any way (a refused or unparsable URL, a bug) is marked failed with its reason,
+and the sender goes on with the next: one tenant's webhook never stops another's.
 
 Receivers check ``Insane-Signature: t=<unix seconds>,v1=<hex>`` where
 ``hex = HMAC-SHA256(secret, f"{t}." + raw body)``; see :func:`verify_signature`.
@@ -21,11 +26,13 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from core.ssrf import GuardedTransport, ResolveError, SsrfBlocked, SsrfGuard
+from core.ssrf import PIN_EXTENSION, GuardedTransport, ResolveError, SsrfBlocked, SsrfGuard
 from relay.db import DatabaseUnavailable, system_tx, tenant_tx
 from relay.views import event_view
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from relay.state import RelayState
 
 log = logging.getLogger(__name__)
@@ -38,7 +45,7 @@ FROM tenants t
 WHERE d.id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_at <= now()
                ORDER BY next_at LIMIT $1 FOR UPDATE SKIP LOCKED)
   AND t.id = d.tenant_id
-RETURNING d.id, d.event_id, d.tenant_id, d.attempts, t.webhook_url, t.webhook_secret
+RETURNING d.id, d.event_id, d.tenant_id, d.attempts, t.webhook_url, t.webhook_secret, t.allow_ports
 """
 
 
@@ -81,15 +88,40 @@ async def _finish(relay: RelayState, delivery_id: int, status: str, error: str |
         )
 
 
-async def send_due(relay: RelayState, client: httpx.AsyncClient, limit: int = 20) -> int:
-    """Send what is due; returns how many were delivered."""
+async def send_due(relay: RelayState, client: httpx.AsyncClient, guard: SsrfGuard, limit: int = 20) -> int:
+    """Send what is due; returns how many were delivered. ``guard``: the rules of ``client``'s transport."""
     async with system_tx(relay.pool) as conn:
         rows = await conn.fetch(CLAIM_SQL, limit)
     sent = 0
     for row in rows:
-        if not row["webhook_url"]:
-            await _finish(relay, row["id"], "failed", "the tenant has no webhook URL any more", 0)
-            continue
+        try:
+            sent += await _deliver(relay, client, guard, row)
+        except DatabaseUnavailable:
+            raise  # the rows stay claimed and come back when the claim lapses (120 s)
+        except Exception as exc:  # one delivery's failure, whatever it is, must not stop the others
+            log.exception("webhook delivery %s for tenant %s failed", row["id"], row["tenant_id"])
+            await _finish(relay, row["id"], "failed", f"{type(exc).__name__}: {exc}"[:500], 0)
+            relay.metrics.webhooks.labels("failed").inc()
+    return sent
+
+
+async def _deliver(relay: RelayState, client: httpx.AsyncClient, guard: SsrfGuard, row: asyncpg.Record) -> int:
+    """One attempt: 1 when delivered, else 0 (marked failed, or pending with a backoff)."""
+    url = row["webhook_url"]
+    if not url:
+        await _finish(relay, row["id"], "failed", "the tenant has no webhook URL any more", 0)
+        return 0
+    error: str | None = None
+    try:
+        target = await guard.with_lists((), row["allow_ports"]).check(url)
+    except SsrfBlocked as exc:
+        await _finish(relay, row["id"], "failed", f"refused by the SSRF guard: {exc}", 0)
+        relay.metrics.webhooks.labels("blocked").inc()
+        log.warning("webhook for tenant %s refused: %s", row["tenant_id"], exc)
+        return 0
+    except ResolveError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    else:
         async with tenant_tx(relay.pool, row["tenant_id"]) as conn:
             view = await event_view(conn, row["tenant_id"], row["event_id"])
         body = json.dumps({"type": "event.completed", "event": view}).encode()
@@ -98,37 +130,32 @@ async def send_due(relay: RelayState, client: httpx.AsyncClient, limit: int = 20
             SIGNATURE_HEADER: sign(row["webhook_secret"], body),
             "User-Agent": "insane-relay",
         }
-        error: str | None = None
         try:
-            response = await client.post(row["webhook_url"], content=body, headers=headers)
+            response = await client.post(url, content=body, headers=headers, extensions={PIN_EXTENSION: target})
             if 200 <= response.status_code < 300:
                 await _finish(relay, row["id"], "sent", None, 0)
                 relay.metrics.webhooks.labels("sent").inc()
-                sent += 1
-                continue
+                return 1
             error = f"HTTP {response.status_code}"
-        except SsrfBlocked as exc:
-            await _finish(relay, row["id"], "failed", f"refused by the SSRF guard: {exc}", 0)
-            relay.metrics.webhooks.labels("blocked").inc()
-            log.warning("webhook for tenant %s refused: %s", row["tenant_id"], exc)
-            continue
-        except (httpx.HTTPError, ResolveError) as exc:
+        except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
-        final = row["attempts"] >= relay.settings.webhook_max_attempts
-        await _finish(relay, row["id"], "failed" if final else "pending", error, backoff_s(row["attempts"]))
-        relay.metrics.webhooks.labels("failed" if final else "retry").inc()
-        log.info("webhook for event %s attempt %d failed: %s", row["event_id"], row["attempts"], error)
-    return sent
+    final = row["attempts"] >= relay.settings.webhook_max_attempts
+    await _finish(relay, row["id"], "failed" if final else "pending", error, backoff_s(row["attempts"]))
+    relay.metrics.webhooks.labels("failed" if final else "retry").inc()
+    log.info("webhook for event %s attempt %d failed: %s", row["event_id"], row["attempts"], error)
+    return 0
 
 
-async def run(relay: RelayState, client: httpx.AsyncClient, poll_s: float = 2.0) -> None:
+async def run(relay: RelayState, client: httpx.AsyncClient, guard: SsrfGuard, poll_s: float = 2.0) -> None:
     """The sender loop, started in the lifespan: woken by new results, polling for retries."""
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(relay.webhooks_due.wait(), poll_s)
         relay.webhooks_due.clear()
         try:
-            while await send_due(relay, client) > 0:
+            while await send_due(relay, client, guard) > 0:
                 pass
         except DatabaseUnavailable as exc:
             log.warning("webhook sender paused: %s", exc)
+        except Exception:  # the loop serves every tenant: log, wait for the next poll, go on
+            log.exception("webhook sender pass failed; trying again in %s s", poll_s)

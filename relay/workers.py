@@ -11,9 +11,9 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,6 +37,7 @@ from core.streams import StreamError, is_legacy_lease_id, parse_lease_id
 from core.wakeups import POOL
 from relay import blobs, tenants
 from relay.db import DatabaseUnavailable, system_tx
+from relay.params import parse_body
 from relay.problems import Problem, unavailable
 from relay.reconciler import dead_letter
 from relay.routing import push_routing
@@ -44,23 +45,7 @@ from relay.state import Worker, state
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
 MAX_K = 100_000  # k is an int column; the contract itself sets no upper bound
-NUL_JSON = b"\\u0000"  # PostgreSQL text and jsonb cannot hold NUL
-
-
-async def parse_body(request: Request, model: type[M], limit: int = 16_000_000) -> M:
-    raw = await request.body()
-    if len(raw) > limit:
-        raise Problem(413, "request-too-large", f"request body over {limit} bytes")
-    if NUL_JSON in raw or b"\0" in raw:
-        raise Problem(422, "invalid-body", "NUL characters are not accepted in text")
-    try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        errors = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()[:20]]
-        first = errors[0] if errors else {"loc": "body", "msg": "invalid"}
-        raise Problem(422, "invalid-body", f"{first['loc'] or 'body'}: {first['msg']}", errors=errors) from None
 
 
 def _model_response(model: BaseModel, status: int = 200, exclude: set[str] | None = None) -> Response:

@@ -97,6 +97,8 @@ def postprocess(
         xywh = output[b][:4, cand].T.astype(np.float32)  # (n, 4) cx, cy, w, h
         half = xywh[:, 2:] / 2
         xyxy = np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], 1)
+        finite = np.isfinite(xyxy).all(1)  # a broken model's NaN or infinite box is no detection
+        xyxy, cls, conf = xyxy[finite], cls[finite], conf[finite]
         kept = nms(xyxy + (cls[:, None] * MAX_WH).astype(np.float32), conf, iou)[:max_det]
         xyxy, cls, conf = xyxy[kept], cls[kept], conf[kept]
         # Back to the original image: remove the padding, undo the gain, clip.

@@ -5,6 +5,7 @@ The tray app and ``insane worker`` read only these frozen values; they never rea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from uuid import UUID
@@ -69,4 +70,4 @@ class MetricsSnapshot:
         for stage, pcts in self.latency_ms.items():
             for name, value in pcts.items():
                 out[f"latency_{stage}_{name}_ms"] = value
-        return out
+        return {name: value for name, value in out.items() if math.isfinite(value)}  # the relay refuses NaN

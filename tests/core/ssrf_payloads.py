@@ -358,7 +358,7 @@ def generate(ports: dict[str, int]) -> list[Payload]:
         (f"http://%31%32%37.0.0.1:{port}/", "is not a number"),
         (f"http://%6c%6fcalhost:{port}/", "not allowed"),
         (f"http://[::1:{port}/", "not a valid URL"),
-        (f"http://[127.0.0.1]:{port}/", "Invalid IPv6"),
+        (f"http://[127.0.0.1]:{port}/", "not a valid URL"),
         (f"http://１２７.０.０.１:{port}/", "not a valid URL"),
         (f"http://127。0。0。1:{port}/", "loopback"),
     ]:

@@ -209,3 +209,22 @@ def test_cmyk_jpeg_decodes(det) -> None:
 def test_gpu_preference_falls_back_to_cpu() -> None:
     assert providers.choose(None, use_gpu=True) in providers.available()
     assert providers.choose(["NoSuch", "CPUExecutionProvider"], use_gpu=False) == "CPUExecutionProvider"
+
+
+def test_a_non_finite_box_is_no_detection() -> None:
+    """A broken model's NaN or infinite box is dropped: the result contract refuses non-finite numbers."""
+    from core.detect.base import Prepared
+    from core.detect.postprocess import Thresholds, postprocess
+
+    anchors = [  # cx, cy, w, h, score: 0 and 1 overlap, 2 has a NaN centre, 4 an infinite one
+        (50, 50, 20, 20, 0.9),
+        (52, 50, 20, 20, 0.8),
+        (np.nan, 10, 10, 10, 0.7),
+        (10, 10, 10, 10, 0.95),
+        (np.inf, 10, 10, 10, 0.99),
+    ]
+    output = np.array(anchors, np.float32).T[None]
+    prepared = Prepared(np.zeros((3, 4, 4), np.float32), 100, 100, (1.0, 1.0), (0.0, 0.0))
+    [found] = postprocess(output, [prepared], ["person"], Thresholds(["person"], 0.25, None, {}), iou=0.45)
+    assert [d.confidence for d in found] == pytest.approx([0.95, 0.9])
+    assert all(np.isfinite(d.box).all() for d in found)

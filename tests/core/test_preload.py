@@ -499,7 +499,7 @@ async def test_dedicated_worker_fetches_an_allow_listed_lan_camera(server: Image
     server.routes["/snap.jpg"] = IMAGE
     url = f"http://nvr.lan:{server.port}/snap.jpg"
     mine = make_event(n=0, tenant=tenant, allow=["nvr.lan"]).model_copy(
-        update={"moments": [MomentRef(index=0, url=url)]}
+        update={"moments": [MomentRef(index=0, url=url)], "allow_ports": [server.port]}
     )
     theirs = mine.model_copy(update={"tenant_id": uuid.uuid4(), "event_id": uuid.uuid4()})
     async with Preloader(blobs=Blobs(), guard=SsrfGuard(resolver=resolver, dedicated_tenant=tenant)) as pre:

@@ -87,7 +87,8 @@ async def kit() -> AsyncIterator[Kit]:
     k.resolver = ScriptedResolver()
     k.resolver.set(TEST_HOST, [PUBLIC_V4])
     k.resolver.set(f"private.{TEST_HOST}", ["10.0.0.1"])
-    k.guard = SsrfGuard(resolver=k.resolver)
+    # The listeners sit on ephemeral ports: allow them, so the payloads meet the address rules, not the port rule.
+    k.guard = SsrfGuard(resolver=k.resolver, allow_ports={k.server.port, *k.canaries.ports.values()})
     # The public-looking test address is dialled as the loopback test server: the only way in to loopback.
     transport = GuardedTransport(k.guard, test_address_map={PUBLIC_V4: "127.0.0.1"})
     k.client = httpx.AsyncClient(transport=transport, follow_redirects=True, timeout=5)
@@ -325,7 +326,8 @@ async def test_tls_keeps_the_server_name_and_checks_the_certificate(kit: Kit) ->
     server = await ImageServer.start(ssl_context=server_ctx)
     server.routes["/ok.jpg"] = IMAGE
     client_ctx = ssl.create_default_context(cadata=pem.decode())
-    transport = GuardedTransport(kit.guard, verify=client_ctx, test_address_map={PUBLIC_V4: "127.0.0.1"})
+    guard = kit.guard.with_lists(ports=[server.port])
+    transport = GuardedTransport(guard, verify=client_ctx, test_address_map={PUBLIC_V4: "127.0.0.1"})
     try:
         async with httpx.AsyncClient(transport=transport) as client:
             response = await client.get(f"https://{TEST_HOST}:{server.port}/ok.jpg")

@@ -36,6 +36,15 @@ def test_migrate_then_manage_tenants(services, insane_env: dict[str, str]) -> No
     code = json.loads(insane(env, "tenant", "--json", "enroll-code", "--tenant", "acme").stdout)
     assert len(code["code"]) >= 16 and code["dedicated_tenant"] == made["id"]
 
+    bad_hook = insane(env, "tenant", "webhook", "acme", "http://0177.0.0.1:8080/hook")
+    assert bad_hook.returncode == 1 and "webhook URL refused: not a valid URL" in bad_hook.stderr
+    odd_port = insane(env, "tenant", "webhook", "acme", "https://hooks.example.com:7443/hook")
+    assert odd_port.returncode == 1 and "port 7443 is not allowed" in odd_port.stderr
+    assert json.loads(insane(env, "tenant", "--json", "ports", "acme", "7443").stdout) == [7443]
+    assert insane(env, "tenant", "webhook", "acme", "https://hooks.example.com:7443/hook").returncode == 0
+    bad_port = insane(env, "tenant", "ports", "acme", "70000")
+    assert bad_port.returncode == 1 and "1 to 65535" in bad_port.stderr
+
 
 def test_worker_acl_prints_least_privilege_rules(insane_env: dict[str, str]) -> None:
     out = insane(insane_env, "relay", "worker-acl", "garage", "--password", "s3cret-pass")

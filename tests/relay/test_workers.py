@@ -60,8 +60,9 @@ def result_rows(relay: RelayServer, event_id: str) -> int:
 
 async def send_webhooks(state, allow: frozenset[str]) -> int:
     """One webhook pass with a guard that allows ``allow`` (loopback receivers in these tests)."""
-    async with webhooks.guarded_client(SsrfGuard(allow)) as client:
-        return await webhooks.send_due(state, client)
+    guard = SsrfGuard(allow)
+    async with webhooks.guarded_client(guard) as client:
+        return await webhooks.send_due(state, client, guard)
 
 
 def test_enroll_codes_are_one_time(relay: RelayServer) -> None:
@@ -281,3 +282,24 @@ def _start_receiver(received: list) -> _Receiver:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return _Receiver(server, thread)
+
+
+def test_non_finite_numbers_in_heartbeats_and_results_get_a_422(relay: RelayServer) -> None:
+    """PostgreSQL's jsonb refuses NaN and Infinity: they used to reach it and come back as a 500."""
+    tenant, worker = make_tenant(relay.url), enroll_worker(relay.url)
+    headers = {**worker.headers, "content-type": "application/json"}
+    for raw in (b'{"metrics": {"images_per_s": NaN}}', b'{"metrics": {"x": Infinity}}', b'{"metrics": {"x": 1e999}}'):
+        r = httpx.post(f"{relay.url}/v1/worker/heartbeat", content=raw, headers=headers)
+        assert r.status_code == 422 and "finite number" in r.json()["detail"], r.text
+    event_id = submit(relay, tenant)
+    ev = lease_until(relay, worker, event_id)
+    good = json.dumps({"results": [result_for(ev)]})
+    for finite, hostile in (('"confidence": 0.9', '"confidence": NaN'), ('"best": 0.9', '"best": Infinity')):
+        assert finite in good
+        r = httpx.post(f"{relay.url}/v1/worker/results", content=good.replace(finite, hostile), headers=headers)
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+    timings = json.dumps({"results": [{**result_for(ev), "timings_ms": {"infer": float("nan")}}]})
+    r = httpx.post(f"{relay.url}/v1/worker/results", content=timings, headers=headers)
+    assert r.status_code == 422 and "timings_ms.infer" in r.json()["detail"]
+    assert result_rows(relay, event_id) == 0  # nothing stored, nothing acked: the worker may retry a sane result
+    assert results_post(relay, worker, result_for(ev)).json()["stored"] == [event_id]
