@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     max_url_length: int = Field(2048, ge=16, le=65536, description="characters per moment URL")
     key_cache_s: float = Field(5.0, ge=0, le=300, description="seconds an API key or worker token stays cached")
     webhook_max_attempts: int = Field(8, ge=1, le=50, description="webhook delivery attempts")
+    vision_deadline_s: float = Field(
+        10.0, gt=0, le=300, description="seconds a DeepStack-API request waits for its result before an error"
+    )
 
     # The worker.
     relay_url: str = Field("http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]")
@@ -129,6 +132,17 @@ class Settings(BaseSettings):
     worker_fetch_concurrency: int = Field(16, ge=1, le=256, description="image downloads at once, in all")
     worker_fetch_per_host: int = Field(4, ge=1, le=64, description="image downloads at once from one host")
 
+    # worker: the DeepStack / CodeProject.AI API on the LAN (core/lan); off unless an address is set.
+    serve_deepstack: str | None = Field(
+        None, description="[HOST:]PORT to serve the DeepStack API on, e.g. 32168 (loopback) or 0.0.0.0:32168"
+    )
+    deepstack_api_key: SecretStr | None = Field(
+        None, min_length=1, description="a key LAN clients must send as api_key (default: none asked)"
+    )
+    deepstack_max_concurrent: int = Field(
+        8, ge=1, le=256, description="LAN API requests reviewed at once, 1 to 256 (4× as many more may wait)"
+    )
+
     # tray: the desktop app (desktop/).
     start_at_login: bool = Field(False, description="true or false: start the tray app when the user logs in")
     tray_alert_after_s: float = Field(
@@ -148,6 +162,16 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("serve_deepstack")
+    @classmethod
+    def _check_serve_deepstack(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "off"):
+            return None
+        from core.lan.address import parse_address
+
+        host, port = parse_address(value)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @field_validator("relay_url")
     @classmethod
@@ -206,7 +230,7 @@ def _describe(settings_cls: type[Settings], error: dict[str, Any], toml_keys: se
     env_name = f"{ENV_PREFIX}{name.upper()}"
     where = env_name if env_name in os.environ or name not in toml_keys else f"{name} (config file)"
     value = error.get("input")
-    if isinstance(value, SecretStr) or name == "admin_token":
+    if isinstance(value, SecretStr) or name in ("admin_token", "deepstack_api_key"):
         value = "********"
     msg = error["msg"].removeprefix("Value error, ")
     expected = f"; expected {field.description}" if field.description else ""
