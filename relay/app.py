@@ -21,7 +21,7 @@ from core.redisconn import redis_client
 from core.settings import Settings
 from core.ssrf import SsrfGuard
 from core.streams import Streams
-from relay import admin, db, events, ops, reconciler, sse, webhooks, workers
+from relay import admin, db, events, ops, reconciler, sse, vision, webhooks, workers
 from relay.metrics import Metrics
 from relay.problems import Problem, http_exception_handler, problem_handler
 from relay.ratelimit import RateLimiter
@@ -38,6 +38,10 @@ ROUTES = [
     Route("/v1/events", events.list_events, methods=["GET"]),
     Route("/v1/events/stream", sse.stream_events, methods=["GET"]),
     Route("/v1/events/{event_id}", events.get_event, methods=["GET"]),
+    Route("/v1/vision/detection", vision.detection, methods=["POST"]),
+    Route("/v1/vision/custom/list", vision.custom_list, methods=["POST", "GET"]),
+    Route("/v1/vision/custom/{model}", vision.custom, methods=["POST"]),
+    Route("/v1/server/status/ping", vision.ping, methods=["GET"]),
     Route("/v1/workers/enroll", workers.enroll, methods=["POST"]),
     Route("/v1/worker/lease", workers.lease, methods=["POST"]),
     Route("/v1/worker/blobs/{blob}", workers.blob, methods=["GET"]),
@@ -79,6 +83,7 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
             await streams.ensure_groups()
             relay = RelayState(settings, pool, redis, streams, RateLimiter(redis), Metrics())
             app.state.relay = relay
+            app.state.vision = vision.VisionState(relay)
             if background:
                 tasks = [
                     asyncio.create_task(reconciler.run(relay), name="reconciler"),
@@ -91,6 +96,8 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if getattr(app.state, "vision", None) is not None:
+                await app.state.vision.aclose()
             await client.aclose()
             await redis.aclose()
             await pool.close()

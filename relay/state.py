@@ -43,6 +43,8 @@ class Tenant:
     burst: int
     max_k: int
     allow_private_hosts: tuple[str, ...]
+    vision_rate_per_s: float = 1.0  # the DeepStack API's own bucket (relay/vision.py)
+    vision_burst: int = 10
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,11 @@ class RelayState:
         self.workers.clear()
 
     async def tenant(self, request: Request) -> Tenant:
-        secret = parse_secret(API_KEY_PREFIX, request.headers.get("authorization"))
+        return await self.tenant_for(request.headers.get("authorization"))
+
+    async def tenant_for(self, credential: str | None) -> Tenant:
+        """The tenant of an API key (``ik_...``, with or without ``Bearer``), or Problem(401)."""
+        secret = parse_secret(API_KEY_PREFIX, credential)
         cached = self.keys.get(secret.id)
         if cached is None:
             try:
@@ -156,6 +162,8 @@ def _tenant(row: asyncpg.Record | None) -> Tenant | None:
         row["burst"],
         row["max_k"],
         tuple(row["allow_private_hosts"]),
+        row["vision_rate_per_s"],
+        row["vision_burst"],
     )
 
 

@@ -20,7 +20,10 @@ class TenantError(Exception):
     """A tenant, key, tier or code that does not exist or cannot be changed; ``str()`` says which."""
 
 
-TIER_COLUMNS = "t.name AS tier, t.lane, t.daily_deep_reviews, t.deep_min_moments, t.rate_per_s, t.burst, t.max_k"
+TIER_COLUMNS = (
+    "t.name AS tier, t.lane, t.daily_deep_reviews, t.deep_min_moments, t.rate_per_s, t.burst, t.max_k, "
+    "t.vision_rate_per_s, t.vision_burst"
+)
 
 
 async def _tenant_id(conn: asyncpg.Connection, tenant: str) -> uuid.UUID:

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from core.detect import OnnxConfig, load_detector
-from core.lan.server import LanConfig, LanServer
+from core.lan.server import LanConfig
 from core.protocol import HeartbeatResponse, LeaseResponse
-from core.worker import RequestRejected, Worker, WorkerConfig
+from core.worker import RequestRejected
 from tests import models
-from tests.vision_models import fixed_coco_model, grid_boxes
+from tests.deepstackhelp import WorkerThread, fixed_coco_model, grid_boxes
 
 
 class IdleRelay:
@@ -42,55 +41,9 @@ class IdleRelay:
         return None
 
 
-class LanHarness:
-    """A worker and its LAN server on a loop of their own in a thread (the clients under test are sync)."""
-
-    def __init__(self, model: Path, key: str | None = None, **lan: object) -> None:
-        self.model, self.key, self.lan_options = model, key, lan
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.worker: Worker | None = None
-        self.server: LanServer | None = None
-        self._run: asyncio.Task | None = None
-
-    def call(self, coro, timeout: float = 120):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    async def _start(self) -> None:
-        detector = load_detector(OnnxConfig(type="onnx", path=str(self.model), threads=2))
-        config = WorkerConfig(lease_wait_s=0.2, heartbeat_s=1.0, threads=2, retry_min_s=0.1, retry_max_s=0.5)
-        self.worker = Worker(config, IdleRelay(), detector)
-        self._run = asyncio.create_task(self.worker.run())
-        self.server = LanServer(self.worker, LanConfig(host="127.0.0.1", port=0, key=self.key, **self.lan_options))
-        await self.server.start()
-
-    async def _stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-        if self.worker is not None:
-            await self.worker.stop(drain=False)
-            await self._run
-
-    def __enter__(self) -> LanHarness:
-        self.thread.start()
-        self.call(self._start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.call(self._stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def port(self) -> int:
-        return self.server.port
+def LanHarness(model: Path, key: str | None = None, **lan: Any) -> WorkerThread:  # reads as a class
+    """A worker with an idle relay, serving the LAN API on a free loopback port."""
+    return WorkerThread(model, IdleRelay(), lan=LanConfig(host="127.0.0.1", port=0, key=key, **lan))
 
 
 def _need_ultralytics() -> None:
@@ -119,12 +72,12 @@ def crowd_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lan(person_model: Path) -> Iterator[LanHarness]:
+def lan(person_model: Path) -> Iterator[WorkerThread]:
     with LanHarness(person_model) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def keyed_lan(person_model: Path) -> Iterator[LanHarness]:
+def keyed_lan(person_model: Path) -> Iterator[WorkerThread]:
     with LanHarness(person_model, key="lan-secret-1") as running:
         yield running

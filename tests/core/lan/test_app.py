@@ -15,7 +15,7 @@ from codeprojectai import core as cpai
 from deepstack import core as ds
 
 from tests.core.lan.conftest import LanHarness
-from tests.vision_models import blank_jpeg
+from tests.deepstackhelp import WorkerThread, blank_jpeg
 
 # Where the three people standing in Ultralytics' bus.jpg are (x1, y1, x2, y2), checked by eye.
 BUS_PEOPLE = [(48, 399, 245, 903), (221, 406, 345, 857), (670, 380, 810, 876)]
@@ -32,7 +32,7 @@ def boxes(preds) -> list[tuple[int, int, int, int]]:
     return [(p["x_min"], p["y_min"], p["x_max"], p["y_max"]) for p in preds]
 
 
-def test_deepstack_python_finds_the_people_on_the_bus_photo(lan: LanHarness, photos) -> None:
+def test_deepstack_python_finds_the_people_on_the_bus_photo(lan: WorkerThread, photos) -> None:
     client = ds.DeepstackObject(ip="127.0.0.1", port=lan.port, min_confidence=0.4)
     preds = client.detect(photos["bus.jpg"])
     assert [p["label"] for p in preds] == ["Normal"] * 3
@@ -44,7 +44,7 @@ def test_deepstack_python_finds_the_people_on_the_bus_photo(lan: LanHarness, pho
         assert 0 <= p["x_min"] < p["x_max"] <= 810 and 0 <= p["y_min"] < p["y_max"] <= 1080
 
 
-def test_min_confidence_filters(lan: LanHarness, photos) -> None:
+def test_min_confidence_filters(lan: WorkerThread, photos) -> None:
     low = ds.DeepstackObject(ip="127.0.0.1", port=lan.port, min_confidence=0.3).detect(photos["bus.jpg"])
     high = ds.DeepstackObject(ip="127.0.0.1", port=lan.port, min_confidence=0.65).detect(photos["bus.jpg"])
     assert len(low) == 4 and min(p["confidence"] for p in low) >= 0.3
@@ -53,7 +53,7 @@ def test_min_confidence_filters(lan: LanHarness, photos) -> None:
     assert none == []
 
 
-def test_codeproject_client_gets_the_same_predictions(lan: LanHarness, photos) -> None:
+def test_codeproject_client_gets_the_same_predictions(lan: WorkerThread, photos) -> None:
     client = cpai.CodeProjectAIObject(ip="127.0.0.1", port=lan.port, min_confidence=0.4)
     preds = client.detect(photos["bus.jpg"])
     assert [p["label"] for p in preds] == ["Normal"] * 3
@@ -61,7 +61,7 @@ def test_codeproject_client_gets_the_same_predictions(lan: LanHarness, photos) -
         assert max(iou(want, got) for got in boxes(preds)) > 0.7
 
 
-def test_the_full_body_has_codeproject_fields(lan: LanHarness, photos) -> None:
+def test_the_full_body_has_codeproject_fields(lan: WorkerThread, photos) -> None:
     r = requests.post(
         f"{lan.url}/v1/vision/detection", files={"image": photos["zidane.jpg"]}, data={"min_confidence": "0.5"}
     )
@@ -76,7 +76,7 @@ def test_the_full_body_has_codeproject_fields(lan: LanHarness, photos) -> None:
     assert body["inferenceDevice"] == "CPU"
 
 
-def test_a_non_image_is_the_clients_own_error(lan: LanHarness) -> None:
+def test_a_non_image_is_the_clients_own_error(lan: WorkerThread) -> None:
     with pytest.raises(ds.DeepstackException, match="status code: 400"):
         ds.DeepstackObject(ip="127.0.0.1", port=lan.port).detect(b"this is not a picture at all")
     with pytest.raises(cpai.CodeProjectAIException, match="400"):
@@ -86,7 +86,7 @@ def test_a_non_image_is_the_clients_own_error(lan: LanHarness) -> None:
     assert r.json()["error"].startswith("invalid image file: ")
 
 
-def test_no_image_and_bad_min_confidence_are_400_with_deepstacks_words(lan: LanHarness, photos) -> None:
+def test_no_image_and_bad_min_confidence_are_400_with_deepstacks_words(lan: WorkerThread, photos) -> None:
     r = requests.post(f"{lan.url}/v1/vision/detection", data={"min_confidence": "0.4"})
     assert (r.status_code, r.json()) == (400, {"success": False, "error": "No valid image file found", "code": 400})
     r = requests.post(f"{lan.url}/v1/vision/detection", files={"picture": photos["bus.jpg"]})
@@ -101,7 +101,7 @@ def test_no_image_and_bad_min_confidence_are_400_with_deepstacks_words(lan: LanH
         assert (r.status_code, r.json()["error"]) == (400, error)
 
 
-def test_a_wrong_key_is_the_clients_own_error(keyed_lan: LanHarness, photos) -> None:
+def test_a_wrong_key_is_the_clients_own_error(keyed_lan: WorkerThread, photos) -> None:
     with pytest.raises(ds.DeepstackException, match="status code: 401"):
         ds.DeepstackObject(ip="127.0.0.1", port=keyed_lan.port, api_key="wrong").detect(photos["zidane.jpg"])
     # codeproject-ai-api sends no key at all: the server refuses it the same way.
@@ -111,7 +111,7 @@ def test_a_wrong_key_is_the_clients_own_error(keyed_lan: LanHarness, photos) -> 
     assert (r.status_code, r.json()["error"]) == (401, "Incorrect api key")
 
 
-def test_the_right_key_in_the_form_a_bearer_or_the_url(keyed_lan: LanHarness, photos) -> None:
+def test_the_right_key_in_the_form_a_bearer_or_the_url(keyed_lan: WorkerThread, photos) -> None:
     preds = ds.DeepstackObject(ip="127.0.0.1", port=keyed_lan.port, api_key="lan-secret-1").detect(photos["bus.jpg"])
     assert len(preds) == 3
     # A client with a URL field but no key field: the key as the password in the URL (HTTP Basic).
@@ -123,7 +123,7 @@ def test_the_right_key_in_the_form_a_bearer_or_the_url(keyed_lan: LanHarness, ph
     assert r.status_code == 200 and r.json()["models"]
 
 
-def test_custom_models_list_and_run(lan: LanHarness, photos) -> None:
+def test_custom_models_list_and_run(lan: WorkerThread, photos) -> None:
     models = requests.post(f"{lan.url}/v1/vision/custom/list").json()
     assert models["success"] is True and len(models["models"]) == 1
     name = models["models"][0]
@@ -155,7 +155,7 @@ def _multipart(fields: dict[str, bytes]) -> tuple[bytes, dict[str, str]]:
     return b"".join(parts), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-def test_every_answer_has_a_content_length_and_is_never_chunked(lan: LanHarness, photos) -> None:
+def test_every_answer_has_a_content_length_and_is_never_chunked(lan: WorkerThread, photos) -> None:
     ok_body, ok_headers = _multipart({"image": photos["zidane.jpg"], "min_confidence": b"0.4"})
     bad_body, bad_headers = _multipart({"image": b"not an image"})
     cases = [

@@ -1,16 +1,25 @@
-"""A YOLOv8-shaped ONNX model with the 80 COCO class names whose output is fixed: every image gets the
-same boxes. Built here with ``onnx`` (nothing downloaded), it runs through the real onnxruntime backend,
-letterbox, decode and NMS, so a test knows exactly which detections to expect.
+"""What the DeepStack-API tests share: a fixed-output COCO model, and a real worker on a loop of its own.
 
     path = fixed_coco_model(tmp_path / "m.onnx", [("person", 0.9, (10, 10, 60, 120)), ...])
+    with WorkerThread(model, source, lan=LanConfig(port=0)) as w:   # w.url: its LAN API, when asked
+        ...
 
-Boxes are in the model's 640×640 input pixels (x1, y1, x2, y2); for a 640×640 photo they are the photo's.
+The model is YOLOv8-shaped with the 80 COCO class names and a fixed output: every image gets the same
+boxes. Built here with ``onnx`` (nothing downloaded), it runs through the real onnxruntime backend,
+letterbox, decode and NMS, so a test knows exactly which detections to expect. Boxes are in the model's
+640×640 input pixels (x1, y1, x2, y2); for a 640×640 photo they are the photo's.
+
+The worker runs its real engine and detector; the clients under test are synchronous, so the worker
+gets a thread and an event loop of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,3 +86,62 @@ def blank_jpeg(width: int = 640, height: int = 640) -> bytes:
     ok, buf = cv2.imencode(".jpg", np.full((height, width, 3), 127, np.uint8))
     assert ok
     return buf.tobytes()
+
+
+class WorkerThread:
+    """A worker (and its LAN server when ``lan`` is given) on an event loop in a thread of its own."""
+
+    def __init__(self, model: Path, source: Any, lan: Any = None, **config: Any) -> None:
+        self.model, self.source, self.lan_config = model, source, lan
+        options = dict(lease_wait_s=0.5, heartbeat_s=0.5, threads=2, retry_min_s=0.1, retry_max_s=0.5)
+        options.update(config)
+        self.options = options
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.worker: Any = None
+        self.server: Any = None
+        self._run: asyncio.Task | None = None
+
+    def call(self, coro: Any, timeout: float = 120) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _start(self) -> None:
+        from core.detect import OnnxConfig, load_detector
+        from core.worker import Worker, WorkerConfig
+
+        detector = load_detector(OnnxConfig(type="onnx", path=str(self.model), threads=2))
+        self.worker = Worker(WorkerConfig(**self.options), self.source, detector)
+        self._run = asyncio.create_task(self.worker.run())
+        if self.lan_config is not None:
+            from core.lan.server import LanServer
+
+            self.server = LanServer(self.worker, self.lan_config)
+            await self.server.start()
+
+    async def _stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        if self.worker is not None:
+            await self.worker.stop(drain=False)
+            await self._run
+
+    def __enter__(self) -> WorkerThread:
+        self.thread.start()
+        self.call(self._start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.call(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def port(self) -> int:
+        return self.server.port
