@@ -82,3 +82,14 @@ def test_verdict_and_k_text() -> None:
     assert verdict_text(verdict) == "Fall ×5 (0.90), person ×2 (0.80)"
     assert verdict_text(()) == "nothing seen"
     assert k_text({"standard": 16, "pro": 64}) == "pro 64 · standard 16"
+
+
+def test_lan_line_says_where_the_api_serves_and_its_rate() -> None:
+    from core.lan.service import LanStats
+    from desktop.status import lan_line
+
+    assert lan_line(None) == ""
+    assert lan_line("http://127.0.0.1:32168", LanStats(0.25, 3, 0, 0)) == "DeepStack API on 127.0.0.1:32168 · 0.2 req/s"
+    assert lan_line(None, problem="DeepStack API: cannot listen on 0.0.0.0:80") == (
+        "DeepStack API: cannot listen on 0.0.0.0:80"
+    )
