@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from core.lan.wire import NO_IMAGE, WireError, parse_max_predictions, parse_min_confidence
@@ -44,6 +46,23 @@ class VisionForm:
         return parse_max_predictions(self.max_predictions_raw)
 
 
+class _Capped(Request):
+    """The request with its body cut at ``limit`` bytes as it streams: a body sent without a
+    Content-Length (chunked) would otherwise be spooled to disk whatever its size."""
+
+    def __init__(self, request: Request, limit: int) -> None:
+        super().__init__(request.scope, request.receive)
+        self._limit = limit
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in super().stream():
+            seen += len(chunk)
+            if seen > self._limit:
+                raise MultiPartException(f"the request exceeded the maximum size of {self._limit} bytes")
+            yield chunk
+
+
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -58,11 +77,12 @@ async def read_form(request: Request, max_image_bytes: int) -> VisionForm:
     if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return VisionForm(None, None, request.query_params.get("max_predictions"), None)
     try:
-        form = await request.form(max_files=2, max_fields=MAX_FIELDS, max_part_size=max_image_bytes + 1)
+        capped = _Capped(request, limit)
+        form = await capped.form(max_files=2, max_fields=MAX_FIELDS, max_part_size=max_image_bytes + 1)
     except (HTTPException, ValueError) as exc:  # Starlette turns a MultiPartException into HTTPException(400)
         detail = str(getattr(exc, "detail", exc))
         if "maximum size" in detail:
-            raise WireError(413, f"the image is over the limit of {max_image_bytes} bytes") from None
+            raise WireError(413, f"the request is over the limit of {max_image_bytes} bytes for an image") from None
         raise WireError(400, f"{NO_IMAGE} (unreadable form: {detail})") from None
     try:
         part = form.get("image")

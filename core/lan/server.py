@@ -101,7 +101,14 @@ class LanServer:
         self._sock = self._bind()
         self.host, self.port = self._sock.getsockname()[:2]
         config = uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+            self.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+            # Open connections at most, uploads included (past it uvicorn answers 503 at once): requests in
+            # review are bounded by LanService; this bounds the ones still sending their picture.
+            limit_concurrency=max(64, 8 * self.config.max_concurrent),
         )
         self._server = _QuietServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="deepstack-lan")

@@ -205,3 +205,19 @@ def test_an_image_over_the_limit_is_413(person_model, photos) -> None:
         r = requests.post(f"{lan.url}/v1/vision/detection", files={"image": photos["bus.jpg"]})
         assert r.status_code == 413 and r.json()["success"] is False
         assert "transfer-encoding" not in r.headers and r.headers["content-length"]
+
+
+def test_a_chunked_upload_is_cut_at_the_limit(person_model) -> None:
+    def chunks():
+        yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+        for _ in range(40):
+            yield b"\xff" * 10_000  # 400 kB with no Content-Length: cut at 50 kB + framing
+        yield b"\r\n--b--\r\n"
+
+    with LanHarness(person_model, max_image_bytes=50_000) as lan:
+        r = requests.post(
+            f"{lan.url}/v1/vision/detection",
+            data=chunks(),
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+        assert r.status_code == 413 and r.json()["success"] is False
