@@ -15,8 +15,9 @@ each a fresh HTTP connection as the DeepStack clients make them. Each round meas
 3. relay: the same to the relay (a 1-moment Pro event, reviewed by the same worker over the worker API).
    Goal: p95 <= 1.5 x detect + 150 ms.
 
-Rounds interleave the three so a noisy machine slows them alike. "detect" in the goals is the baseline's
-median; the server's own split (its round trip, and inference with the batch wait) is printed beside.
+Rounds interleave the three so a noisy machine slows them alike. "detect" in the goals is read two ways,
+both printed: the baseline's median (the strict reading), and the baseline's own p95 (p95 against p95, the
+same percentile). The server's own split (its round trip; inference with the batch wait) is printed beside.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> dict:
                 bg.call(worker.stop(drain=False))
                 running.result(60)
                 bg.close()
-    detect = statistics.median(detect_ms)
+    detect, detect95 = statistics.median(detect_ms), pct(detect_ms, 95)
     lan_goal, relay_goal = 1.2 * detect + 20.0, 1.5 * detect + 150.0
     lan_ms, relay_ms = lan_phase.client_ms, relay_phase.client_ms
     return {
@@ -150,6 +151,10 @@ def run(args: argparse.Namespace) -> dict:
         "relay_p95_ms": round(pct(relay_ms, 95), 1),
         "relay_goal_ms": round(relay_goal, 1),
         "relay_met": pct(relay_ms, 95) <= relay_goal,
+        "lan_goal_vs_detect_p95_ms": round(1.2 * detect95 + 20.0, 1),
+        "lan_met_vs_detect_p95": pct(lan_ms, 95) <= 1.2 * detect95 + 20.0,
+        "relay_goal_vs_detect_p95_ms": round(1.5 * detect95 + 150.0, 1),
+        "relay_met_vs_detect_p95": pct(relay_ms, 95) <= 1.5 * detect95 + 150.0,
         "lan_server_p50_ms": round(pct(lan_phase.server_ms, 50), 1),
         "lan_infer_p50_ms": round(pct(lan_phase.infer_ms, 50), 1),
         "relay_server_p50_ms": round(pct(relay_phase.server_ms, 50), 1),
@@ -168,12 +173,15 @@ def main() -> int:
         print(json.dumps(out))
         return 0
     print(f"model {out['model']}, {out['threads']} threads, 1080p JPEG, {out['requests']} requests a phase")
-    print(f"{'':8} {'p50 ms':>8} {'p95 ms':>8} {'goal p95':>9}        {'server p50':>10} {'infer p50':>9}")
+    head = f"{'':8} {'p50 ms':>8} {'p95 ms':>8} {'goal (detect p50)':>17}        {'goal (detect p95)':>17}"
+    print(head + f"        {'server p50':>10} {'infer p50':>9}")
     print(f"{'detect':8} {out['detect_p50_ms']:8.1f} {out['detect_p95_ms']:8.1f}")
     for name in ("lan", "relay"):
         met = "met   " if out[f"{name}_met"] else "MISSED"
+        met95 = "met   " if out[f"{name}_met_vs_detect_p95"] else "MISSED"
         print(
-            f"{name:8} {out[f'{name}_p50_ms']:8.1f} {out[f'{name}_p95_ms']:8.1f} {out[f'{name}_goal_ms']:9.1f}  {met}"
+            f"{name:8} {out[f'{name}_p50_ms']:8.1f} {out[f'{name}_p95_ms']:8.1f} {out[f'{name}_goal_ms']:17.1f}  {met}"
+            f" {out[f'{name}_goal_vs_detect_p95_ms']:17.1f}  {met95}"
             f" {out[f'{name}_server_p50_ms']:10.1f} {out[f'{name}_infer_p50_ms']:9.1f}"
         )
     return 0
