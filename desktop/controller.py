@@ -189,9 +189,10 @@ class Controller(QObject):
         self.lan, self.lan_problem = lan, None
 
     async def stop_lan(self) -> None:
-        lan, self.lan, self.lan_problem = self.lan, None, None
+        lan = self.lan
         if lan is not None:
-            await lan.stop()
+            await lan.stop()  # "off" is shown once the port is closed, not before
+        self.lan, self.lan_problem = None, None
 
     async def restart_lan(self) -> None:
         await self.stop_lan()
