@@ -66,7 +66,12 @@ WORK_CHANNEL = f"{PREFIX}:work"  # "<tenant>|<pool due ms or ->": wakes long-pol
 
 def rate(tenant_id: str) -> str:
     """A tenant's GCRA theoretical arrival time (relay/ratelimit.py)."""
-    return f"{PREFIX}:rate:{tenant_id}"
+    return f"{PREFIX}:rate:{{{tenant_id}}}"
+
+
+def vision_rate(tenant_id: str) -> str:
+    """The tenant's bucket for the DeepStack API (relay/vision.py), in the same slot as its Pro bucket."""
+    return f"{PREFIX}:vision-rate:{{{tenant_id}}}"
 
 
 def done_channel(tenant_id: str) -> str:

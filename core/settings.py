@@ -114,6 +114,9 @@ class Settings(BaseSettings):
         21600, ge=60, description="seconds the relay remembers which workers an event went to (their late results)"
     )
     webhook_max_attempts: int = Field(8, ge=1, le=50, description="webhook delivery attempts")
+    vision_deadline_s: float = Field(
+        10.0, gt=0, le=300, description="seconds a DeepStack-API request waits for its result before an error"
+    )
 
     # The worker.
     relay_url: str = Field("http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]")
@@ -185,6 +188,17 @@ class Settings(BaseSettings):
     worker_fetch_timeout_s: float = Field(15.0, gt=0, le=300, description="seconds one image download may take")
     worker_fetch_concurrency: int = Field(16, ge=1, le=256, description="image downloads at once, in all")
     worker_fetch_per_host: int = Field(4, ge=1, le=64, description="image downloads at once from one host")
+
+    # worker: the DeepStack / CodeProject.AI API on the LAN (core/lan); off unless an address is set.
+    serve_deepstack: str | None = Field(
+        None, description="[HOST:]PORT to serve the DeepStack API on, e.g. 32168 (loopback) or 0.0.0.0:32168"
+    )
+    deepstack_api_key: SecretStr | None = Field(
+        None, min_length=1, description="a key LAN clients must send as api_key (default: none asked)"
+    )
+    deepstack_max_concurrent: int = Field(
+        8, ge=1, le=256, description="LAN API requests reviewed at once, 1 to 256 (4× as many more may wait)"
+    )
 
     # tray: the desktop app (desktop/).
     start_at_login: bool = Field(False, description="true or false: start the tray app when the user logs in")
@@ -300,6 +314,16 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+    @field_validator("serve_deepstack")
+    @classmethod
+    def _check_serve_deepstack(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "off"):
+            return None
+        from core.lan.address import parse_address
+
+        host, port = parse_address(value)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @field_validator("relay_url")
     @classmethod

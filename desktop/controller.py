@@ -30,7 +30,7 @@ from desktop.alerts import AlertPolicy
 from desktop.configfile import ConfigWriteError, save_settings
 from desktop.dashboard import Dashboard
 from desktop.settings_dialog import EDITABLE, SettingsDialog
-from desktop.status import APP_TITLE, gpu_choice, is_on_gpu
+from desktop.status import APP_TITLE, gpu_choice, is_on_gpu, lan_line
 from desktop.tokens import TokenStore, TokenStoreError
 from desktop.tray import Tray
 
@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 WorkerFactory = Callable[[Settings, str | None], Worker]
 # Changing these needs a new worker (a new model session, thread pool or relay connection).
 RESTART_KEYS = ("relay_url", "model", "worker_threads")
+# Changing these restarts only the DeepStack API server (core/lan), not the worker.
+LAN_KEYS = ("serve_deepstack", "deepstack_api_key")
+
+
+def plain(value: Any) -> Any:
+    """A setting's value as the dialog shows it (a secret's text)."""
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
 
 
 def default_worker_factory(settings: Settings, token: str | None) -> Worker:
@@ -86,6 +93,8 @@ class Controller(QObject):
         self.tokens = tokens or TokenStore()
         self.worker_factory = worker_factory
         self.worker: Worker | None = None
+        self.lan: Any = None  # core.lan.server.LanServer while the DeepStack API serves
+        self.lan_problem: str | None = None
         self.last: MetricsSnapshot = placeholder(WorkerState.STARTING, "loading the model", settings)
         self.alerts = AlertPolicy(settings.tray_alert_after_s)
         self._unsubscribe: Callable[[], None] | None = None
@@ -153,6 +162,7 @@ class Controller(QObject):
         self._unsubscribe = worker.subscribe(self._on_snapshot)
         self._run_task = asyncio.create_task(worker.run(), name="insane-worker")
         self._run_task.add_done_callback(self._run_ended)
+        await self.start_lan()
         self._show(worker.snapshot())
         self.worker_started.emit()
         log.info("worker started: model %s, provider %s", worker.detector.model_name, worker.detector.provider)
@@ -163,8 +173,40 @@ class Controller(QObject):
             log.error("the worker stopped on an error", exc_info=task.exception())
             self._show_problem(f"the worker stopped: {task.exception()}")
 
+    async def start_lan(self) -> None:
+        """Serve the DeepStack API beside the worker when the settings ask; a failure is shown, not raised."""
+        if self.worker is None or not self.settings.serve_deepstack or self.lan is not None:
+            return
+        from core.lan.server import LanConfig, LanError, LanServer  # Starlette and uvicorn: only when on
+
+        lan = LanServer(self.worker, LanConfig.from_settings(self.settings))
+        try:
+            await lan.start()
+        except LanError as exc:
+            self.lan_problem = str(exc)
+            self.notify("DeepStack API", str(exc))
+            return
+        self.lan, self.lan_problem = lan, None
+
+    async def stop_lan(self) -> None:
+        lan = self.lan
+        if lan is not None:
+            await lan.stop()  # "off" is shown once the port is closed, not before
+        self.lan, self.lan_problem = None, None
+
+    async def restart_lan(self) -> None:
+        await self.stop_lan()
+        await self.start_lan()
+        if self.worker is not None:
+            self._show(self.worker.snapshot())
+
+    def lan_text(self) -> str:
+        lan = self.lan
+        return lan_line(lan.url if lan else None, lan.stats() if lan else None, self.lan_problem)
+
     async def stop_worker(self) -> None:
         """Stop the worker: it finishes and posts the events it holds, then closes its threads."""
+        await self.stop_lan()  # first: no LAN request may reach a stopping worker
         worker, task = self.worker, self._run_task
         self.worker, self._run_task = None, None
         if self._unsubscribe is not None:
@@ -221,8 +263,11 @@ class Controller(QObject):
     def _show(self, snapshot: MetricsSnapshot) -> None:
         self.last = snapshot
         gpu = gpu_choice(self.worker.available_providers() if self.worker else [])
+        lan = self.lan_text()
+        self.dashboard.show_lan(lan)
         self.dashboard.show_snapshot(snapshot, gpu)
         if self.tray is not None:
+            self.tray.show_lan(lan)
             self.tray.show_snapshot(snapshot, gpu)
         self.snapshot_changed.emit(snapshot)
 
@@ -303,13 +348,15 @@ class Controller(QObject):
     async def apply_settings(self, changes: dict[str, Any]) -> bool:
         """Validate, save to the config file, update the login entry; restart the worker if needed."""
         dialog = self.settings_dialog
-        changed = {k: v for k, v in changes.items() if getattr(self.settings, k) != v}
+        changed = {k: v for k, v in changes.items() if plain(getattr(self.settings, k)) != v}
         try:
             new = load_settings(**{**self._current_overrides(), **changes})
         except SettingsError as exc:
             if dialog:
                 dialog.show_result(False, str(exc))
             return False
+        # None turns a setting off; load_settings reads None as "not given" (the file would still have it).
+        new = new.model_copy(update={k: None for k, v in changes.items() if v is None})
         try:
             save_settings(changes)  # what the dialog showed is what the user saved, flags included
             autostart.reconcile(new.start_at_login)
@@ -322,6 +369,8 @@ class Controller(QObject):
             dialog.show_result(True, "saved" + (" — restarting the worker" if self._needs_restart(changed) else ""))
         if self._needs_restart(changed) or self.worker is None:
             await self.restart_worker()
+        elif any(key in changed for key in LAN_KEYS):
+            await self.restart_lan()
         return True
 
     def _current_overrides(self) -> dict[str, Any]:

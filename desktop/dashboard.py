@@ -70,6 +70,10 @@ class Dashboard(QMainWindow):
         self.settings_button = QPushButton("Settings…")
         self.quit_button = QPushButton("Quit")
         controls.addWidget(self.state_label, 1)
+        self.lan_label = QLabel("")  # the DeepStack API's address and rate, while it serves
+        self.lan_label.setObjectName("lan")
+        self.lan_label.setVisible(False)
+        controls.addWidget(self.lan_label)
         for w in (self.pause_button, self.gpu_box, self.settings_button, self.quit_button):
             controls.addWidget(w)
         outer.addLayout(controls)
@@ -156,6 +160,10 @@ class Dashboard(QMainWindow):
             self._show_recent(snapshot.recent)
         for chart in self.charts():
             chart.update()
+
+    def show_lan(self, text: str) -> None:
+        self.lan_label.setText(text)
+        self.lan_label.setVisible(bool(text))
 
     def set_gpu(self, gpu: GpuChoice, checked: bool) -> None:
         self.gpu_box.setEnabled(gpu.enabled)

@@ -1,4 +1,4 @@
-"""The Settings window: relay URL, enrollment, model, CPU threads, start at login.
+"""The Settings window: relay URL, enrollment, model, CPU threads, start at login, the DeepStack API.
 
 It edits values and asks for actions; it writes nothing itself. :mod:`desktop.controller` validates and
 saves (config file, keyring, autostart entry) and answers with :meth:`SettingsDialog.show_result`.
@@ -33,7 +33,14 @@ from PySide6.QtWidgets import (
 
 from desktop.status import APP_TITLE
 
-EDITABLE = ("relay_url", "model", "worker_threads", "start_at_login")
+EDITABLE = ("relay_url", "model", "worker_threads", "start_at_login", "serve_deepstack", "deepstack_api_key")
+DEFAULT_LAN_ADDRESS = "127.0.0.1:32168"  # CodeProject.AI's port, on this PC only until the user names a host
+
+
+def _secret(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
 
 class SettingsDialog(QDialog):
@@ -86,6 +93,22 @@ class SettingsDialog(QDialog):
         self.start_at_login.setChecked(bool(values.get("start_at_login", False)))
         form.addRow("", self.start_at_login)
 
+        # The DeepStack / CodeProject.AI API for NVRs (Blue Iris, Agent DVR, Home Assistant, Frigate).
+        address = values.get("serve_deepstack")
+        self.serve_deepstack = QCheckBox("Serve the DeepStack / CodeProject.AI API to NVRs")
+        self.serve_deepstack.setChecked(bool(address))
+        self.lan_address = QLineEdit(str(address or DEFAULT_LAN_ADDRESS))
+        self.lan_address.setPlaceholderText(f"{DEFAULT_LAN_ADDRESS} (this PC), or 0.0.0.0:32168 (the LAN)")
+        key = values.get("deepstack_api_key")
+        self.lan_key = QLineEdit(_secret(key))
+        self.lan_key.setPlaceholderText("optional: a key the NVR must send")
+        self.lan_key.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        form.addRow("DeepStack API", self.serve_deepstack)
+        form.addRow("Address", self.lan_address)
+        form.addRow("Key", self.lan_key)
+        self.serve_deepstack.toggled.connect(self._lan_toggled)
+        self._lan_toggled(self.serve_deepstack.isChecked())
+
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close)
@@ -105,7 +128,13 @@ class SettingsDialog(QDialog):
             "model": self.model.currentText().strip(),
             "worker_threads": self.threads.value(),
             "start_at_login": self.start_at_login.isChecked(),
+            "serve_deepstack": self.lan_address.text().strip() if self.serve_deepstack.isChecked() else None,
+            "deepstack_api_key": self.lan_key.text() or None,
         }
+
+    def _lan_toggled(self, on: bool) -> None:
+        self.lan_address.setEnabled(on)
+        self.lan_key.setEnabled(on)
 
     def set_models(self, models: Sequence[str], current: str) -> None:
         self.model.clear()

@@ -5,6 +5,7 @@ Plain functions over the worker's state and metrics, so they are tested without 
     look = look_for(snapshot.state)      # Look(kind="running", colour="#2e9d4f", label="Running")
     tooltip(snapshot)                    # "Insane AI Security: running · 3.2 img/s · queue 5"
     gpu_choice(["CUDAExecutionProvider", "CPUExecutionProvider"])   # GpuChoice(enabled=True, ...)
+    lan_line("http://127.0.0.1:32168", stats)   # "DeepStack API on 127.0.0.1:32168 · 0.3 req/s"
 """
 
 from __future__ import annotations
@@ -71,6 +72,17 @@ def tooltip(snapshot: Any) -> str:
 
 def pause_text(state: Any) -> str:
     return "Resume" if look_for(state).kind == "paused" else "Pause"
+
+
+def lan_line(url: str | None, stats: Any = None, problem: str | None = None) -> str:
+    """The LAN API's line for the tray: where it serves and its rate of requests; '' when it is off."""
+    if problem:
+        return problem  # LanError's sentence, which names the API itself
+    if not url:
+        return ""
+    where = url.removeprefix("http://")
+    rate = getattr(stats, "requests_per_s", 0.0) if stats is not None else 0.0
+    return f"DeepStack API on {where} · {rate:.1f} req/s"
 
 
 # ---------------------------------------------------------------------------------------------- GPU

@@ -33,6 +33,10 @@ class Tray(QObject):
         self.menu = menu
         self.status_action = QAction("starting", menu)
         self.status_action.setEnabled(False)
+        self.lan_action = QAction("", menu)  # the DeepStack API's address and rate, while it serves
+        self.lan_action.setEnabled(False)
+        self.lan_action.setVisible(False)
+        self.lan_text = ""
         self.pause_action = QAction("Pause", menu)
         self.gpu_action = QAction("Use GPU", menu)
         self.gpu_action.setCheckable(True)
@@ -40,6 +44,7 @@ class Tray(QObject):
         self.settings_action = QAction("Settings…", menu)
         self.quit_action = QAction("Quit", menu)
         menu.addAction(self.status_action)
+        menu.addAction(self.lan_action)
         menu.addSeparator()
         for action in (self.pause_action, self.gpu_action):
             menu.addAction(action)
@@ -74,11 +79,17 @@ class Tray(QObject):
         if look.kind != self.kind:
             self.kind = look.kind
             self.icon.setIcon(icon_for(look.kind))
-        self.icon.setToolTip(tooltip(snapshot))
+        self.icon.setToolTip(tooltip(snapshot) + (f"\n{self.lan_text}" if self.lan_text else ""))
         self.status_action.setText(status_line(snapshot))
         self.pause_action.setText(pause_text(snapshot.state))
         self.pause_action.setEnabled(look.kind != "stopped")
         self.set_gpu(gpu, is_on_gpu(snapshot.provider) and gpu.enabled)
+
+    def show_lan(self, text: str) -> None:
+        """The LAN API's line ('' hides it): shown in the menu under the status and in the tooltip."""
+        self.lan_text = text
+        self.lan_action.setText(text)
+        self.lan_action.setVisible(bool(text))
 
     def set_gpu(self, gpu: GpuChoice, checked: bool) -> None:
         self.gpu_action.setEnabled(gpu.enabled)

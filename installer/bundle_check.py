@@ -17,17 +17,21 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-# Top-level Python packages that belong to the relay or to model export, never to the tray app.
+# Top-level Python packages that belong to the relay or to model export, never to the tray app. Starlette
+# and uvicorn may be in it: they serve the DeepStack API on the LAN (core/lan); asyncpg and relay/ never.
 FORBIDDEN_PACKAGES = frozenset(
     {
         "torch",
         "torchvision",
         "torchaudio",
         "ultralytics",
-        "starlette",
         "asyncpg",
-        "uvicorn",
         "relay",
+        # uvicorn's optional fast paths and reloader: the LAN API runs on plain h11 and asyncio.
+        "uvloop",
+        "httptools",
+        "watchfiles",
+        "websockets",
         "tkinter",
         "matplotlib",
         "IPython",

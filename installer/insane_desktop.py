@@ -3,7 +3,7 @@
 PyInstaller starts here (see pyinstaller.spec). ``insane-desktop --self-test`` is ``insane tray --self-test``
 (``insane-desktop tray ...`` too: that is how desktop/autostart.py starts a bundle).
 The bundle carries the tray app only, so the other subcommands are not registered: their modules
-(the relay's Starlette, asyncpg, uvicorn) are not in it.
+(the relay, asyncpg) are not in it; Starlette and uvicorn are, for the LAN API (core/lan).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from core.redisconn import redis_client
 from core.settings import Settings
 from core.ssrf import SsrfGuard
 from core.wakeups import WorkSignals
-from relay import admin, db, events, legacy, ops, reconciler, sse, waiting, webhooks, workers
+from relay import admin, db, events, legacy, ops, reconciler, sse, vision, waiting, webhooks, workers
 from relay.metrics import Metrics
 from relay.problems import Problem, http_exception_handler, problem_handler, problem_index, problem_page
 from relay.ratelimit import RateLimiter
@@ -42,6 +42,10 @@ ROUTES = [
     Route("/v1/events/stream", sse.stream_events, methods=["GET"]),
     Route("/v1/events/{event_id}", events.get_event, methods=["GET"]),
     Route("/v1/workers", waiting.list_own_workers, methods=["GET"]),
+    Route("/v1/vision/detection", vision.detection, methods=["POST"]),
+    Route("/v1/vision/custom/list", vision.custom_list, methods=["POST", "GET"]),
+    Route("/v1/vision/custom/{model}", vision.custom, methods=["POST"]),
+    Route("/v1/server/status/ping", vision.ping, methods=["GET"]),
     Route("/v1/workers/enroll", workers.enroll, methods=["POST"]),
     Route("/v1/worker/lease", workers.lease, methods=["POST"]),
     Route("/v1/worker/blobs/{blob}", workers.blob, methods=["GET"]),
@@ -91,6 +95,7 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
                 asyncio.create_task(signals.run(), name="work-signals"),
                 asyncio.create_task(reconciler.run_census(relay), name="census"),
             ]
+            app.state.vision = vision.VisionState(relay)
             if background:
                 tasks += [
                     asyncio.create_task(reconciler.run(relay), name="reconciler"),
@@ -103,6 +108,8 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if getattr(app.state, "vision", None) is not None:
+                await app.state.vision.aclose()
             await client.aclose()
             await redis.aclose()
             await pool.close()

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from core.lan.wire import DetectionResponse, ErrorResponse, ModelList
 from core.protocol import (
     DeadLetterRequest,
     DeadLetterResponse,
@@ -165,6 +166,47 @@ BEARER = [{"apiKey": []}]
 WORKER = [{"workerToken": []}]
 ADMIN = [{"adminToken": []}]
 
+VISION_FORM = {
+    "type": "object",
+    "properties": {
+        "image": {"type": "string", "contentMediaType": "image/jpeg", "description": "the JPEG to review"},
+        "min_confidence": {"type": "string", "description": "0 to 1, default 0.4"},
+        "api_key": {"type": "string", "description": "the tenant's API key (or Authorization: Bearer/Basic)"},
+        "max_predictions": {"type": "string", "description": "1 to 1000, default 20"},
+    },
+}
+
+
+def _vision_errors(*codes: int) -> dict[str, Any]:
+    """The DeepStack API answers errors in its own form ({success: false, error}), not problem+json."""
+    return {
+        str(c): {"description": "an error", "content": {"application/json": {"schema": _ref("ErrorResponse")}}}
+        for c in codes
+    }
+
+
+def _vision_paths() -> dict[str, Any]:
+    detect = {
+        "summary": "DeepStack / CodeProject.AI object detection of one JPEG (a 1-moment Pro-lane event)",
+        "security": BEARER,
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": VISION_FORM}}},
+        "responses": {**_ok("DetectionResponse"), **_vision_errors(400, 401, 413, 429, 500, 503, 504)},
+    }
+    model = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+    listing = {
+        "summary": "The models the online workers run",
+        "security": BEARER,
+        "responses": {**_ok("ModelList"), **_vision_errors(401, 503)},
+    }
+    return {
+        "/v1/vision/detection": {"post": detect},
+        "/v1/vision/custom/list": {"post": listing, "get": listing},
+        "/v1/vision/custom/{model}": {"post": {**detect, "parameters": [model]}},
+        "/v1/server/status/ping": {
+            "get": {"summary": "CodeProject.AI's liveness check", "responses": {"200": {"description": "alive"}}}
+        },
+    }
+
 
 def build() -> dict[str, Any]:
     schemas: dict[str, Any] = {
@@ -187,6 +229,9 @@ def build() -> dict[str, Any]:
         DeadLetterRequest,
         DeadLetterResponse,
         *ADMIN_BODIES,
+        DetectionResponse,
+        ErrorResponse,
+        ModelList,
     ]
     for model in models:
         schema = model.model_json_schema(ref_template=REF)
@@ -352,6 +397,7 @@ def build() -> dict[str, Any]:
     }
     paths.update(_problem_paths())
     paths.update(_admin_paths())
+    paths.update(_vision_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Insane AI Security relay", "version": "1"},

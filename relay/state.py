@@ -49,6 +49,8 @@ class Tenant:
     routing: str = "shared"
     shared_after_s: float | None = None
     allow_ports: tuple[int, ...] = ()
+    vision_rate_per_s: float = 1.0  # the DeepStack API's own bucket (relay/vision.py)
+    vision_burst: int = 10
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,11 @@ class RelayState:
         self.workers.clear()
 
     async def tenant(self, request: Request) -> Tenant:
-        secret = parse_secret(API_KEY_PREFIX, request.headers.get("authorization"))
+        return await self.tenant_for(request.headers.get("authorization"))
+
+    async def tenant_for(self, credential: str | None) -> Tenant:
+        """The tenant of an API key (``ik_...``, with or without ``Bearer``), or Problem(401)."""
+        secret = parse_secret(API_KEY_PREFIX, credential)
         cached = self.keys.get(secret.id)
         if cached is None:
             try:
@@ -176,6 +182,8 @@ def _tenant(row: asyncpg.Record | None) -> Tenant | None:
         row["routing"],
         row["shared_after_s"],
         tuple(row["allow_ports"]),
+        row["vision_rate_per_s"],
+        row["vision_burst"],
     )
 
 

@@ -47,7 +47,10 @@ def storable_text(value: str) -> bool:
     return True
 
 
-TIER_COLUMNS = "t.name AS tier, t.lane, t.daily_deep_reviews, t.deep_min_moments, t.rate_per_s, t.burst, t.max_k"
+TIER_COLUMNS = (
+    "t.name AS tier, t.lane, t.daily_deep_reviews, t.deep_min_moments, t.rate_per_s, t.burst, t.max_k, "
+    "t.vision_rate_per_s, t.vision_burst"
+)
 ROUTINGS = ("own", "shared", "own-then-shared")
 # The routing in effect: the tenant's own choice, else own once it has a dedicated worker, else shared.
 ROUTING_COLUMNS = (

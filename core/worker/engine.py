@@ -39,6 +39,10 @@ from core.worker.throttle import Throttle, spread
 log = logging.getLogger(__name__)
 
 
+class WorkerNotRunning(Exception):
+    """The worker is not running (starting, or stopped): it cannot review a single image now."""
+
+
 class Worker:
     def __init__(
         self,
@@ -140,6 +144,30 @@ class Worker:
         if self._poster is not None:
             held += self._poster.lease_ids()
         return list(dict.fromkeys(held))[:4096]
+
+    # ----- single images outside any event (the LAN API, core/lan) --------------------------------
+
+    @property
+    def batch_size(self) -> int:
+        return self._batcher.batch_size if self._batcher is not None else 0
+
+    @property
+    def relay_busy(self) -> bool:
+        """The worker holds relay work it has not finished reviewing."""
+        return bool(self._jobs)
+
+    async def prepare_image(self, data: bytes) -> Any:
+        """One image decoded in the worker's decode pool; raises core.imageinfo.ImageError or WorkerNotRunning."""
+        if self._decode is None or self._batcher is None or self._stopping or self._stopped:
+            raise WorkerNotRunning("the worker is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._decode, self.detector.prepare, data)
+
+    async def infer_prepared(self, prepared: Any, priority: tuple) -> list:
+        """Its detections through the batcher shared with relay work (lower ``priority`` first; relay work is
+        ``(0|1|2, ...)``); raises InferenceError, or WorkerNotRunning."""
+        if self._batcher is None or self._stopped:
+            raise WorkerNotRunning("the worker is not running")
+        return await self._batcher.submit(prepared, priority)
 
     async def stop(self, drain: bool = True) -> None:
         """Stop leasing; with ``drain`` finish and post what is held (bounded by ``stop_timeout_s``),

@@ -58,11 +58,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "else 1; prints why (a container's HEALTHCHECK)",
     )
     p.add_argument("--max-age", type=float, default=30.0, help="seconds --check-health accepts (default 30)")
+    p.add_argument(
+        "--serve-deepstack",
+        metavar="[HOST:]PORT",
+        help="also serve the DeepStack / CodeProject.AI detection API on this address (CodeProject.AI's port is "
+        "32168; loopback unless a host is given, e.g. 0.0.0.0:32168); overrides INSANE_SERVE_DEEPSTACK",
+    )
     p.set_defaults(func=worker_command, settings_overrides=_overrides)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"relay_url": args.relay_url, "model": args.model, "worker_threads": args.threads}
+    return {
+        "relay_url": args.relay_url,
+        "model": args.model,
+        "worker_threads": args.threads,
+        "serve_deepstack": getattr(args, "serve_deepstack", None),
+    }
 
 
 def status_line(s) -> str:
@@ -77,7 +88,7 @@ def status_line(s) -> str:
     return f"{line}  ({s.state_detail})" if s.state_detail else line
 
 
-def snapshot_json(s) -> str:
+def snapshot_json(s, lan=None) -> str:
     body = {
         "at": s.at,
         "state": str(s.state),
@@ -95,6 +106,12 @@ def snapshot_json(s) -> str:
         "events_total": s.events_total,
         "errors_total": s.errors_total,
     }
+    if lan is not None:
+        body["lan"] = {
+            "requests_per_s": round(lan.requests_per_s, 3),
+            "requests_total": lan.requests_total,
+            "errors_total": lan.errors_total,
+        }
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -175,20 +192,47 @@ def worker_command(args: argparse.Namespace, settings) -> int:
     except (WorkerSetupError, DetectorError, DownloadError, ValueError) as exc:
         print(f"insane worker: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_run(worker, as_json=args.json, health_file=args.health_file))
+    return asyncio.run(_run(worker, as_json=args.json, health_file=args.health_file, settings=settings))
 
 
-async def _run(worker, as_json: bool, health_file: Path | None = None) -> int:
+async def _start_lan(worker, settings):
+    """The DeepStack API beside the worker; None (and the worker stopped) when it cannot start."""
+    from core.lan.server import LanConfig, LanError, LanServer
+
+    lan = LanServer(worker, LanConfig.from_settings(settings))
+    try:
+        await lan.start()
+    except LanError as exc:
+        print(f"insane worker: {exc}", file=sys.stderr)
+        return None
+    print(f"DeepStack / CodeProject.AI API on {lan.url}/v1/vision/detection", file=sys.stderr)
+    return lan
+
+
+async def _run(worker, as_json: bool, health_file: Path | None = None, settings=None) -> int:
     loop = asyncio.get_running_loop()
     tty = sys.stdout.isatty() and not as_json
     signals = 0
     stopping: list[asyncio.Task] = []
+    running = asyncio.create_task(worker.run(), name="worker")
+    lan = None
+    if settings is not None and settings.serve_deepstack:
+        lan = await _start_lan(worker, settings)
+        if lan is None:
+            await worker.stop(drain=False)
+            await running
+            return 2
+
+    async def stop(drain: bool) -> None:
+        if lan is not None:
+            await lan.stop()  # first: no new LAN request may reach a stopping worker
+        await worker.stop(drain=drain)
 
     def on_signal() -> None:
         nonlocal signals
         signals += 1
         log.info("stopping (%s)", "dropping what is held" if signals > 1 else "finishing what is held")
-        stopping.append(loop.create_task(worker.stop(drain=signals == 1)))
+        stopping.append(loop.create_task(stop(drain=signals == 1)))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
@@ -199,13 +243,15 @@ async def _run(worker, as_json: bool, health_file: Path | None = None) -> int:
                 write_health(health_file, snapshot_json(snap))
             except OSError as exc:
                 log.warning("cannot write the health file %s: %s", health_file, exc)
+        lan_stats = lan.stats() if lan is not None else None
         if as_json:
-            print(snapshot_json(snap), flush=True)
+            print(snapshot_json(snap, lan_stats), flush=True)
         elif tty:
-            print("\r\x1b[2K" + status_line(snap)[:200], end="", flush=True)
+            line = status_line(snap) + (f"  LAN {lan_stats.requests_per_s:.1f} req/s" if lan_stats else "")
+            print("\r\x1b[2K" + line[:200], end="", flush=True)
 
     worker.subscribe(show)
-    await worker.run()
+    await running
     if tty:
         print()
     snap = worker.snapshot()

@@ -7,7 +7,7 @@
 #
 # Output: dist/<flavour>/insane-desktop/ (the one-folder bundle) and
 #         dist/insane-desktop-<version>-linux-<arch>[-gpu].tar.gz (bundle + .desktop entry + icons + install.sh).
-# Fails when the bundle holds torch, Ultralytics, OpenCV, Starlette, asyncpg or uvicorn, when it is over
+# Fails when the bundle holds torch, Ultralytics, OpenCV, asyncpg or relay/, when it is over
 # INSANE_BUNDLE_MAX_MB (250 for cpu, 1500 for gpu: the CUDA provider alone is hundreds of MB), model
 # included, or when `insane-desktop --self-test` fails from the unpacked archive.
 # INSANE_BUNDLE_MODEL=path.onnx: the model to carry (see pyinstaller.spec; `./dev.sh bundle` finds one).

@@ -103,3 +103,14 @@ def test_use_gpu_names_the_device_it_finds(monkeypatch) -> None:
     assert not is_on_gpu("OpenVINOCPU")
     named = gpu_choice(["CUDAExecutionProvider", "CPUExecutionProvider"], label=lambda n: "NVIDIA GeForce RTX 3060")
     assert named.text == "Use GPU (NVIDIA GeForce RTX 3060)"
+
+
+def test_lan_line_says_where_the_api_serves_and_its_rate() -> None:
+    from core.lan.service import LanStats
+    from desktop.status import lan_line
+
+    assert lan_line(None) == ""
+    assert lan_line("http://127.0.0.1:32168", LanStats(0.25, 3, 0, 0)) == "DeepStack API on 127.0.0.1:32168 · 0.2 req/s"
+    assert lan_line(None, problem="DeepStack API: cannot listen on 0.0.0.0:80") == (
+        "DeepStack API: cannot listen on 0.0.0.0:80"
+    )

@@ -140,7 +140,16 @@ def test_settings_dialog_reports_values(qtbot, artifacts: Path) -> None:
         "model": "fall-yolov8s",
         "worker_threads": 3,
         "start_at_login": True,
+        "serve_deepstack": None,  # the DeepStack API is off unless the user turns it on
+        "deepstack_api_key": None,
     }
+    assert not dialog.lan_address.isEnabled() and dialog.lan_address.text() == "127.0.0.1:32168"
+    dialog.serve_deepstack.setChecked(True)
+    dialog.lan_address.setText(" 0.0.0.0:32168 ")
+    dialog.lan_key.setText("k")
+    with qtbot.waitSignal(dialog.save_requested) as blocker:
+        dialog.buttons.accepted.emit()
+    assert (blocker.args[0]["serve_deepstack"], blocker.args[0]["deepstack_api_key"]) == ("0.0.0.0:32168", "k")
     with qtbot.assertNotEmitted(dialog.enroll_requested):
         dialog.enroll_button.click()
     assert "paste the one-time code" in dialog.message.text()

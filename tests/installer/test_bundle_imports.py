@@ -25,6 +25,8 @@ sys.meta_path.insert(0, Blocked())
 from core.detect import preprocess
 assert preprocess.cv2 is None, "OpenCV was imported"
 import desktop.app, desktop.controller, core.worker.build  # the tray app and the worker it builds
+import core.lan.server  # the DeepStack API the tray may serve: Starlette and uvicorn, never the relay's stack
+assert not {m.split(".")[0] for m in sys.modules} & {"asyncpg", "relay"}, "the relay's stack was imported"
 from core.settings import load_settings
 from desktop.selftest import self_test
 sys.exit(self_test(load_settings(model=sys.argv[1])))

@@ -206,4 +206,5 @@ PATH_IDS: dict[str, Callable[[Known], str]] = {
     "key_id": lambda k: "0123456789abcdef",
     "blob": lambda k: "0" * 32,
     "slug": lambda k: "quota-exceeded",
+    "model": lambda k: "yolov8n",
 }
