@@ -22,14 +22,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = actions.add_parser("list", help="known and installed models")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=list_command)
-    dl = actions.add_parser("download", help="fetch a known model's weights (size and SHA-256 checked)")
+    dl = actions.add_parser(
+        "download",
+        help="fetch a known model (size and SHA-256 checked) and convert it to ONNX (no torch needed)",
+    )
     dl.add_argument("name")
+    dl.add_argument("--pt", action="store_true", help="only fetch the .pt weights, do not convert them")
     dl.set_defaults(func=download_command)
-    imp = actions.add_parser("import", help="check a .onnx (or .pt) file and copy it into the model folder")
+    imp = actions.add_parser(
+        "import",
+        help="an Ultralytics .pt (converted to ONNX, no torch needed) or a .onnx file, into the model folder",
+    )
     imp.add_argument("path", type=Path)
     imp.add_argument("--name", help="name to use (default: the file's stem)")
     imp.set_defaults(func=import_command)
-    ex = actions.add_parser("export", help="turn an Ultralytics .pt into ONNX (needs the export extra)")
+    ex = actions.add_parser(
+        "export", help="turn an Ultralytics .pt into ONNX with Ultralytics itself (needs the export extra, torch)"
+    )
     ex.add_argument("path", type=Path)
     ex.add_argument("--imgsz", type=int, default=640)
     ex.add_argument("--rect", action="store_true", help="384×640 for 16:9 frames (with --imgsz 640)")
@@ -105,12 +114,18 @@ def download_command(args: argparse.Namespace, settings) -> int:
         pct = f"{100 * done / total:5.1f}%" if total else ""
         print(f"\r{args.name}: {done / 1e6:7.1f} MB {pct}", end="", file=sys.stderr, flush=True)
 
+    def converting() -> None:
+        print(f"\n{args.name}: converting to ONNX…", end="", file=sys.stderr, flush=True)
+
     try:
-        path = ModelRegistry(settings.model_dir).download(args.name, progress=progress)
+        path = ModelRegistry(settings.model_dir).download(
+            args.name, kind="pt" if args.pt else None, progress=progress, on_convert=converting
+        )
     except (DownloadError, DetectorError) as exc:
         print(f"\ninsane model download: {exc}", file=sys.stderr)
         return 1
-    print(f"\n{path}")
+    print(file=sys.stderr)
+    _print_model(path)
     return 0
 
 
@@ -120,12 +135,18 @@ def import_command(args: argparse.Namespace, settings) -> int:
     except DetectorError as exc:
         print(f"insane model import: {exc}", file=sys.stderr)
         return 1
-    if path.suffix == ".onnx":
-        info = describe(path)
-        print(f"{path}: {len(info['labels'])} classes, input {info['input_shape']} {info['input_type']}")
-    else:
-        print(path)
+    _print_model(path)
     return 0
+
+
+def _print_model(path: Path) -> None:
+    if path.suffix != ".onnx":
+        print(path)
+        return
+    info = describe(path)
+    labels = info["labels"]
+    shown = ", ".join(labels[:5]) + ("…" if len(labels) > 5 else "")
+    print(f"{path}: {len(labels)} classes ({shown}), input {info['input_shape']} {info['input_type']}")
 
 
 def export_command(args: argparse.Namespace, settings) -> int:
