@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     relay_url: str = Field("http://127.0.0.1:8787", description="the relay's base URL, http(s)://host[:port]")
     model: str = Field("yolov8n", description="a model name from `insane model list`, or a path to a .onnx file")
     model_dir: Path = Field(default_factory=default_model_dir, description="a folder for downloaded models")
+    model_catalog: Path | None = Field(
+        None,
+        description='a JSON file of more models to fetch by name, {"models": [{"name", "url", "sha256", "size"}]} '
+        "(a .pt is converted to ONNX)",
+    )
     worker_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,

@@ -30,6 +30,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.detect.base import DetectorError, ModelNotFound
 from core.detect.download import DownloadError, HashMismatch, Progress, download, sha256_file
@@ -152,6 +153,16 @@ class ModelRegistry:
         self.known = {spec.name: spec for spec in known}
         self.bundled_dir = bundled_dir if bundled_dir is not None else bundled_model_dir()
         self._verified: dict[Path, tuple[int, int]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ModelRegistry:
+        """The registry of ``settings.model_dir``, knowing the models of ``settings.model_catalog`` too."""
+        catalog = getattr(settings, "model_catalog", None)
+        if catalog is None:
+            return cls(settings.model_dir)
+        from core.detect.catalog import load_catalog
+
+        return cls(settings.model_dir, known=KNOWN + load_catalog(Path(catalog)))
 
     def bundled(self) -> list[str]:
         """Names of the ONNX models the bundle carries, in name order (empty outside a bundle)."""

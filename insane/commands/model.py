@@ -100,7 +100,11 @@ def add_bench_arguments(b: argparse.ArgumentParser) -> None:
 
 
 def list_command(args: argparse.Namespace, settings) -> int:
-    rows = ModelRegistry(settings.model_dir).entries()
+    try:
+        rows = ModelRegistry.from_settings(settings).entries()
+    except DetectorError as exc:
+        print(f"insane model list: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -118,7 +122,7 @@ def download_command(args: argparse.Namespace, settings) -> int:
         print(f"\n{args.name}: converting to ONNX…", end="", file=sys.stderr, flush=True)
 
     try:
-        path = ModelRegistry(settings.model_dir).download(
+        path = ModelRegistry.from_settings(settings).download(
             args.name, kind="pt" if args.pt else None, progress=progress, on_convert=converting
         )
     except (DownloadError, DetectorError) as exc:
@@ -131,7 +135,7 @@ def download_command(args: argparse.Namespace, settings) -> int:
 
 def import_command(args: argparse.Namespace, settings) -> int:
     try:
-        path = ModelRegistry(settings.model_dir).import_file(args.path, args.name)
+        path = ModelRegistry.from_settings(settings).import_file(args.path, args.name)
     except DetectorError as exc:
         print(f"insane model import: {exc}", file=sys.stderr)
         return 1
@@ -164,8 +168,8 @@ def export_command(args: argparse.Namespace, settings) -> int:
 def quantize_command(args: argparse.Namespace, settings) -> int:
     from core.detect.quantize import calibration_images, quantize_model
 
-    registry = ModelRegistry(settings.model_dir)
     try:
+        registry = ModelRegistry.from_settings(settings)
         src = registry.resolve(args.model)
         images = calibration_images(args.calib)
         name = args.name or (Path(args.model).stem if looks_like_path(args.model) else args.model)
