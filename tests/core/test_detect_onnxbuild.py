@@ -201,3 +201,39 @@ def test_an_unknown_module_is_named_with_where_it_sits(tmp_path: Path) -> None:
     (tmp_path / "m.pt").write_bytes(_crafted(layers))
     with pytest.raises(UnsupportedModel, match=r"unsupported module torch\.nn\.modules\.conv\.C2f"):
         build_onnx(read_checkpoint(tmp_path / "m.pt"))
+
+
+def test_hostile_sizes_are_refused_before_anything_is_allocated(tmp_path: Path) -> None:
+    """Counts a file could use to make the builder loop 10⁹ times or onnxruntime allocate terabytes."""
+    from core.detect.checkpoint import CheckpointError
+    from tests.core.pickles import tensor
+
+    head = module("ultralytics.nn.modules.head.Detect", f=[0], i=1, nc=1)
+    weight = {"weight": tensor("FloatStorage", "0", 9, (1, 1, 3, 3))}
+    conv = module("torch.nn.modules.conv.Conv2d", weight, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
+    pool = module("torch.nn.modules.pooling.MaxPool2d", kernel_size=5, stride=1, padding=2)
+    cases = {
+        "upsampling factor 1000000.0 is outside 1..16": module(
+            "torch.nn.modules.upsampling.Upsample", f=-1, scale_factor=1e6, mode="nearest"
+        ),
+        "1000000000 is outside 1..16": module(
+            "ultralytics.nn.modules.block.SPPF", children={"cv1": conv, "cv2": conv, "m": pool}, f=-1, n=10**9
+        ),
+        "1000 is outside 0..64": module(
+            "torch.nn.modules.conv.Conv2d", weight, f=-1, stride=(1, 1), padding=(1000, 1000), groups=1
+        ),
+    }
+    for message, layer in cases.items():
+        seq = module("torch.nn.modules.container.Sequential", children={"0": layer, "1": head})
+        model = module("ultralytics.nn.tasks.DetectionModel", children={"model": seq})
+        (tmp_path / "m.pt").write_bytes(torch_zip(dumps({"model": model}), {"0": bytes(36)}))
+        with pytest.raises(CheckpointError, match=message):
+            build_onnx(read_checkpoint(tmp_path / "m.pt"))
+    big = module("ultralytics.nn.modules.head.Detect", f=[0], i=1, nc=10**9)
+    identity = module("torch.nn.modules.linear.Identity", f=-1)
+    seq = module("torch.nn.modules.container.Sequential", children={"0": identity, "1": big})
+    (tmp_path / "m.pt").write_bytes(
+        torch_zip(dumps({"model": module("ultralytics.nn.tasks.DetectionModel", children={"model": seq})}))
+    )
+    with pytest.raises(CheckpointError, match=r"model\.1: 1000000000 is outside 1\.\.100000"):
+        build_onnx(read_checkpoint(tmp_path / "m.pt"))

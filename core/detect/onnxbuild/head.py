@@ -10,6 +10,8 @@ from __future__ import annotations
 from core.detect.checkpoint import CheckpointError, Module, UnsupportedModel
 from core.detect.onnxbuild.layers import Builder, as_int, emits
 
+MAX_CLASSES = 100_000  # LVIS has 1,203; a larger count is a hostile file's way to allocate
+
 # Heads that subclass Detect or replace it, and what they do: named in the "unsupported" error.
 OTHER_HEADS = {
     "Segment": "instance segmentation",
@@ -33,7 +35,7 @@ def detect(b: Builder, m: Module, xs: object, path: str) -> str:
     if not isinstance(xs, list) or not xs:
         raise CheckpointError(f"{path}: Detect takes the feature maps of several levels")
     a = m.attrs
-    nc, reg_max = as_int(a.get("nc"), path), as_int(a.get("reg_max", 16), path)
+    nc, reg_max = as_int(a.get("nc"), path, 1, MAX_CLASSES), as_int(a.get("reg_max", 16), path, 1, 64)
     if m.child("one2one_cv2") is not None:
         raise UnsupportedModel(f"{path}: an end-to-end (NMS-free) Detect head does not convert; only the YOLOv8/11 one")
     boxes_by_level, cls_by_level = b.items(m, "cv2", path), b.items(m, "cv3", path)

@@ -20,6 +20,8 @@ from core.detect.checkpoint import CheckpointError, Module, UnsupportedModel
 from core.detect.onnxbuild.graph import Graph
 
 Emitter = Callable[["Builder", Module, Any, str], Any]
+GEOMETRY_MAX = 64  # strides, paddings, dilations and kernels of any YOLO are a few pixels
+SCALE_MAX = 16  # upsampling factor (YOLO's necks use 2)
 EMITTERS: dict[str, tuple[str, Emitter]] = {}  # class name -> (namespace it must come from, emitter)
 
 
@@ -63,7 +65,7 @@ class Builder:
         bias = conv.tensor("bias")
         if a.get("padding_mode", "zeros") != "zeros":
             raise UnsupportedModel(f"unsupported padding mode {a.get('padding_mode')!r} at {path}")
-        stride, dilation = _pair(a.get("stride", 1), path), _pair(a.get("dilation", 1), path)
+        stride, dilation = _pair(a.get("stride", 1), path, 1), _pair(a.get("dilation", 1), path, 1)
         pads = _pads(a.get("padding", 0), w.shape[2:], dilation, path)
         if bn is not None:
             w, bias = fold_batchnorm(w, bias, bn, path)
@@ -78,7 +80,7 @@ class Builder:
             strides=stride,
             pads=pads,
             dilations=dilation,
-            group=as_int(a.get("groups", 1), path),
+            group=as_int(a.get("groups", 1), path, 1, w.shape[0]),
         )
 
     def split(self, x: str, sizes: list[int], path: str, axis: int = 1) -> list[str]:
@@ -109,17 +111,21 @@ def fold_batchnorm(w: np.ndarray, b: np.ndarray | None, bn: Module, path: str) -
     return folded_w, folded_b
 
 
-def as_int(value: Any, path: str) -> int:
+def as_int(value: Any, path: str, lo: int = 0, hi: int = 1 << 20) -> int:
+    """An integer attribute within [lo, hi]: a hostile file's 10⁹ repeats or 10⁶ paddings stop here, not in
+    onnxruntime's memory."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise CheckpointError(f"{path}: expected an integer, found {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise CheckpointError(f"{path}: {value} is outside {lo}..{hi}")
     return value
 
 
-def _pair(value: Any, path: str) -> list[int]:
+def _pair(value: Any, path: str, lo: int = 0, hi: int = GEOMETRY_MAX) -> list[int]:
     values = list(value) if isinstance(value, tuple | list) else [value, value]
     if len(values) != 2:
         raise UnsupportedModel(f"{path}: only 2-D convolutions and pooling convert")
-    return [as_int(v, path) for v in values]
+    return [as_int(v, path, lo, hi) for v in values]
 
 
 def _pads(padding: Any, kernel: tuple[int, ...], dilation: list[int], path: str) -> list[int]:
@@ -191,6 +197,8 @@ def _upsample(b: Builder, m: Module, x: str, path: str) -> str:
     if a.get("mode", "nearest") != "nearest" or a.get("size") is not None or scale is None:
         raise UnsupportedModel(f"{path}: only nearest upsampling by a scale factor converts")
     sh, sw = (scale, scale) if isinstance(scale, int | float) else tuple(scale)
+    if not all(isinstance(v, int | float) and 1 <= v <= SCALE_MAX for v in (sh, sw)):
+        raise CheckpointError(f"{path}: upsampling factor {scale!r} is outside 1..{SCALE_MAX}")
     scales = b.g.floats([1.0, 1.0, float(sh), float(sw)])
     return b.g.op(
         "Resize",
@@ -205,8 +213,8 @@ def _upsample(b: Builder, m: Module, x: str, path: str) -> str:
 @emits("torch.nn.", "MaxPool2d")
 def _maxpool(b: Builder, m: Module, x: str, path: str) -> str:
     a = m.attrs
-    kernel = _pair(a.get("kernel_size"), path)
-    stride = _pair(a.get("stride") or a.get("kernel_size"), path)
+    kernel = _pair(a.get("kernel_size"), path, 1)
+    stride = _pair(a.get("stride") or a.get("kernel_size"), path, 1)
     ph, pw = _pair(a.get("padding", 0), path)
     return b.g.op(
         "MaxPool",
@@ -215,7 +223,7 @@ def _maxpool(b: Builder, m: Module, x: str, path: str) -> str:
         kernel_shape=kernel,
         strides=stride,
         pads=[ph, pw, ph, pw],
-        dilations=_pair(a.get("dilation", 1), path),
+        dilations=_pair(a.get("dilation", 1), path, 1),
         ceil_mode=int(bool(a.get("ceil_mode", False))),
     )
 
@@ -254,7 +262,7 @@ def _c3(b: Builder, m: Module, x: str, path: str) -> str:
 def _sppf(b: Builder, m: Module, x: str, path: str) -> str:
     ys = [b.emit(b.child(m, "cv1", path), x, f"{path}.cv1")]
     pool = b.child(m, "m", path)
-    for _ in range(as_int(m.attrs.get("n", 3), path)):
+    for _ in range(as_int(m.attrs.get("n", 3), path, 1, 16)):
         ys.append(b.emit(pool, ys[-1], f"{path}.m"))
     y = b.emit(b.child(m, "cv2", path), b.concat(ys, f"{path}.concat"), f"{path}.cv2")
     return b.g.op("Add", [y, x], f"{path}.add") if m.attrs.get("add") else y
