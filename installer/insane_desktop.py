@@ -47,7 +47,10 @@ def pick_model(args: list[str]) -> None:
     elif choice.how == "present":
         print(f"insane-desktop: model {settings.model} is not on this PC; running {choice.name} instead")
     else:
-        print(f"insane-desktop: no model on this PC yet; downloading {choice.name} once into {settings.model_dir}")
+        print(
+            f"insane-desktop: no model on this PC yet; downloading {choice.name} once into {settings.model_dir}",
+            flush=True,  # before the progress line, which goes to stderr
+        )
         headless = "--self-test" in args or (
             sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
         )
