@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
-from core.services import EmbeddedServices  # noqa: E402
 
 from core.detect import detector_config_from_settings, load_detector  # noqa: E402
 from core.lan.server import LanConfig, LanServer  # noqa: E402
@@ -47,6 +46,7 @@ from core.worker.http_source import HttpLeaseSource  # noqa: E402
 from insane.devkit import models  # noqa: E402
 from insane.devkit.client import enroll_worker, make_tenant  # noqa: E402
 from insane.devkit.relay import RelayServer, fresh_database, relay_settings  # noqa: E402
+from insane.devkit.services import EmbeddedServices  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

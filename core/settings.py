@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         description="an http(s) base URL serving the known models' files by name, instead of their sources "
         "(same size and SHA-256 checks)",
     )
+    model_catalog: Path | None = Field(
+        None,
+        description='a JSON file of more models to fetch by name, {"models": [{"name", "url", "sha256", "size"}]} '
+        "(a .pt is converted to ONNX)",
+    )
     worker_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,

@@ -1,13 +1,14 @@
 """Which model the app runs on a fresh install, and fetching it on first run.
 
-    choice = choose_model(settings, ModelRegistry(settings.model_dir))
+    choice = choose_model(settings, ModelRegistry.from_settings(settings))
     if choice.how == "download":
-        fetch_in_console(registry, choice.name)      # or fetch_in_dialog(...) for the tray app
+        installed = fetch_in_console(registry, choice.name)   # or fetch_in_dialog(...) for the tray app
+        print(installed.summary)                                # "Installed yolov8n: YOLOv8n, 80 classes (…)"
 
-The configured model runs whenever this PC has it. A fresh install has only what the app carries
-(``models/`` inside the desktop bundle), so it runs that. With nothing carried, the first run fetches
-:data:`FIRST_RUN_MODEL`: the one known model with a pinned ONNX download, size and SHA-256 checked,
-resumable, which runs without torch or an export step.
+The configured model runs whenever this PC has it. A bundle that carries a model runs that one. Otherwise
+the first run fetches the configured model when it is one the registry can download (a known name, or
+one of the user's catalogue), else :data:`FIRST_RUN_MODEL`: COCO YOLOv8n, whose pinned ``.pt`` (6.5 MB,
+size and SHA-256 checked, resumable) is converted to ONNX on this PC without torch.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from pathlib import Path
 
 from core.detect.base import DetectorError, ModelNotFound
 from core.detect.download import DownloadError
-from core.detect.registry import ModelRegistry
+from core.detect.registry import ModelRegistry, describe
 
-FIRST_RUN_MODEL = "fall-yolov8s"
+FIRST_RUN_MODEL = "yolov8n"
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,21 @@ class Choice:
     how: str  # "configured", "carried", "present" (the first-run model, already here) or "download"
 
 
+@dataclass(frozen=True)
+class Installed:
+    name: str
+    path: Path
+    labels: list[str]
+
+    @property
+    def summary(self) -> str:
+        shown = ", ".join(self.labels[:6]) + ("…" if len(self.labels) > 6 else "")
+        return f"Installed the detection model {self.name}: {len(self.labels)} classes ({shown}), in {self.path}"
+
+
 def choose_model(settings, registry: ModelRegistry) -> Choice:
-    """The model to run: the configured one if present, else the carried one, else the first-run download
-    (fetched already, or to fetch now)."""
+    """The model to run: the configured one if present, else the carried one, else a download (the configured
+    model when it can be fetched, else the first-run model), or the first-run model fetched already."""
     try:
         registry.resolve(settings.model)
         return Choice(settings.model, "configured")
@@ -41,6 +54,8 @@ def choose_model(settings, registry: ModelRegistry) -> Choice:
     carried = registry.bundled()
     if carried:
         return Choice(FIRST_RUN_MODEL if FIRST_RUN_MODEL in carried else carried[0], "carried")
+    if downloadable(registry, settings.model):
+        return Choice(settings.model, "download")
     try:
         registry.resolve(FIRST_RUN_MODEL)
         return Choice(FIRST_RUN_MODEL, "present")  # fetched on an earlier first run, or installed otherwise
@@ -48,30 +63,59 @@ def choose_model(settings, registry: ModelRegistry) -> Choice:
         return Choice(FIRST_RUN_MODEL, "download")
 
 
+def present_instead(registry: ModelRegistry, missing: str) -> str | None:
+    """A model this PC has, to run when ``missing`` cannot be fetched: a known one first, then any in the cache."""
+    names = [n for n in registry.known if n != missing]
+    names += [row["name"] for row in registry.entries() if row["name"] not in names and row["name"] != missing]
+    for name in names:
+        try:
+            registry.resolve(name)
+            return name
+        except DetectorError:  # not here, or corrupt
+            continue
+    return None
+
+
+def downloadable(registry: ModelRegistry, name: str) -> bool:
+    spec = registry.known.get(name)
+    return spec is not None and any(source.url for source in spec.sources)
+
+
 class Cancelled(DownloadError):
     """The user stopped the download; the part file stays, and the next start resumes it."""
 
 
-def fetch_in_console(registry: ModelRegistry, name: str, out=sys.stderr) -> Path:
-    """Download ``name`` with a one-line progress display on ``out``; raises DownloadError or DetectorError."""
+def _installed(name: str, path: Path) -> Installed:
+    return Installed(name, path, list(describe(path)["labels"]))
+
+
+def fetch_in_console(registry: ModelRegistry, name: str, out=sys.stderr) -> Installed:
+    """Download and convert ``name`` with a one-line progress display on ``out``; raises DownloadError or
+    DetectorError."""
 
     def progress(done: int, total: int | None) -> None:
         pct = f" {100 * done / total:5.1f}%" if total else ""
         print(f"\rdownloading the model {name}: {done / 1e6:6.1f} MB{pct}", end="", file=out, flush=True)
 
+    def converting() -> None:
+        print(f"\nconverting {name} to ONNX…", end="", file=out, flush=True)
+
     try:
-        return registry.download(name, kind="onnx", progress=progress)
+        path = registry.download(name, progress=progress, on_convert=converting)
     finally:
         print(file=out)
+    return _installed(name, path)
 
 
-def fetch_in_dialog(registry: ModelRegistry, name: str, parent=None) -> Path:
-    """Download ``name`` off the GUI thread behind a progress dialog with Cancel (raises :class:`Cancelled`)."""
+def fetch_in_dialog(registry: ModelRegistry, name: str, parent=None, linger_s: float = 20.0) -> Installed:
+    """Download and convert ``name`` off the GUI thread behind a progress dialog with Cancel (raises
+    :class:`Cancelled`), then say in the same window what was installed until OK or ``linger_s`` seconds."""
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QProgressDialog
 
-    state: dict[str, object] = {"done": 0, "total": None}
+    state: dict[str, object] = {"done": 0, "total": None, "converting": False}
     cancel = threading.Event()
+    title = f"Downloading the detection model {name} (first run only)…"
 
     def progress(done: int, total: int | None) -> None:
         state["done"], state["total"] = done, total
@@ -80,26 +124,28 @@ def fetch_in_dialog(registry: ModelRegistry, name: str, parent=None) -> Path:
 
     def work() -> None:
         try:
-            state["path"] = registry.download(name, kind="onnx", progress=progress)
+            path = registry.download(name, progress=progress, on_convert=lambda: state.update(converting=True))
+            state["installed"] = _installed(name, path)
         except (DownloadError, DetectorError) as exc:
             state["error"] = exc
 
-    dialog = QProgressDialog(f"Downloading the detection model {name} (first run only)…", "Cancel", 0, 1000, parent)
+    dialog = QProgressDialog(title, "Cancel", 0, 1000, parent)
     dialog.setWindowTitle("Insane AI Security")
     dialog.setMinimumDuration(0)
     dialog.setAutoClose(False)
+    dialog.setAutoReset(False)
     dialog.canceled.connect(cancel.set)
     loop = QEventLoop()
     thread = threading.Thread(target=work, name="insane-model-download", daemon=True)
 
     def tick() -> None:
         total = state["total"]
-        if isinstance(total, int) and total > 0:
+        if state["converting"]:
+            dialog.setValue(999)
+            dialog.setLabelText(f"Converting the detection model {name} to ONNX on this PC…")
+        elif isinstance(total, int) and total > 0:
             dialog.setValue(min(999, int(1000 * int(state["done"]) / total)))
-            dialog.setLabelText(
-                f"Downloading the detection model {name} (first run only)…\n"
-                f"{int(state['done']) / 1e6:.1f} of {total / 1e6:.1f} MB"
-            )
+            dialog.setLabelText(f"{title}\n{int(state['done']) / 1e6:.1f} of {total / 1e6:.1f} MB")
         if not thread.is_alive():
             loop.quit()
 
@@ -110,10 +156,27 @@ def fetch_in_dialog(registry: ModelRegistry, name: str, parent=None) -> Path:
     dialog.show()
     try:
         loop.exec()
+        thread.join()
+        timer.stop()
+        if "installed" in state:
+            _say_done(dialog, state["installed"], linger_s)  # type: ignore[arg-type]
     finally:
         timer.stop()
         dialog.close()
-    thread.join()
     if "error" in state:
         raise state["error"]  # type: ignore[misc]
-    return state["path"]  # type: ignore[return-value]
+    return state["installed"]  # type: ignore[return-value]
+
+
+def _say_done(dialog, installed: Installed, linger_s: float) -> None:
+    """The progress window turns into the answer: what was installed, with an OK button."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    dialog.canceled.disconnect()
+    dialog.setValue(1000)
+    dialog.setCancelButtonText("OK")
+    dialog.setLabelText(installed.summary.replace(": ", ":\n", 1))
+    loop = QEventLoop()
+    dialog.canceled.connect(loop.quit)
+    QTimer.singleShot(int(linger_s * 1000), loop.quit)
+    loop.exec()

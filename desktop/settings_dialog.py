@@ -161,7 +161,12 @@ class SettingsDialog(QDialog):
         self.enroll_requested.emit(self.relay_url.text().strip(), code)
 
     def _import(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a model", "", "ONNX models (*.onnx);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "Import a model",
+            "",
+            "Models (*.onnx *.pt);;ONNX models (*.onnx);;Ultralytics checkpoints (*.pt);;All files (*)",
+        )
         if path:
             self.import_requested.emit(path)
 

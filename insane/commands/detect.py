@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--conf", type=float, help="minimum confidence, 0 to 1 (default 0.25)")
     p.add_argument("--imgsz", type=int, help="input size (default: the model's)")
     p.add_argument("--rect", action="store_true", help="rectangular input for 16:9 frames (640 → 384×640)")
+    p.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="decode large JPEGs at full size (slower; the exact pixels Ultralytics' predict sees)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per image, one per line")
     p.add_argument("--save", type=Path, metavar="DIR", help="write annotated copies into DIR")
     p.set_defaults(func=detect_command)
@@ -36,6 +41,7 @@ def detect_command(args: argparse.Namespace, settings) -> int:
             conf=args.conf,
             imgsz=args.imgsz,
             rect=args.rect or None,
+            reduced_decode=False if args.full_decode else None,
             classes=[c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None,
         )
         det = load_detector(cfg)

@@ -22,14 +22,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = actions.add_parser("list", help="known and installed models")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=list_command)
-    dl = actions.add_parser("download", help="fetch a known model's weights (size and SHA-256 checked)")
+    dl = actions.add_parser(
+        "download",
+        help="fetch a known model (size and SHA-256 checked) and convert it to ONNX (no torch needed)",
+    )
     dl.add_argument("name")
+    dl.add_argument("--pt", action="store_true", help="only fetch the .pt weights, do not convert them")
     dl.set_defaults(func=download_command)
-    imp = actions.add_parser("import", help="check a .onnx (or .pt) file and copy it into the model folder")
+    imp = actions.add_parser(
+        "import",
+        help="an Ultralytics .pt (converted to ONNX, no torch needed) or a .onnx file, into the model folder",
+    )
     imp.add_argument("path", type=Path)
     imp.add_argument("--name", help="name to use (default: the file's stem)")
     imp.set_defaults(func=import_command)
-    ex = actions.add_parser("export", help="turn an Ultralytics .pt into ONNX (needs the export extra)")
+    ex = actions.add_parser(
+        "export", help="turn an Ultralytics .pt into ONNX with Ultralytics itself (needs the export extra, torch)"
+    )
     ex.add_argument("path", type=Path)
     ex.add_argument("--imgsz", type=int, default=640)
     ex.add_argument("--rect", action="store_true", help="384×640 for 16:9 frames (with --imgsz 640)")
@@ -91,7 +100,11 @@ def add_bench_arguments(b: argparse.ArgumentParser) -> None:
 
 
 def list_command(args: argparse.Namespace, settings) -> int:
-    rows = ModelRegistry(settings.model_dir).entries()
+    try:
+        rows = ModelRegistry.from_settings(settings).entries()
+    except DetectorError as exc:
+        print(f"insane model list: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -105,27 +118,39 @@ def download_command(args: argparse.Namespace, settings) -> int:
         pct = f"{100 * done / total:5.1f}%" if total else ""
         print(f"\r{args.name}: {done / 1e6:7.1f} MB {pct}", end="", file=sys.stderr, flush=True)
 
+    def converting() -> None:
+        print(f"\n{args.name}: converting to ONNX…", end="", file=sys.stderr, flush=True)
+
     try:
-        path = ModelRegistry(settings.model_dir).download(args.name, progress=progress)
+        path = ModelRegistry.from_settings(settings).download(
+            args.name, kind="pt" if args.pt else None, progress=progress, on_convert=converting
+        )
     except (DownloadError, DetectorError) as exc:
         print(f"\ninsane model download: {exc}", file=sys.stderr)
         return 1
-    print(f"\n{path}")
+    print(file=sys.stderr)
+    _print_model(path)
     return 0
 
 
 def import_command(args: argparse.Namespace, settings) -> int:
     try:
-        path = ModelRegistry(settings.model_dir).import_file(args.path, args.name)
+        path = ModelRegistry.from_settings(settings).import_file(args.path, args.name)
     except DetectorError as exc:
         print(f"insane model import: {exc}", file=sys.stderr)
         return 1
-    if path.suffix == ".onnx":
-        info = describe(path)
-        print(f"{path}: {len(info['labels'])} classes, input {info['input_shape']} {info['input_type']}")
-    else:
-        print(path)
+    _print_model(path)
     return 0
+
+
+def _print_model(path: Path) -> None:
+    if path.suffix != ".onnx":
+        print(path)
+        return
+    info = describe(path)
+    labels = info["labels"]
+    shown = ", ".join(labels[:5]) + ("…" if len(labels) > 5 else "")
+    print(f"{path}: {len(labels)} classes ({shown}), input {info['input_shape']} {info['input_type']}")
 
 
 def export_command(args: argparse.Namespace, settings) -> int:
@@ -143,8 +168,8 @@ def export_command(args: argparse.Namespace, settings) -> int:
 def quantize_command(args: argparse.Namespace, settings) -> int:
     from core.detect.quantize import calibration_images, quantize_model
 
-    registry = ModelRegistry(settings.model_dir)
     try:
+        registry = ModelRegistry.from_settings(settings)
         src = registry.resolve(args.model)
         images = calibration_images(args.calib)
         name = args.name or (Path(args.model).stem if looks_like_path(args.model) else args.model)

@@ -174,6 +174,86 @@ def yolov8n_pt(cache: Path) -> Path:
     return target
 
 
+def yaml_model_pt(cache: Path, yaml: str) -> Path:
+    """Ultralytics' ``yaml`` (``yolov8n-seg``, ``yolov8n-pose``...) with random weights, saved as a .pt."""
+    target = cache / f"exports-{ultralytics_version()}" / f"{yaml}-random.pt"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(cache, f"{yaml}-pt"):
+        if target.exists():
+            return target
+        _ultralytics_env(cache)
+        code = (
+            "import sys, torch\nfrom ultralytics import YOLO\n"
+            "torch.manual_seed(0)\nYOLO(sys.argv[1]).save(sys.argv[2])\n"
+        )
+        part = target.with_name(target.stem + ".part.pt")
+        subprocess.run(
+            [sys.executable, "-c", code, f"{yaml}.yaml", str(part)], check=True, cwd=target.parent, env=dict(os.environ)
+        )
+        part.replace(target)
+    return target
+
+
+_RANDOM_MODEL_CODE = """
+import sys, cv2, numpy as np, torch
+from ultralytics import YOLO
+from ultralytics.data.augment import LetterBox
+
+torch.manual_seed(0)
+model = YOLO(sys.argv[1])
+net = model.model
+photos = [LetterBox((640, 640))(image=cv2.imread(p)) for p in sys.argv[3:]]
+x = torch.from_numpy(np.stack([p[..., ::-1].transpose(2, 0, 1) for p in photos]).copy()).float() / 255
+# BatchNorm statistics of these photos (cumulative average of one pass): the features stay in range
+# through the whole network instead of fading, so boxes and scores depend on the picture.
+for m in net.modules():
+    if isinstance(m, torch.nn.BatchNorm2d):
+        m.reset_running_stats()
+        m.momentum = None
+net.train()
+with torch.no_grad():
+    net(x)
+net.eval()
+# Shift the class logits so that about 60 (anchor, class) pairs over the photos pass 0.3.
+with torch.no_grad():
+    scores = net(x)[0][:, 4:].clamp(1e-7, 1 - 1e-7)
+logits = torch.log(scores / (1 - scores)).flatten()
+shift = float(torch.logit(torch.tensor(0.3)) - logits.topk(60).values[-1])
+for branch in net.model[-1].cv3:
+    branch[-1].bias.data += shift
+model.save(sys.argv[2])
+"""
+
+
+def random_model_pt(cache: Path, arch: str) -> Path:
+    """``arch`` (``yolov8n``, ``yolov8s``, ``yolo11n``...) with random weights, built from its YAML offline.
+
+    Its BatchNorm statistics come from bus.jpg and zidane.jpg and its class bias is set so that a few dozen
+    boxes pass 0.25 on them: the outputs depend on the input (a wiring mistake shows), but the boxes mean
+    nothing. Saved by Ultralytics itself (fp16, its own pickle), like a trained checkpoint.
+    """
+    target = cache / f"exports-{ultralytics_version()}" / f"{arch}-random-bn.pt"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(cache, f"{arch}-random-bn"):
+        if target.exists():
+            return target
+        _ultralytics_env(cache)
+        part = target.with_name(target.stem + ".part.pt")
+        photos = [str(asset_path(name)) for name in ("bus.jpg", "zidane.jpg")]
+        subprocess.run(
+            [sys.executable, "-c", _RANDOM_MODEL_CODE, f"{arch}.yaml", str(part), *photos],
+            check=True,
+            cwd=target.parent,
+            env=dict(os.environ),
+        )
+        part.replace(target)
+    return target
+
+
 def asset_path(name: str) -> Path:
     """A photo shipped in the Ultralytics wheel (``bus.jpg``, ``zidane.jpg``), found without importing it."""
     from importlib.util import find_spec

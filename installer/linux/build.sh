@@ -10,7 +10,10 @@
 # Fails when the bundle holds torch, Ultralytics, OpenCV, asyncpg or relay/, when it is over
 # INSANE_BUNDLE_MAX_MB (250 for cpu, 1500 for gpu: the CUDA provider alone is hundreds of MB), model
 # included, or when `insane-desktop --self-test` fails from the unpacked archive.
-# INSANE_BUNDLE_MODEL=path.onnx: the model to carry (see pyinstaller.spec; `./dev.sh bundle` finds one).
+# The bundle carries no model: its first run fetches COCO YOLOv8n's pinned .pt and converts it.
+# INSANE_BUNDLE_MODEL=path.onnx: a model to carry all the same (see pyinstaller.spec).
+# INSANE_SELFTEST_PT=path.pt: the self-test's first run fetches this checkpoint from a local HTTP server
+# (pinned by its SHA-256 in a model catalogue) instead of yolov8n.pt from GitHub: no network needed.
 # Needs binutils (strip, objdump) and cc (installer/icu_filter.py) besides Python.
 # No AppImage: appimagetool is in neither Debian's nor PyPI's packages (its own installer downloads it
 # from GitHub), and this project installs only from the package registries.
@@ -98,20 +101,39 @@ echo "build.sh: archive $archive $archive_mb MB"
 # The self-test runs from a fresh unpacking of the archive, with empty home folders: what a user gets.
 # A bundle without a model fetches it here; it keeps this machine's CA and proxy settings for that.
 run=$(mktemp -d)
-trap 'rm -rf "$stage" "$run"' EXIT
+server=""
+trap 'rm -rf "$stage" "$run"; [ -z "$server" ] || kill "$server" 2>/dev/null || true' EXIT
 tar -C "$run" -xzf "$archive"
 mkdir -p -m 700 "$run/home" "$run/runtime"
+selftest_env=()
+if [ -n "${INSANE_SELFTEST_PT:-}" ]; then
+  mkdir -p "$run/serve"
+  cp "$INSANE_SELFTEST_PT" "$run/serve/selftest.pt"
+  port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$venv/bin/python" -m http.server "$port" --bind 127.0.0.1 --directory "$run/serve" >/dev/null 2>&1 &
+  server=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  printf '{"models": [{"name": "selftest", "url": "http://127.0.0.1:%s/selftest.pt", "sha256": "%s", "size": %s}]}\n' \
+    "$port" "$(sha256sum "$run/serve/selftest.pt" | cut -d' ' -f1)" "$(stat -c %s "$run/serve/selftest.pt")" \
+    > "$run/catalog.json"
+  selftest_env=(INSANE_MODEL=selftest INSANE_MODEL_CATALOG="$run/catalog.json")
+  echo "build.sh: the self-test fetches $INSANE_SELFTEST_PT from http://127.0.0.1:$port/selftest.pt"
+fi
 set +e
 env -i PATH=/usr/bin:/bin HOME="$run/home" XDG_CONFIG_HOME="$run/home/.config" XDG_CACHE_HOME="$run/home/.cache" \
   XDG_STATE_HOME="$run/home/.local/state" XDG_RUNTIME_DIR="$run/runtime" QT_QPA_PLATFORM=offscreen \
-  ORT_DISABLE_TELEMETRY=1 ${INSANE_MODEL:+INSANE_MODEL=$INSANE_MODEL} \
+  ORT_DISABLE_TELEMETRY=1 ${INSANE_MODEL:+INSANE_MODEL=$INSANE_MODEL} "${selftest_env[@]}" \
   ${SSL_CERT_FILE:+SSL_CERT_FILE=$SSL_CERT_FILE} ${SSL_CERT_DIR:+SSL_CERT_DIR=$SSL_CERT_DIR} \
   ${HTTPS_PROXY:+HTTPS_PROXY=$HTTPS_PROXY} ${https_proxy:+https_proxy=$https_proxy} \
-  timeout 300 "$run/$name/insane-desktop" --self-test
-status=$?
+  timeout 300 "$run/$name/insane-desktop" --self-test 2>&1 | tee "$run/selftest.log"
+status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -ne 0 ]; then
   echo "build.sh: insane-desktop --self-test failed (exit $status)" >&2
+  exit 1
+fi
+if [ -n "${INSANE_SELFTEST_PT:-}" ] && ! grep -q "Installed the detection model selftest" "$run/selftest.log"; then
+  echo "build.sh: the self-test did not fetch and convert the checkpoint it was given" >&2
   exit 1
 fi
 if [ -d "$run/home/.cache/Microsoft" ]; then

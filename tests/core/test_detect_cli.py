@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 
-def _run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(
         os.environ,
         INSANE_MODEL_DIR=str(tmp_path / "models"),
         YOLO_OFFLINE="1",
         YOLO_CONFIG_DIR=str(tmp_path / "ultralytics"),
+        **extra,
     )
     return subprocess.run(
         [sys.executable, "-m", "insane", *args], capture_output=True, text=True, env=env, timeout=120, check=False
@@ -57,6 +58,23 @@ def test_import_then_list(tmp_path: Path, fall_model_onnx: Path) -> None:
     assert r.returncode == 0 and "2 classes" in r.stdout
     rows = json.loads(_run("model", "list", "--json", tmp_path=tmp_path).stdout)
     assert {"name": "mine", "state": "ready"}.items() <= next(x for x in rows if x["name"] == "mine").items()
+
+
+def test_import_converts_a_checkpoint_without_torch(tmp_path: Path, fall_model_pt: Path) -> None:
+    """The child process cannot import torch or Ultralytics: the conversion never needs them."""
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    for name in ("torch", "ultralytics"):
+        (blocker / f"{name}.py").write_text(f"raise ImportError('{name} is blocked for this test')\n")
+    env_path = os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])
+    r = _run("model", "import", str(fall_model_pt), "--name", "fall", tmp_path=tmp_path, PYTHONPATH=env_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(str(tmp_path / "models" / "fall.onnx"))
+    assert "2 classes (Normal, Fall), input ['batch', 3, 'height', 'width'] tensor(float)" in r.stdout
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(fall_model_pt.read_bytes()[:5000])
+    r = _run("model", "import", str(bad), tmp_path=tmp_path, PYTHONPATH=env_path)
+    assert r.returncode == 1 and "insane model import: bad.pt is not a PyTorch zip checkpoint" in r.stderr
 
 
 @pytest.mark.export

