@@ -144,7 +144,9 @@ def decode_tail(graph: Any) -> tuple[list[Any], list[Any]]:
 class _Frames:
     """Calibration inputs: each image letterboxed as the detector does it, with every letterbox given."""
 
-    def __init__(self, input_name: str, images: Sequence[Path], letterboxes: Sequence[Letterbox], batch: int) -> None:
+    def __init__(
+        self, input_name: str, images: Sequence[Path | bytes], letterboxes: Sequence[Letterbox], batch: int
+    ) -> None:
         self._input_name = input_name
         self._batch = batch  # a fixed-batch model takes the image repeated
         self._letterboxes = list(letterboxes)
@@ -152,13 +154,13 @@ class _Frames:
         self.images = 0
         self.samples = 0
 
-    def _frames(self, images: Sequence[Path]) -> Iterator[dict[str, np.ndarray]]:
-        for path in images:
+    def _frames(self, images: Sequence[Path | bytes]) -> Iterator[dict[str, np.ndarray]]:
+        for i, image in enumerate(images):
             try:
-                data = path.read_bytes()
+                data = image if isinstance(image, bytes) else image.read_bytes()
                 prepared = [prepare_image(data, lb, 50_000_000).tensor for lb in self._letterboxes]
             except (OSError, ImageError) as exc:
-                log.warning("calibration: skipped %s (%s)", path, exc)
+                log.warning("calibration: skipped %s (%s)", image if isinstance(image, Path) else f"picture {i}", exc)
                 continue
             self.images += 1
             for t in prepared:
@@ -211,12 +213,15 @@ def _input_shapes(model: Any) -> tuple[str, list[Letterbox], int]:
 def quantize_model(
     src: Path,
     out_dir: Path,
-    images: Iterable[Path],
+    images: Iterable[Path | bytes],
     name: str | None = None,
     per_channel: bool = True,
     max_images: int | None = None,
 ) -> QuantizeResult:
-    """Write ``out_dir/NAME-int8.onnx`` (atomically) from the float32 YOLOv8 model ``src``."""
+    """Write ``out_dir/NAME-int8.onnx`` (atomically) from the float32 YOLOv8 model ``src``.
+
+    ``images`` are picture files or their bytes (the tray calibrates on moments it holds in memory).
+    """
     try:
         import onnx
         from onnxruntime.quantization import (

@@ -1,4 +1,4 @@
-"""What the desktop bundle leaves out, the tray app must run without: OpenCV, numpy's random and FFT.
+"""What the desktop bundle leaves out, the tray app must run without: OpenCV, sympy, numpy's random and FFT.
 
 A child interpreter blocks those imports and runs the self-test and the worker's pieces; the frozen
 build (installer/linux/build.sh) then only has to find what this already proved unused.
@@ -18,14 +18,15 @@ import importlib.abc, sys
 
 class Blocked(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "cv2" or name.startswith(("numpy.random", "numpy.fft")):
+        if name.split(".")[0] in ("cv2", "sympy") or name.startswith(("numpy.random", "numpy.fft")):
             raise ImportError(f"{name} is not in the desktop bundle")
         return None
 
 sys.meta_path.insert(0, Blocked())
-from core.detect import preprocess
-assert preprocess.cv2 is None, "OpenCV was imported"
+from core.detect import decode
+assert decode.cv2 is None, "OpenCV was imported"
 import desktop.app, desktop.controller, core.worker.build  # the tray app and the worker it builds
+import core.detect.int8, onnxruntime.quantization  # Faster (INT8) quantises on the user's machine
 from core.settings import load_settings
 from desktop.selftest import self_test
 sys.exit(self_test(load_settings(model=sys.argv[1])))
@@ -40,3 +41,4 @@ def test_the_tray_app_runs_without_what_the_bundle_leaves_out() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "self-test: OK" in done.stdout and "best candidate below the threshold: Normal" in done.stdout
+    assert "image decoder: simplejpeg" in done.stdout
