@@ -74,12 +74,14 @@ def resize_linear(img: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _plan(w: int, h: int, new_w: int, new_h: int) -> tuple[np.ndarray, ...]:
+def _plan(w: int, h: int, new_w: int, new_h: int) -> tuple[tuple[np.ndarray, ...], bool]:
     # A camera sends frames of one size: its taps are computed once.
     x0, x1, a0, a1 = _taps(w, new_w, clamp=True)
     y0, y1, b0, b1 = _taps(h, new_h, clamp=False)
+    # Weights that sum to 1 (in 11 bits) keep every result within 0..255: no clamp needed then.
+    exact = bool(np.all(a0 + a1 == _COEF_SCALE) and np.all(b0 + b1 == _COEF_SCALE))
     u = np.uint32
-    return x0, x1, a0.astype(u), a1.astype(u), y0, y1, b0.astype(u)[:, None], b1.astype(u)[:, None]
+    return (x0, x1, a0.astype(u), a1.astype(u), y0, y1, b0.astype(u)[:, None], b1.astype(u)[:, None]), exact
 
 
 def resize_planar(img: np.ndarray, new_w: int, new_h: int, out: np.ndarray) -> None:
@@ -98,7 +100,7 @@ def resize_planar(img: np.ndarray, new_w: int, new_h: int, out: np.ndarray) -> N
         bgrx = np.empty((h, w, 4), np.uint8)
         bgrx[:, :, :3] = img
         img = bgrx
-    x0, x1, a0, a1, y0, y1, b0, b1 = _plan(w, h, new_w, new_h)
+    (x0, x1, a0, a1, y0, y1, b0, b1), exact = _plan(w, h, new_w, new_h)
     # Little-endian whatever the machine: B, G, R are bits 0-7, 8-15 and 16-23 of each pixel.
     packed = np.ascontiguousarray(img).view("<u4").reshape(h, w)
     g0 = np.take(packed, x0, axis=1)
@@ -106,11 +108,10 @@ def resize_planar(img: np.ndarray, new_w: int, new_h: int, out: np.ndarray) -> N
     hor = np.empty_like(g0)
     tmp = np.empty_like(g0)
     for c in range(3):
-        shift = 8 * c
-        np.right_shift(g0, shift, out=hor)
+        np.right_shift(g0, 8 * c, out=hor)
         hor &= 0xFF
         hor *= a0
-        np.right_shift(g1, shift, out=tmp)
+        np.right_shift(g1, 8 * c, out=tmp)
         tmp &= 0xFF
         tmp *= a1
         hor += tmp
@@ -124,5 +125,6 @@ def resize_planar(img: np.ndarray, new_w: int, new_h: int, out: np.ndarray) -> N
         top += bottom
         top += 2
         top >>= 2
-        np.minimum(top, 255, out=top)
+        if not exact:
+            np.minimum(top, 255, out=top)
         out[2 - c] = top
