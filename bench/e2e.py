@@ -58,11 +58,12 @@ path, threads, batch, seconds, image = sys.argv[1], int(sys.argv[2]), int(sys.ar
 det = load_detector({"type": "onnx", "path": path, "threads": threads})
 tensor = to_input([det.prepare(open(image, "rb").read()).tensor] * batch, det.dtype)
 det.run(tensor)
-n, t0 = 0, time.perf_counter()
+n, t0, c0 = 0, time.perf_counter(), time.process_time()
 while time.perf_counter() - t0 < seconds:
     det.run(tensor)
     n += batch
-print(json.dumps({"raw_img_s": n / (time.perf_counter() - t0), "input_shape": list(tensor.shape)}))
+cpu_ms = 1000 * (time.process_time() - c0) / n
+print(json.dumps({"raw_img_s": n / (time.perf_counter() - t0), "cpu_ms": cpu_ms, "input_shape": list(tensor.shape)}))
 """
 
 
@@ -86,11 +87,36 @@ def raw_ceiling(model: Path, image: Path, threads: int, batch: int, seconds: flo
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its living descendants, from /proc."""
+    total, stack, seen = 0.0, [pid], set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def cpu_by_role(pids: dict[str, int]) -> dict[str, float]:
+    out = {role: tree_cpu_s(pid) for role, pid in pids.items() if role != "relay"}
+    times = os.times()
+    out["relay"] = times.user + times.system  # this process: the relay and the load it is sent
+    return out
+
+
 def seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-async def loaded_and_idle(relay: Relay, tenant, frames: list[bytes], args, worker: WorkerProcess) -> dict:
+async def loaded_and_idle(relay: Relay, tenant, frames: list[bytes], args, worker: WorkerProcess, pids) -> dict:
     async def until_done(ids: list[str], limit_s: float) -> dict[str, dict]:
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
@@ -103,8 +129,10 @@ async def loaded_and_idle(relay: Relay, tenant, frames: list[bytes], args, worke
         raise RuntimeError(f"events not done after {limit_s} s")
 
     await until_done([await relay.post(tenant, frames[:4], "warm-up")], 300)
+    before = cpu_by_role(pids)
     ids = await asyncio.gather(*(relay.post(tenant, frames, "loaded") for _ in range(args.events)))
     views = await until_done(list(ids), 900)
+    after = cpu_by_role(pids)
     first = min(v["created_at"] for v in views.values())
     last = max(v["done_at"] for v in views.values())
     reviewed = sum(v["k"] or 0 for v in views.values())
@@ -114,6 +142,7 @@ async def loaded_and_idle(relay: Relay, tenant, frames: list[bytes], args, worke
         view = (await until_done([event_id], 300))[event_id]
         idle.append(seconds_between(view["created_at"], view["done_at"]))
     loaded = [seconds_between(v["created_at"], v["done_at"]) for v in views.values()]
+    cpu_ms = {role: round(1000 * (after[role] - before[role]) / max(reviewed, 1), 1) for role in after}
     return {
         "e2e_img_s": reviewed / seconds_between(first, last),
         "images": reviewed,
@@ -122,10 +151,11 @@ async def loaded_and_idle(relay: Relay, tenant, frames: list[bytes], args, worke
         "event_p95_s": round(percentile(idle, 95), 3) if idle else None,
         "loaded_event_p50_s": round(statistics.median(loaded), 3),
         "loaded_event_p95_s": round(percentile(loaded, 95), 3),
+        "loaded_cpu_ms_per_image": cpu_ms,  # by role: where the cores went while loaded
     }
 
 
-async def run_layout(settings, admin: str, model: Path, frames: list[bytes], image: Path, args, layout: str) -> dict:
+async def run_layout(settings, services, admin: str, model: Path, frames, image: Path, args, layout: str) -> dict:
     threads = 1 if layout == "pinned" else args.threads
     worker_cpus = {1} if layout == "pinned" else None
     raw = raw_ceiling(model, image, threads, args.batch, args.raw_seconds, worker_cpus)
@@ -135,7 +165,9 @@ async def run_layout(settings, admin: str, model: Path, frames: list[bytes], ima
         env = worker_env(url, await relay.worker_token(), model, threads, worker_batch_size=args.batch)
         worker = WorkerProcess(env, cpus=worker_cpus).start()
         try:
-            got = await loaded_and_idle(relay, tenant, frames, args, worker)
+            pids = {"worker": worker.pid, "redis": services.servers["redis"].pid}
+            pids["postgres"] = services.servers["postgres"].pid
+            got = await loaded_and_idle(relay, tenant, frames, args, worker, pids)
         finally:
             await asyncio.to_thread(worker.stop)
     e2e = got.pop("e2e_img_s")
@@ -144,6 +176,7 @@ async def run_layout(settings, admin: str, model: Path, frames: list[bytes], ima
         "threads": threads,
         "input_shape": raw["input_shape"],
         "raw_img_s": round(raw["raw_img_s"], 2),
+        "raw_cpu_ms_per_image": round(raw["cpu_ms"], 1),
         "e2e_img_s": round(e2e, 2),
         "ratio": round(e2e / raw["raw_img_s"], 3),
         **got,
@@ -182,7 +215,9 @@ def run(args: argparse.Namespace) -> dict:
                         max_moments=64,
                         relay_port=0,
                     )
-                    out[layout] = asyncio.run(run_layout(settings, admin, Path(args.model), frames, work, args, layout))
+                    out[layout] = asyncio.run(
+                        run_layout(settings, services, admin, Path(args.model), frames, work, args, layout)
+                    )
             finally:
                 os.sched_setaffinity(0, all_cpus)
     finally:

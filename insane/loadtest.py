@@ -100,6 +100,10 @@ class WorkerProcess:
             self.snapshots.append((time.time(), json.loads(line)))
 
     @property
+    def pid(self) -> int:
+        return self._proc.pid if self._proc is not None else 0
+
+    @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
