@@ -34,7 +34,7 @@ def main() -> int:
     p.add_argument("--moments", type=int, default=20)
     p.add_argument("--rate", type=float, default=0.75, help="events per second in the first run")
     p.add_argument("--surge", type=float, nargs="+", default=[1.0, 3.0])
-    p.add_argument("--drain-target", type=float, default=30.0)
+    p.add_argument("--drain-target", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()

@@ -347,7 +347,7 @@ def jobs_bench(
     rate: float = 0.75,
     surges: tuple[float, ...] = (1.0, 3.0),
     threads: int | None = None,
-    drain_target_s: float = 30.0,
+    drain_target_s: float = 10.0,
     photos: list[Path] | None = None,
 ) -> list[dict[str, Any]]:
     """Each surge is one run of ``jobs`` deep reviews at ``rate × surge`` events per second."""

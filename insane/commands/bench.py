@@ -32,9 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs.add_argument(
         "--drain-target",
         type=float,
-        default=30.0,
+        default=10.0,
         metavar="S",
-        help="INSANE_WORKER_DRAIN_TARGET_S for the worker (default 30: fifty events never build the production "
+        help="INSANE_WORKER_DRAIN_TARGET_S for the worker (default 10: fifty events never build the production "
         "default's 60 s of backlog, so K would never move)",
     )
     jobs.add_argument("--threads", type=int, help="the worker's inference threads (default: all cores)")
