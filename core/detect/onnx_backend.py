@@ -208,7 +208,7 @@ class OnnxDetector(Detector):
                 chunks.append(session.run([self._output_name], {self._input_name: part})[0][:k])
             out = np.concatenate(chunks)
         elif prov.PROVIDERS[self._provider][0] == prov.CPU and len(tensor) > 1:
-            # On the CPU a batch gains nothing (the same CPU per image, bench/e2e.py), while every image in one
+            # On the CPU a batch gains nothing (measured: the same CPU per image), while every image in one
             # call holds its activations in the session's arena at once: one image a call keeps the worker
             # 40-80 MB lighter with YOLOv8n.
             out = np.concatenate([session.run([self._output_name], {self._input_name: t[None]})[0] for t in tensor])
