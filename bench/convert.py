@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.detect.onnxbuild import convert  # noqa: E402
-from tests import models  # noqa: E402
+from insane.devkit import models  # noqa: E402
 
 EXPORT = """
 import sys, time

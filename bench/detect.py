@@ -1,20 +1,23 @@
-"""Detector throughput, in one process on the same 1080p JPEG files:
+"""Detector throughput against the raw model, per frame shape and per image decoder, in one process.
 
-  (a) raw          session.run on ready tensors, best thread layout (the ceiling)
-  (b) pipeline     our whole path: JPEG bytes → scaled decode → letterbox → batch → ONNX → NMS → boxes
-  (c) ult-onnx     Ultralytics predict on the same ONNX model
-  (d) ult-pt       Ultralytics predict on the .pt
+  (a) raw          session.run on ready tensors (the ceiling), at the frames' own input shape
+  (b) pipeline     our whole path: JPEG bytes → scaled decode → letterbox → batch → ONNX → NMS → boxes,
+                   once with each decoder: opencv (development) and simplejpeg (the desktop bundle)
+  (c) ult-onnx     Ultralytics predict on the same ONNX model (16:9 frames)
+  (d) ult-pt       Ultralytics predict on the .pt (16:9 frames)
 
-    .venv/bin/python bench/detect.py [--seconds 5] [--batch 4] [--json]
+    .venv/bin/python bench/detect.py [--seconds 3] [--rounds 3] [--batch 4] [--json]
     .venv/bin/python bench/detect.py --provider OpenVINOCPU --provider-python .venv-openvino/bin/python
 
-``--provider NAME`` also measures (a) and (b) on that execution provider (core/detect/providers.py), in a
-child process under ``--provider-python`` when its onnxruntime build lives in another venv (onnxruntime-
-openvino replaces onnxruntime: ./dev.sh openvino makes .venv-openvino).
+``--provider NAME`` also measures (a) and (b) on that execution provider (core/detect/providers.py) on the
+16:9 frames, in a child process under ``--provider-python`` when its onnxruntime build lives in another venv
+(onnxruntime-openvino replaces onnxruntime: ./dev.sh openvino makes .venv-openvino).
 
-Default model: YOLOv8n built from yolov8n.yaml (random weights, see insane/devkit/models.py) exported to ONNX with
-a dynamic shape and run at 384×640. Both thread layouts are measured for (a) and (b): one session with all
-threads, and one single-thread session per core with the batch split between them.
+Frames: sixteen 1920×1080 (16:9 → 384×640 input) and sixteen 1440×1080 (4:3 → 480×640) JPEGs. (a) and (b)
+are measured in alternating rounds, so the machine's drift falls on both; each ratio is the median of the
+per-round ratios. Also printed: each decoder's cost per frame (one core, median) and what it adds to the
+desktop bundle. Default model: YOLOv8n from yolov8n.yaml (random weights, see insane/devkit/models.py), exported to
+ONNX with a dynamic shape, run with the worker's default layout (one single-thread session per core).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 import cv2
@@ -36,27 +41,58 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from core.detect import load_detector  # noqa: E402
-from core.detect.speed import measure_pipeline, measure_raw  # noqa: E402
+from core.detect.decode import available  # noqa: E402
+from core.detect.speed import alternate, measure_pipeline, measure_raw  # noqa: E402
+
+SHAPES = {"16:9": (1920, 1080), "4:3": (1440, 1080)}
+# What each decoder brings into an install: the distributions it needs beyond numpy.
+DECODER_DISTS = {"opencv": ["opencv-python-headless"], "simplejpeg": ["simplejpeg", "pillow"], "pillow": ["pillow"]}
 
 
-def _images(n: int) -> list[bytes]:
+def frames(size: tuple[int, int], n: int) -> list[bytes]:
     from insane.devkit.models import sample_images
 
-    frame = cv2.imdecode(np.frombuffer(sample_images()["frame1080.jpg"], np.uint8), cv2.IMREAD_COLOR)
+    base = cv2.imdecode(np.frombuffer(sample_images()["frame1080.jpg"], np.uint8), cv2.IMREAD_COLOR)
+    w, h = size
+    x = (base.shape[1] - w) // 2
+    base = base[:h, x : x + w] if w <= base.shape[1] else cv2.resize(base, size)
     out = []
     for i in range(n):
-        img = np.roll(frame, i * 97, axis=1)
+        img = np.roll(base, i * 97, axis=1)
         if i % 2:
             img = cv2.flip(img, 1)
         out.append(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
     return out
 
 
-def _ultralytics(model: Path, files: list[Path], shape: tuple[int, int], batch: int, seconds: float) -> float:
+def prepare_cost_ms(det, jpegs: list[bytes], rounds: int = 5) -> float:
+    """CPU milliseconds of this thread per prepared frame, median over frames and rounds."""
+    det.prepare(jpegs[0])
+    costs = []
+    for _ in range(rounds):
+        for j in jpegs:
+            t0 = time.thread_time()
+            det.prepare(j)
+            costs.append(time.thread_time() - t0)
+    return statistics.median(costs) * 1000
+
+
+def dist_mb(names: list[str]) -> float:
+    total = 0
+    for name in names:
+        try:
+            files = metadata.distribution(name).files or []
+        except metadata.PackageNotFoundError:
+            continue
+        total += sum(f.size or 0 for f in files)
+    return total / 1e6
+
+
+def _ultralytics(model: Path, files: list[Path], batch: int, seconds: float) -> float:
     from ultralytics import YOLO
 
     yolo = YOLO(str(model), task="detect")
-    kw = {"imgsz": list(shape), "batch": batch, "verbose": False, "device": "cpu", "rect": False}
+    kw = {"imgsz": 640, "batch": batch, "verbose": False, "device": "cpu"}
     yolo.predict([str(f) for f in files[:batch]], **kw)  # warm-up
     done, t0 = 0, time.perf_counter()
     while done < 3 * len(files) or time.perf_counter() - t0 < seconds:
@@ -65,8 +101,39 @@ def _ultralytics(model: Path, files: list[Path], shape: tuple[int, int], batch: 
     return done / (time.perf_counter() - t0)
 
 
+def measure_shape(args, label: str, jpegs: list[bytes], decoders: list[str]) -> dict:
+    base = {"type": "onnx", "path": str(args.onnx), "threads": args.threads}
+    if args.sessions:
+        base["sessions"] = args.sessions
+    dets = {d: load_detector({**base, "decoder": d}) for d in decoders}
+    try:
+        first = dets[decoders[0]]
+        tensors = [first.prepare(j).tensor for j in jpegs]
+        measures = {"raw": lambda: measure_raw(first, tensors, args.batch, args.seconds)}
+        for name, det in dets.items():
+            measures[name] = lambda d=det: measure_pipeline(d, jpegs, args.batch, args.seconds)
+        runs = alternate(measures, args.rounds)
+        costs = {name: prepare_cost_ms(det, jpegs) for name, det in dets.items()}
+    finally:
+        for det in dets.values():
+            det.close()
+    out = {
+        "input_shape": list(tensors[0].shape[1:]),
+        "raw_img_s": statistics.median(runs["raw"]),
+        "decoders": {},
+    }
+    for name in decoders:
+        ratios = [p / r for p, r in zip(runs[name], runs["raw"], strict=True)]
+        out["decoders"][name] = {
+            "pipeline_img_s": statistics.median(runs[name]),
+            "ratio": statistics.median(ratios),
+            "prepare_ms": costs[name],
+        }
+    return out
+
+
 def _on_provider(args: argparse.Namespace, jpegs: list[bytes]) -> dict[str, object]:
-    cfg = {"type": "onnx", "path": str(args.onnx), "imgsz": list(args.imgsz), "threads": args.threads}
+    cfg = {"type": "onnx", "path": str(args.onnx), "threads": args.threads}
     with load_detector({**cfg, "providers": [args.provider]}) as det:
         if det.provider != args.provider:
             raise SystemExit(f"bench/detect.py: {args.provider} did not load (running on {det.provider})")
@@ -87,7 +154,7 @@ def _provider_run(args: argparse.Namespace, jpegs: list[bytes]) -> dict[str, obj
     with tempfile.TemporaryDirectory() as tmp:
         for i, j in enumerate(jpegs):
             (Path(tmp) / f"{i:04d}.jpg").write_bytes(j)
-        cmd = [str(args.provider_python), __file__, "--onnx", str(args.onnx), "--imgsz", *map(str, args.imgsz)]
+        cmd = [str(args.provider_python), __file__, "--onnx", str(args.onnx)]
         cmd += ["--batch", str(args.batch), "--seconds", str(args.seconds), "--threads", str(args.threads)]
         cmd += ["--provider", args.provider, "--jpeg-dir", tmp]
         done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -100,11 +167,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--onnx", type=Path, help="ONNX model with a dynamic shape (default: YOLOv8n, built)")
     ap.add_argument("--pt", type=Path, help="the same model as .pt, for (d)")
-    ap.add_argument("--imgsz", type=int, nargs=2, default=[384, 640], metavar=("H", "W"))
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=3.0, help="per measurement and round")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--sessions", type=int, help="onnx sessions (default: the worker's, one per thread)")
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--skip-ultralytics", action="store_true")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ap.add_argument("--provider", help="also measure (a) and (b) on this provider, e.g. OpenVINOCPU")
@@ -124,74 +193,55 @@ def main() -> int:
         args.pt = args.pt or models.yolov8n_pt(cache)
         args.onnx = args.onnx or models.export_onnx(args.pt, cache, 640)
     os.environ["YOLO_OFFLINE"] = "1"
-    shape = tuple(args.imgsz)
-    jpegs = _images(args.images)
+    decoders = [d for d in ("opencv", "simplejpeg", "pillow") if d in available()]
     res: dict[str, object] = {
         "model": args.onnx.name,
-        "input_shape": list(shape),
-        "images": len(jpegs),
-        "image_size": "1920x1080",
+        "images": args.images,
         "batch": args.batch,
         "threads": args.threads,
+        "rounds": args.rounds,
+        "shapes": {},
+        "decoder_install_mb": {d: round(dist_mb(DECODER_DISTS[d]), 1) for d in decoders},
     }
-    layouts = {f"1 session × {args.threads} threads": 1, f"{args.threads} sessions × 1 thread": args.threads}
-    raw, pipe = {}, {}
-    for label, sessions in layouts.items():
-        cfg = {
-            "type": "onnx",
-            "path": str(args.onnx),
-            "imgsz": list(shape),
-            "threads": args.threads,
-            "sessions": sessions,
-        }
-        with load_detector(cfg) as det:
-            tensors = [det.prepare(j).tensor for j in jpegs]
-            raw[label] = measure_raw(det, tensors, args.batch, args.seconds)
-            pipe[label] = measure_pipeline(det, jpegs, args.batch, args.seconds)
-        with load_detector({**cfg, "reduced_decode": False}) as det:
-            pipe[label + ", full decode"] = measure_pipeline(det, jpegs, args.batch, args.seconds)
-    best = max(layouts, key=lambda k: raw[k])
-    res.update(
-        raw_img_s=raw[best],
-        raw_layout=best,
-        pipeline_img_s=pipe[best],
-        pipeline_full_decode_img_s=pipe[best + ", full decode"],
-        layouts={k: {"raw_img_s": raw[k], "pipeline_img_s": pipe[k]} for k in layouts},
-    )
+    jpegs = {}
+    for label in args.shapes:
+        jpegs[label] = frames(SHAPES[label], args.images)
+        res["shapes"][label] = measure_shape(args, label, jpegs[label], decoders)
     if args.provider:
-        res["provider"] = _provider_run(args, jpegs)
-        res["provider"]["vs_default_raw"] = res["provider"]["raw_img_s"] / res["raw_img_s"]
-    if not args.skip_ultralytics:
+        jpegs.setdefault("16:9", frames(SHAPES["16:9"], args.images))
+        on = res["provider"] = _provider_run(args, jpegs["16:9"])
+        if "16:9" in res["shapes"]:
+            on["vs_default_raw"] = on["raw_img_s"] / res["shapes"]["16:9"]["raw_img_s"]
+    if not args.skip_ultralytics and "16:9" in jpegs:
         # Ultralytics prints its own lines to stdout; --json promises one object there.
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
             files = []
-            for i, j in enumerate(jpegs):
+            for i, j in enumerate(jpegs["16:9"]):
                 files.append(Path(tmp) / f"{i}.jpg")
                 files[-1].write_bytes(j)
-            res["ultralytics_onnx_img_s"] = _ultralytics(args.onnx, files, shape, args.batch, args.seconds)
-            res["ultralytics_pt_img_s"] = _ultralytics(args.pt, files, shape, args.batch, args.seconds)
+            res["ultralytics_onnx_img_s"] = _ultralytics(args.onnx, files, args.batch, args.seconds)
+            res["ultralytics_pt_img_s"] = _ultralytics(args.pt, files, args.batch, args.seconds)
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"{res['model']} at {shape[0]}x{shape[1]}, {len(jpegs)} JPEGs of 1920x1080, batch {args.batch}")
-    rows = [(f"(a) raw, {k}", raw[k]) for k in layouts] + [(f"(b) pipeline, {k}", v) for k, v in pipe.items()]
+    print(f"{res['model']}, {args.images} JPEGs per shape, batch {args.batch}, {args.threads} threads")
+    for label, r in res["shapes"].items():
+        w, h = SHAPES[label]
+        print(f"{label} ({w}x{h} → input {r['input_shape'][0]}x{r['input_shape'][1]})")
+        print(f"  (a) raw session.run                {r['raw_img_s']:7.1f} img/s")
+        for name, d in r["decoders"].items():
+            print(
+                f"  (b) pipeline, {name:<12}        {d['pipeline_img_s']:7.1f} img/s   (b)/(a) = {d['ratio']:.2f}"
+                f"   prepare {d['prepare_ms']:5.1f} ms/frame"
+            )
     if "ultralytics_onnx_img_s" in res:
-        rows += [
-            ("(c) Ultralytics predict, ONNX", res["ultralytics_onnx_img_s"]),
-            ("(d) Ultralytics predict, .pt", res["ultralytics_pt_img_s"]),
-        ]
+        print(f"  (c) Ultralytics predict, ONNX      {res['ultralytics_onnx_img_s']:7.1f} img/s")
+        print(f"  (d) Ultralytics predict, .pt       {res['ultralytics_pt_img_s']:7.1f} img/s")
     if "provider" in res:
         on = res["provider"]
-        rows += [(f"(a) raw, {on['name']}", on["raw_img_s"]), (f"(b) pipeline, {on['name']}", on["pipeline_img_s"])]
-    for name, v in rows:
-        print(f"  {name:<48} {v:7.1f} img/s {1000 / v:7.1f} ms/img")
-    p = res["pipeline_img_s"]
-    print(f"  best layout: {best}")
-    print(f"  (b)/(a) = {p / res['raw_img_s']:.2f}", end="")
-    if "ultralytics_onnx_img_s" in res:
-        print(f"   (b)/(c) = {p / res['ultralytics_onnx_img_s']:.2f}   (b)/(d) = {p / res['ultralytics_pt_img_s']:.2f}")
-    else:
-        print()
+        print(f"  (a) raw, {on['name']:<24} {on['raw_img_s']:7.1f} img/s")
+        print(f"  (b) pipeline, {on['name']:<19} {on['pipeline_img_s']:7.1f} img/s")
+    print("decoder install size: " + ", ".join(f"{k} {v} MB" for k, v in res["decoder_install_mb"].items()))
     return 0
 
 

@@ -193,6 +193,8 @@ def raw_matrix(
 
 def decode_wall(jpeg: bytes, model: Path, seconds: float) -> dict:
     """Frames/s of decode + letterbox (the worker's prepare) on 1, 2, 4… threads up to the cores."""
+    from core.detect.decode import get_decoder
+
     cores = os.cpu_count() or 1
     counts = sorted({1, 2, cores} | {n for n in (4, 8, 16, 32) if n < cores})
     with load_detector(OnnxConfig(path=str(model), threads=1, imgsz=(384, 640))) as det:
@@ -208,17 +210,11 @@ def decode_wall(jpeg: bytes, model: Path, seconds: float) -> dict:
                 rates[str(n)] = round(done / (time.perf_counter() - t0), 1)
     return {
         "frame": "1920x1080 JPEG, decoded at 1/2 and letterboxed to 384x640",
-        "decoder": "OpenCV" if _has_cv2() else "Pillow",
+        "decoder": get_decoder().name,
         "ms_per_frame_one_thread": round(single * 1000, 2),
         "frames_per_s_by_threads": rates,
         "cores": cores,
     }
-
-
-def _has_cv2() -> bool:
-    from core.detect import preprocess
-
-    return preprocess.cv2 is not None
 
 
 def pipeline(model: Path, provider: str, jpeg: bytes, seconds: float, threads: int) -> dict:

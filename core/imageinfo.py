@@ -115,3 +115,50 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             raise CorruptImage("JPEG has no frame header before its image data")
         pos += 2 + length
     raise CorruptImage("JPEG header is truncated (no frame header found)")
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF orientation (1–8) of a JPEG, read from its APP1 segment; 1 when it has none or it is unreadable.
+
+    A broken EXIF block never makes an image unreadable: OpenCV and Pillow ignore it too, and show the
+    picture as stored.
+    """
+    pos, size = 2, len(data)
+    while pos + 4 <= size and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if marker in (0xDA, 0xD9) or marker in _SOF:  # EXIF comes before the image data
+            return 1
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if length < 2:
+            return 1
+        if marker == 0xE1 and data[pos + 4 : pos + 10] == b"Exif\x00\x00":
+            return _tiff_orientation(data[pos + 10 : pos + 2 + length])
+        pos += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    if len(tiff) < 8 or tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+        return 1
+    order = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+    for i in range(count):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(tiff):
+            return 1
+        tag, kind = struct.unpack(order + "HH", tiff[entry : entry + 4])
+        if tag == 0x0112:
+            if kind != 3:  # SHORT
+                return 1
+            (value,) = struct.unpack(order + "H", tiff[entry + 8 : entry + 10])
+            return value if 1 <= value <= 8 else 1
+    return 1

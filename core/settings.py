@@ -150,8 +150,10 @@ class Settings(BaseSettings):
     detect_classes: list[str] | None = Field(
         None, description='class names to keep, e.g. ["person", "car"] (default: all)'
     )
-    detect_rect: bool = Field(
-        True, description="true or false: a 384×640 input for 16:9 frames instead of 640×640 (~40% less work)"
+    detect_rect: bool | None = Field(
+        None,
+        description="unset: each frame's input fits its own aspect (16:9 → 384×640, 4:3 → 480×640, as Ultralytics); "
+        "true: every frame into one 384×640 input; false: every frame into 640×640",
     )
     detect_precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
         "auto",

@@ -11,15 +11,18 @@ All slots that do I/O are coroutines on the qasync loop; their UI state is resto
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 from PySide6.QtCore import QObject, Signal
 
 from core.detect import DetectorError
+from core.detect.int8 import Int8Trial, load_trial, source_name, try_int8
 from core.detect.registry import ModelRegistry
 from core.enroll import EnrollError, enroll
 from core.settings import Settings, SettingsError, load_settings
@@ -100,6 +103,7 @@ class Controller(QObject):
         self._unsubscribe: Callable[[], None] | None = None
         self._run_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._int8_task: asyncio.Task | None = None
         self._done = asyncio.Event()
         self._quitting = False
         self.http = httpx.AsyncClient(timeout=20)  # one client for the app's own calls (enrollment)
@@ -118,10 +122,12 @@ class Controller(QObject):
             t = self.tray
             t.pause_triggered.connect(self.toggle_pause)
             t.gpu_toggled.connect(self.set_gpu)
+            t.int8_toggled.connect(self.set_int8)
             t.dashboard_triggered.connect(self.open_dashboard)
             t.settings_triggered.connect(self.open_settings)
             t.quit_triggered.connect(self.request_quit)
         self._show(self.last)
+        self._show_int8()
 
     # ----- lifecycle --------------------------------------------------------------------------
 
@@ -328,7 +334,9 @@ class Controller(QObject):
             dialog.save_requested.connect(lambda changes: self._spawn(self.apply_settings(changes)))
             dialog.enroll_requested.connect(lambda url, code: self._spawn(self.enroll(url, code)))
             dialog.import_requested.connect(self.import_model)
+            dialog.int8_requested.connect(lambda: self.set_int8(True))
             self.settings_dialog = dialog
+            self._show_int8()
         self.settings_dialog.show()
         self.settings_dialog.raise_()
         self.settings_dialog.activateWindow()
@@ -420,6 +428,93 @@ class Controller(QObject):
             models = [row["name"] for row in ModelRegistry(self.settings.model_dir).entries()]
             dialog.set_models(models, target.stem)
             dialog.show_result(True, f"imported as {target.stem}; Save to use it")
+
+    # ----- Faster (INT8) ----------------------------------------------------------------------------
+
+    def set_int8(self, on: bool) -> None:
+        """On: try an INT8 copy of the current model (it is used only if it pays off); off: back to fp32."""
+        if self._int8_task is not None and not self._int8_task.done():
+            return
+        self._int8_task = self._spawn(self.try_int8() if on else self.use_fp32())
+
+    async def try_int8(self) -> Int8Trial | None:
+        """Quantise on the worker's recent moments with the worker paused, A/B here, switch if it pays off."""
+        worker = self.worker
+        if worker is None:
+            self._show_int8("start the worker first: INT8 is calibrated on the moments it reviews")
+            return None
+        original = self.settings.model
+        if original.endswith("-int8"):  # tried before and in use: measure again from the fp32 model it came from
+            earlier = load_trial(self.settings.model_dir, source_name(original))
+            original = earlier.source_model if earlier else source_name(original)
+        source = original
+        was_paused = worker.state == WorkerState.PAUSED
+        worker.pause()  # the A/B must not share the CPU with reviews
+        self._show_int8("measuring INT8 against the model on this PC; the worker is paused meanwhile", busy=True)
+        try:
+            model = ModelRegistry(self.settings.model_dir).resolve(source)
+            await self._quiet(worker)
+            run = functools.partial(
+                try_int8,
+                model,
+                self.settings.model_dir,
+                worker.recent_moments(),
+                name=Path(source).stem,
+                source_model=original,
+                threads=self.settings.worker_threads,
+            )
+            trial = await asyncio.get_running_loop().run_in_executor(None, run)
+        except DetectorError as exc:
+            self._show_int8(f"INT8 not tried: {exc}")
+            self.notify("Faster (INT8)", str(exc))
+            return None
+        finally:
+            if not was_paused and self.worker is worker:
+                worker.resume()
+        self._show_int8(trial.message)
+        self.notify("Faster (INT8)", trial.message)
+        if trial.use:
+            await self.apply_settings({"model": trial.int8})
+            self._show_int8(trial.message)
+        return trial
+
+    async def use_fp32(self) -> None:
+        trial = load_trial(self.settings.model_dir, source_name(Path(self.settings.model).stem))
+        await self.apply_settings({"model": trial.source_model if trial else source_name(self.settings.model)})
+        self._show_int8()
+
+    @staticmethod
+    async def _quiet(worker: Worker, limit_s: float = 30.0) -> None:
+        # Paused: wait for the reviews in flight to be posted, so the A/B has the CPU to itself.
+        quiet = asyncio.Event()
+
+        def check(_snapshot: MetricsSnapshot) -> None:
+            if not worker.held_leases():
+                quiet.set()
+
+        unsubscribe = worker.subscribe(check)  # called ~1/s and on every state change
+        try:
+            check(worker.snapshot())
+            await asyncio.wait_for(quiet.wait(), limit_s)
+        except TimeoutError:
+            log.info("INT8 trial starts with reviews still in flight")
+        finally:
+            unsubscribe()
+
+    def _show_int8(self, said: str | None = None, busy: bool = False) -> None:
+        model = self.settings.model
+        if said is None:
+            trial = load_trial(self.settings.model_dir, source_name(Path(model).stem))
+            said = (
+                trial.message
+                if trial
+                else "not tried yet: an INT8 copy calibrated on your recent moments, used only if it is "
+                "faster on this PC and finds the same boxes"
+            )
+        if self.tray is not None:
+            self.tray.set_int8(model.endswith("-int8"), busy, said)
+        if self.settings_dialog is not None:
+            self.settings_dialog.set_int8_status(said, busy)
 
     def show_event(self, event: Any) -> None:
         worker = self.worker

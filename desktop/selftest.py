@@ -48,6 +48,7 @@ def self_test(settings: Settings) -> int:
         print(f"qt: {app.platformName()} platform, icons drawn")
 
         from core.detect import DetectorError, detector_config_from_settings, load_detector
+        from core.detect.decode import available, get_decoder
         from core.imageinfo import ImageError
 
         data = sample_path().read_bytes()
@@ -84,6 +85,7 @@ def self_test(settings: Settings) -> int:
     print(f"model: {detector.model_name} ({len(detector.labels)} classes), provider {detector.provider}")
     if getattr(detector, "provider_note", None):
         print(detector.provider_note)
+    print(f"image decoder: {get_decoder().name} (of {', '.join(available())})")
     print(
         f"sample: {SAMPLE_NAME}, {len(detections)} detection(s) at confidence {threshold:g}, "
         f"inference {infer_ms:.0f} ms"

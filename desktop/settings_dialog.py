@@ -1,4 +1,5 @@
-"""The Settings window: relay URL, enrollment, model, CPU threads, start at login, the DeepStack API.
+"""The Settings window: relay URL, enrollment, model (and its INT8 trial), CPU threads, start at login, the
+DeepStack API.
 
 It edits values and asks for actions; it writes nothing itself. :mod:`desktop.controller` validates and
 saves (config file, keyring, autostart entry) and answers with :meth:`SettingsDialog.show_result`.
@@ -6,6 +7,8 @@ saves (config file, keyring, autostart entry) and answers with :meth:`SettingsDi
     dialog = SettingsDialog(values, models=["yolov8n", "fall-yolov8s"], enrolled=True)
     dialog.save_requested.connect(lambda changes: ...)      # {"relay_url": ..., "worker_threads": ...}
     dialog.enroll_requested.connect(lambda url, code: ...)
+    dialog.int8_requested.connect(lambda: ...)                # "Faster (INT8)": try an INT8 copy here
+    dialog.set_int8_status("not tried yet")
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class SettingsDialog(QDialog):
     save_requested = Signal(dict)
     enroll_requested = Signal(str, str)  # relay URL, one-time code
     import_requested = Signal(str)  # a model file's path
+    int8_requested = Signal()
 
     def __init__(
         self,
@@ -83,11 +87,31 @@ class SettingsDialog(QDialog):
         row.addWidget(self.import_button)
         form.addRow("Model", row)
 
+        self.int8_button = QPushButton("Faster (INT8)")
+        self.int8_button.setToolTip(
+            "Make an INT8 copy of this model calibrated on your recent moments, measure it against the "
+            "model on this PC, and use it only if it is faster and finds the same boxes"
+        )
+        self.int8_status = QLabel("not tried yet")
+        self.int8_status.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.int8_status, 1)
+        row.addWidget(self.int8_button)
+        form.addRow("INT8", row)
+
+        # Bounded by what this PC has: more threads than cores only makes inference slower.
+        cores = os.cpu_count() or 1
+        saved = int(values.get("worker_threads", cores))
         self.threads = QSpinBox()
-        self.threads.setRange(1, max(256, os.cpu_count() or 1))
-        self.threads.setValue(int(values.get("worker_threads", os.cpu_count() or 1)))
-        self.threads.setSuffix(f" of {os.cpu_count() or 1} CPU threads")
+        self.threads.setRange(1, cores)
+        self.threads.setValue(min(max(saved, 1), cores))
+        self.threads.setSuffix(f" of {cores} CPU threads")
+        hint = f"default: {cores}, every thread this PC has"
+        if saved > cores:
+            hint += f" (the saved {saved} is more than it has)"
+        self.threads_hint = QLabel(hint)
         form.addRow("Inference", self.threads)
+        form.addRow("", self.threads_hint)
 
         self.start_at_login = QCheckBox("Start when I log in")
         self.start_at_login.setChecked(bool(values.get("start_at_login", False)))
@@ -119,6 +143,7 @@ class SettingsDialog(QDialog):
 
         self.enroll_button.clicked.connect(self._enroll)
         self.import_button.clicked.connect(self._import)
+        self.int8_button.clicked.connect(self.int8_requested)
         self.buttons.accepted.connect(self._save)
         self.buttons.rejected.connect(self.reject)
 
@@ -146,6 +171,11 @@ class SettingsDialog(QDialog):
         self.enroll_status.setText(
             "this PC is enrolled; a new code replaces its token" if enrolled else "not enrolled yet"
         )
+
+    def set_int8_status(self, text: str, busy: bool = False) -> None:
+        """What the last INT8 trial of this model found (or that one is running)."""
+        self.int8_status.setText(text)
+        self.int8_button.setEnabled(not busy)
 
     def show_result(self, ok: bool, message: str) -> None:
         """The answer to a save, an enrollment or an import, as one sentence under the form."""

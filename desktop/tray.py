@@ -1,4 +1,4 @@
-"""The system tray icon and its menu: Pause/Resume, Use GPU, Open dashboard, Settings, Quit.
+"""The system tray icon and its menu: Pause/Resume, Use GPU, Faster (INT8), Open dashboard, Settings, Quit.
 
 tray = Tray()
 tray.show_snapshot(snapshot, gpu_choice(worker.available_providers()))
@@ -20,6 +20,7 @@ from desktop.status import APP_TITLE, GpuChoice, is_on_gpu, look_for, pause_text
 class Tray(QObject):
     pause_triggered = Signal()
     gpu_toggled = Signal(bool)
+    int8_toggled = Signal(bool)
     dashboard_triggered = Signal()
     settings_triggered = Signal()
     quit_triggered = Signal()
@@ -40,13 +41,19 @@ class Tray(QObject):
         self.pause_action = QAction("Pause", menu)
         self.gpu_action = QAction("Use GPU", menu)
         self.gpu_action.setCheckable(True)
+        self.int8_action = QAction("Faster (INT8)", menu)
+        self.int8_action.setCheckable(True)
+        self.int8_action.setToolTip(
+            "Make an INT8 copy of the model calibrated on your recent moments; it is used only if it is "
+            "faster on this PC and finds the same boxes"
+        )
         self.dashboard_action = QAction("Open dashboard", menu)
         self.settings_action = QAction("Settings…", menu)
         self.quit_action = QAction("Quit", menu)
         menu.addAction(self.status_action)
         menu.addAction(self.lan_action)
         menu.addSeparator()
-        for action in (self.pause_action, self.gpu_action):
+        for action in (self.pause_action, self.gpu_action, self.int8_action):
             menu.addAction(action)
         menu.addSeparator()
         for action in (self.dashboard_action, self.settings_action):
@@ -58,6 +65,7 @@ class Tray(QObject):
 
         self.pause_action.triggered.connect(self.pause_triggered)
         self.gpu_action.triggered.connect(self.gpu_toggled)
+        self.int8_action.triggered.connect(self.int8_toggled)
         self.dashboard_action.triggered.connect(self.dashboard_triggered)
         self.settings_action.triggered.connect(self.settings_triggered)
         self.quit_action.triggered.connect(self.quit_triggered)
@@ -96,6 +104,14 @@ class Tray(QObject):
         self.gpu_action.setText(gpu.text)
         self.gpu_action.setToolTip(gpu.reason)
         self.gpu_action.setChecked(checked)
+
+    def set_int8(self, using: bool, busy: bool, said: str | None) -> None:
+        """Checked while the INT8 copy is the model; disabled with a note while a trial runs."""
+        self.int8_action.setChecked(using)
+        self.int8_action.setEnabled(not busy)
+        self.int8_action.setText("Faster (INT8): measuring…" if busy else "Faster (INT8)")
+        if said:
+            self.int8_action.setToolTip(said)
 
     def notify(self, title: str, message: str, error: bool = True) -> None:
         kind = QSystemTrayIcon.MessageIcon.Warning if error else QSystemTrayIcon.MessageIcon.Information

@@ -36,7 +36,8 @@ FORBIDDEN_PACKAGES = frozenset(
         "matplotlib",
         "IPython",
         "pytest",
-        # OpenCV with its FFmpeg and OpenBLAS is 150 MB; Pillow decodes for the tray app (core/detect/preprocess.py).
+        # OpenCV with its FFmpeg and OpenBLAS is 150 MB; simplejpeg and Pillow decode for the tray app
+        # (core/detect/decode.py).
         "cv2",
     }
 )

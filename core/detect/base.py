@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -38,11 +38,21 @@ class BackendConfig(BaseModel):
     max_det: int = Field(300, ge=1, le=30000)
     classes: tuple[str, ...] | None = Field(None, description="only these class names (None: all)")
     class_conf: dict[str, float] = Field(default_factory=dict, description="per-class minimum confidence")
-    imgsz: int | tuple[int, int] | None = Field(None, description="input size; default: the model's own")
-    rect: bool = Field(False, description="a rectangular input for 16:9 frames (640 → 384×640)")
+    imgsz: int | tuple[int, int] | None = Field(
+        None,
+        description="the long side of each frame's input (default: the model's own); a pair (h, w): one fixed input",
+    )
+    rect: bool | None = Field(
+        None,
+        description="None: each frame letterboxed to its own aspect, as Ultralytics' predict; True: every frame "
+        "into one rect_aspect input (640 → 384×640); False: every frame into a square",
+    )
     rect_aspect: float = Field(16 / 9, gt=1, le=4, description="width/height of the frames rect is made for")
     max_pixels: int = Field(50_000_000, ge=1, description="refuse images with more pixels than this")
     reduced_decode: bool = Field(True, description="decode large JPEGs at 1/2, 1/4 or 1/8 size when enough")
+    decoder: Literal["auto", "opencv", "simplejpeg", "pillow"] = Field(
+        "auto", description="the image decoder (core/detect/decode.py); auto: the fastest installed"
+    )
 
     @field_validator("class_conf")
     @classmethod
@@ -57,8 +67,9 @@ class BackendConfig(BaseModel):
 class Prepared:
     """One image, decoded and letterboxed, ready to join a batch.
 
-    ``tensor`` is the backend's input for this image (``(3, h, w)`` in the model's dtype for the tensor
-    backends); ``gain``/``pad`` map the model's pixels back to the original image's.
+    ``tensor`` is the letterboxed image, uint8 RGB ``(3, h, w)`` in the input shape chosen for it (frames
+    of different aspects get different shapes; a backend batches them by shape and scales them to its own
+    dtype); ``gain``/``pad`` map the model's pixels back to the original image's.
     """
 
     tensor: np.ndarray
@@ -92,7 +103,7 @@ class Detector(abc.ABC):
 
     model_name: str
     labels: list[str]
-    input_size: tuple[int, int]  # (h, w)
+    input_size: tuple[int, int]  # (h, w): the fixed input, or the box each frame's own input fits in
     max_batch: int | None  # None: any batch size
 
     @property

@@ -1,37 +1,51 @@
 """From JPEG/PNG bytes to a model input: header check, scaled decode, EXIF orientation, letterbox.
 
-    plan = Letterbox((384, 640))
-    p = prepare_image(data, plan, np.float32, max_pixels=50_000_000)   # Prepared, tensor (3, 384, 640)
+    lb = Letterbox((640, 640), auto=True)                 # each frame its own shape, as Ultralytics' predict
+    p = prepare_image(data, lb, max_pixels=50_000_000)    # Prepared: tensor uint8 RGB (3, 384, 640) for 16:9
+    batch = to_input([p.tensor, ...], np.float32)         # (n, 3, 384, 640) in 0..1: what the model takes
 
-The letterbox is Ultralytics' (``LetterBox(auto=False, center=True)``: same rounding, same padding value,
-bilinear resize), so the same pixels reach the network. Large JPEGs are decoded by libjpeg at 1/2, 1/4 or
-1/8 size when the reduced image is still at least as large as the letterboxed one: a 1080p frame for a
-640-wide input decodes at 960×540, which is several times cheaper than a full decode and a resize.
+The letterbox is Ultralytics' ``LetterBox`` (same rounding, same padding value, bilinear resize), so the
+same pixels reach the network. ``auto`` is the one its ``predict`` uses for a dynamic-shape model: the long
+side goes to ``imgsz``, the short side is padded up to the next multiple of the stride (16:9 at 640 →
+384×640, 4:3 → 480×640, 1:1 → 640×640, 9:16 → 640×384). Without ``auto`` every frame is boxed into one fixed
+shape: a fixed-shape model's own, or an override (``imgsz`` as a pair, ``rect``).
 
-Two pixel paths give the same bytes. With OpenCV installed (the relay host, the headless worker, the
-export tools) it decodes and resizes. Without it (the desktop bundle, where OpenCV would be 150 MB of
-its 250) Pillow decodes through the same libjpeg-turbo scaled decode, and :func:`resize_linear`
-reproduces ``cv2.resize(..., INTER_LINEAR)`` in integer numpy, bit for bit (tests/core/test_detect_pixels.py
-holds both paths to identical arrays).
+Large JPEGs are decoded by libjpeg at 1/2, 1/4 or 1/8 size when the reduced image is still at least as
+large as the letterboxed one: a 1080p frame for a 640-wide input decodes at 960×540, several times cheaper
+than a full decode and a resize. The decoders are in :mod:`core.detect.decode`.
+
+A prepared tensor stays uint8 until its batch is assembled: a worker holds dozens of them while they wait
+for inference, and float32 would take four times the memory.
 """
 
 from __future__ import annotations
 
-import io
+import logging
+from collections.abc import Sequence
 
 import numpy as np
 
-from core.detect.base import Prepared
-from core.imageinfo import CorruptImage, ImageInfo, UnsupportedImage, check_pixels, probe
+from core.detect.base import DetectorError, Prepared
+from core.detect.decode import Decoder, get_decoder
+from core.detect.resize import resize_linear
+from core.imageinfo import CorruptImage, ImageInfo, UnsupportedImage, check_pixels, jpeg_orientation, probe
 
-try:
-    import cv2
-except ImportError:  # the desktop bundle: Pillow decodes, numpy resizes
-    cv2 = None
+log = logging.getLogger(__name__)
 
 PAD_VALUE = 114
-# OpenCV's fixed-point bilinear: 11-bit coefficients (INTER_RESIZE_COEF_BITS).
-_COEF_SCALE = 2048
+
+__all__ = [
+    "PAD_VALUE",
+    "Letterbox",
+    "choose_letterbox",
+    "decode",
+    "group_by_shape",
+    "prepare_image",
+    "rect_shape",
+    "reduce_factor",
+    "resize_linear",
+    "to_input",
+]
 
 
 def rect_shape(imgsz: int, aspect: float, stride: int = 32) -> tuple[int, int]:
@@ -40,164 +54,125 @@ def rect_shape(imgsz: int, aspect: float, stride: int = 32) -> tuple[int, int]:
     return (int(-(-h // stride) * stride), imgsz)
 
 
-def _taps(src: int, dst: int, clamp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and 11-bit weights of each output position, computed as OpenCV does (float32 offsets).
-
-    Columns past an edge take the edge pixel with weight 1 (``clamp``); rows keep their fractional weight
-    and read the edge row twice, which rounds differently: OpenCV does exactly this.
-    """
-    scale = 1.0 / (dst / src)  # OpenCV inverts the inverse scale; the last bit of the offsets depends on it
-    f = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
-    i = np.floor(f).astype(np.int64)
-    f = f - i.astype(np.float32)
-    if clamp:
-        edge = (i < 0) | (i >= src - 1)
-        f[edge] = 0
-        i = np.clip(i, 0, src - 1)
-    w0 = np.rint((np.float32(1) - f) * np.float32(_COEF_SCALE)).astype(np.int32)
-    w1 = np.rint(f * np.float32(_COEF_SCALE)).astype(np.int32)
-    return np.clip(i, 0, src - 1), np.clip(i + 1, 0, src - 1), w0, w1
-
-
-def resize_linear(img: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
-    """``cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)`` for uint8 HWC images, in numpy.
-
-    Same integer arithmetic as OpenCV's SIMD path: a horizontal pass with 11-bit weights, then a vertical
-    pass that keeps the high 16 bits of each product and rounds at the end. An exact halving is OpenCV's
-    2×2 area mean, as OpenCV switches to it.
-    """
-    h, w = img.shape[:2]
-    if (w, h) == (new_w, new_h):
-        return img.copy()
-    if w == 2 * new_w and h == 2 * new_h:
-        s = img.astype(np.uint16)
-        return ((s[0::2, 0::2] + s[0::2, 1::2] + s[1::2, 0::2] + s[1::2, 1::2] + 2) >> 2).astype(np.uint8)
-    cn = img.shape[2]
-    x0, x1, a0, a1 = _taps(w, new_w, clamp=True)
-    y0, y1, b0, b1 = _taps(h, new_h, clamp=False)
-    rows, where = np.unique(np.concatenate([y0, y1]), return_inverse=True)
-    # Rows flattened to (row, column·channel): one gather per tap, on bytes, then 32-bit products.
-    src = img[rows].reshape(len(rows), w * cn)
-    lanes = np.arange(cn)
-    hor = np.multiply(np.take(src, (x0[:, None] * cn + lanes).ravel(), axis=1), np.repeat(a0, cn), dtype=np.int32)
-    hor += np.multiply(np.take(src, (x1[:, None] * cn + lanes).ravel(), axis=1), np.repeat(a1, cn), dtype=np.int32)
-    hor >>= 4  # OpenCV packs the horizontal sums into 16 bits this way (they stay below 2^15)
-    out = hor[where[:new_h]]
-    out *= b0[:, None]
-    out >>= 16
-    bottom = hor[where[new_h:]]
-    bottom *= b1[:, None]
-    bottom >>= 16
-    out += bottom
-    out += 2
-    out >>= 2
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8).reshape(new_h, new_w, cn)
-
-
 class Letterbox:
-    """Ultralytics' letterbox to a fixed (h, w), computed once per source size."""
+    """Ultralytics' letterbox into ``shape`` (h, w); with ``auto``, ``shape`` bounds each frame's own input."""
 
-    def __init__(self, shape: tuple[int, int]) -> None:
-        self.shape = shape
+    def __init__(self, shape: tuple[int, int], auto: bool = False, stride: int = 32) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.auto = auto
+        self.stride = stride
+
+    def __repr__(self) -> str:
+        kind = f"auto, stride {self.stride}" if self.auto else "fixed"
+        return f"Letterbox({self.shape[0]}x{self.shape[1]}, {kind})"
 
     def params(self, h: int, w: int) -> tuple[tuple[int, int], int, int, int, int]:
         """((new_w, new_h), top, bottom, left, right) for an image of h×w."""
         th, tw = self.shape
         r = min(th / h, tw / w)
         new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
-        dw, dh = (tw - new_w) / 2, (th - new_h) / 2
+        dw, dh = tw - new_w, th - new_h
+        if self.auto:  # the smallest stride multiple that holds the resized frame
+            dw, dh = dw % self.stride, dh % self.stride
+        dw, dh = dw / 2, dh / 2
         top, bottom = round(dh - 0.1), round(dh + 0.1)
         left, right = round(dw - 0.1), round(dw + 0.1)
         return (new_w, new_h), top, bottom, left, right
 
+    def input_shape(self, h: int, w: int) -> tuple[int, int]:
+        """The (h, w) of the model input for an image of h×w."""
+        (new_w, new_h), top, bottom, left, right = self.params(h, w)
+        return new_h + top + bottom, new_w + left + right
+
     def apply(self, img: np.ndarray) -> np.ndarray:
+        """The letterboxed HWC image, as Ultralytics' ``LetterBox`` returns it."""
         h, w = img.shape[:2]
         (new_w, new_h), top, bottom, left, right = self.params(h, w)
-        if cv2 is not None:
-            if (w, h) != (new_w, new_h):
-                img = cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-            return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
-        if (w, h) != (new_w, new_h):
-            img = resize_linear(img, new_w, new_h)
+        img = resize_linear(img, new_w, new_h)
         boxed = np.full((new_h + top + bottom, new_w + left + right, img.shape[2]), PAD_VALUE, np.uint8)
         boxed[top : top + new_h, left : left + new_w] = img
         return boxed
 
 
-def reduce_factor(info: ImageInfo, shape: tuple[int, int]) -> int:
-    """The largest JPEG decode reduction that still leaves at least the letterboxed size, either orientation."""
+def choose_letterbox(
+    *,
+    fixed: tuple[int, int] | None,
+    own: tuple[int, int] | None,
+    imgsz: int | Sequence[int] | None,
+    rect: bool | None,
+    rect_aspect: float,
+    stride: int,
+    name: str,
+) -> Letterbox:
+    """The letterbox a model runs with.
+
+    ``fixed``: the model's fixed input (h, w), if it has one; ``own``: the size in its metadata; ``imgsz``,
+    ``rect``: the config. A fixed-shape model keeps its shape. Otherwise each frame gets its own shape with
+    the long side at ``imgsz`` (default: the model's own long side), unless ``imgsz`` is a pair or ``rect``
+    is set: True boxes every frame into one ``rect_aspect`` shape (640 → 384×640), False into a square.
+    """
+    if fixed is not None:
+        wanted = None
+        if isinstance(imgsz, int):
+            wanted = rect_shape(imgsz, rect_aspect, stride) if rect else (imgsz, imgsz)
+        elif imgsz is not None:
+            wanted = (int(imgsz[0]), int(imgsz[1]))
+        if wanted is not None and wanted != fixed:
+            raise DetectorError(
+                f"{name} has a fixed input of {fixed[0]}x{fixed[1]}; it cannot run at "
+                f"{wanted[0]}x{wanted[1]} (export it with --dynamic, or drop imgsz/rect)"
+            )
+        if rect is not None and wanted is None:
+            log.info("%s has a fixed %dx%d input; rect does not apply", name, *fixed)
+        return Letterbox(fixed)
+    if imgsz is not None and not isinstance(imgsz, int):
+        shape = (int(imgsz[0]), int(imgsz[1]))
+        auto = False
+    else:
+        size = imgsz if isinstance(imgsz, int) else max(own) if own else 640
+        if rect is None:
+            shape, auto = (size, size), True
+        else:
+            shape, auto = (rect_shape(size, rect_aspect, stride) if rect else (size, size)), False
+    if any(v % stride for v in shape):
+        raise DetectorError(f"input size {shape[0]}x{shape[1]} is not a multiple of the stride {stride}")
+    return Letterbox(shape, auto=auto, stride=stride)
+
+
+def _oriented(info: ImageInfo, data: bytes) -> tuple[int, int]:
+    """(width, height) as the picture is shown: EXIF orientations 5–8 swap the sides."""
+    if info.format == "jpeg" and jpeg_orientation(data) >= 5:
+        return info.height, info.width
+    return info.width, info.height
+
+
+def reduce_factor(info: ImageInfo, letterbox: Letterbox | tuple[int, int], data: bytes = b"") -> int:
+    """The largest JPEG decode reduction that still leaves at least the letterboxed size."""
     if info.format != "jpeg":
         return 1
-    th, tw = shape
+    if not isinstance(letterbox, Letterbox):
+        letterbox = Letterbox(letterbox)
+    w, h = _oriented(info, data)
+    (new_w, new_h), *_ = letterbox.params(h, w)
     best = 1
     for f in (2, 4, 8):
-        ok = True
-        for w, h in ((info.width, info.height), (info.height, info.width)):  # EXIF may rotate it
-            r = min(th / h, tw / w)
-            if -(-w // f) < round(w * r) or -(-h // f) < round(h * r):
-                ok = False
-        if ok:
+        if -(-w // f) >= new_w and -(-h // f) >= new_h:
             best = f
     return best
 
 
-def _decode_cv2(data: bytes, info: ImageInfo, f: int) -> np.ndarray:
-    flags = {
-        1: cv2.IMREAD_COLOR,
-        2: cv2.IMREAD_REDUCED_COLOR_2,
-        4: cv2.IMREAD_REDUCED_COLOR_4,
-        8: cv2.IMREAD_REDUCED_COLOR_8,
-    }
-    # IMREAD_COLOR turns grayscale, CMYK and alpha into 3-channel BGR and honours EXIF orientation.
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags[f])
-    if img is None:
-        raise CorruptImage(f"{info.format.upper()} data is corrupt or truncated ({len(data)} bytes)")
-    return img
-
-
-def _decode_pillow(data: bytes, info: ImageInfo, f: int) -> np.ndarray:
-    """What ``cv2.imdecode(..., IMREAD_COLOR or IMREAD_REDUCED_COLOR_f)`` returns, through Pillow."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(io.BytesIO(data), formats=[info.format.upper()]) as im:
-            if f > 1:
-                # libjpeg's DCT scaling picks 1/f when asked for at least width/f × height/f.
-                im.draft("RGB", (info.width // f, info.height // f))
-                if im.size != (-(-info.width // f), -(-info.height // f)):
-                    raise CorruptImage(f"JPEG scaled decode gave {im.size[0]}×{im.size[1]} at 1/{f}")
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # A 16-bit grey PNG: OpenCV keeps the high byte.
-                grey = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
-                return np.repeat(grey[:, :, None], 3, axis=2)
-            if im.mode == "CMYK":
-                # OpenCV's CMYK→BGR on the values libjpeg returns (Pillow inverts Adobe's; undo that).
-                cmyk = np.asarray(im).astype(np.int32)
-                if "adobe" in im.info:
-                    cmyk = 255 - cmyk
-                k = cmyk[:, :, 3:]
-                return (k - (((255 - cmyk[:, :, 2::-1]) * k) >> 8)).astype(np.uint8)
-            rgb = np.asarray(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise CorruptImage(f"{info.format.upper()} data is corrupt or truncated ({len(data)} bytes): {exc}") from exc
-    return rgb[:, :, ::-1]  # BGR, as OpenCV returns it (a view: the tensor step flips it back for free)
-
-
 def decode(
-    data: bytes, shape: tuple[int, int], max_pixels: int, reduced: bool = True
+    data: bytes, letterbox: Letterbox, max_pixels: int, reduced: bool = True, decoder: Decoder | None = None
 ) -> tuple[np.ndarray, int, int, int]:
-    """(BGR image, original width, original height, reduction) with EXIF orientation applied.
+    """(BGR or BGRX image, original width, original height, reduction) with EXIF orientation applied.
 
     Raises :class:`core.imageinfo.ImageError` subclasses: the header is checked before a pixel is decoded.
     """
     info = probe(data)
     check_pixels(info, max_pixels)
-    f = reduce_factor(info, shape) if reduced else 1
-    img = (_decode_cv2 if cv2 is not None else _decode_pillow)(data, info, f)
-    if img.ndim != 3 or img.shape[2] != 3:
+    f = reduce_factor(info, letterbox, data) if reduced else 1
+    img = (decoder or get_decoder()).decode(data, info, f)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
         raise UnsupportedImage(f"decoded to an unexpected shape {img.shape}")
     h, w = img.shape[:2]
     # Orientation may have swapped the sides: the decoded aspect tells which way round the original is.
@@ -212,13 +187,36 @@ def decode(
 
 
 def prepare_image(
-    data: bytes, letterbox: Letterbox, dtype: np.dtype, max_pixels: int, reduced: bool = True
+    data: bytes, letterbox: Letterbox, max_pixels: int, reduced: bool = True, decoder: Decoder | None = None
 ) -> Prepared:
-    img, ow, oh, f = decode(data, letterbox.shape, max_pixels, reduced)
-    dh, dw = img.shape[:2]
-    (new_w, new_h), top, _, left, _ = letterbox.params(dh, dw)
-    boxed = letterbox.apply(img)
-    # BGR→RGB, HWC→CHW and 0..255→0..1 in one pass into a fresh contiguous array (Ultralytics divides by 255).
-    tensor = np.empty((3, *letterbox.shape), dtype)
-    np.divide(boxed.transpose(2, 0, 1)[::-1], np.float32(255), out=tensor, dtype=np.float32, casting="unsafe")
+    """One image decoded and letterboxed into a uint8 RGB tensor (3, h, w) of its input shape."""
+    decoder = decoder or get_decoder()
+    img, ow, oh, f = decode(data, letterbox, max_pixels, reduced, decoder)
+    (new_w, new_h), top, bottom, left, right = letterbox.params(oh, ow)
+    tensor = np.empty((3, new_h + top + bottom, new_w + left + right), np.uint8)
+    tensor[:, :top] = PAD_VALUE
+    tensor[:, top + new_h :] = PAD_VALUE
+    tensor[:, top : top + new_h, :left] = PAD_VALUE
+    tensor[:, top : top + new_h, left + new_w :] = PAD_VALUE
+    decoder.resize_into(img, new_w, new_h, tensor[:, top : top + new_h, left : left + new_w])
     return Prepared(tensor, ow, oh, gain=(new_w / ow, new_h / oh), pad=(float(left), float(top)), decode_scale=f)
+
+
+def group_by_shape(batch: Sequence[Prepared]) -> list[list[int]]:
+    """Indices of the batch grouped by input shape, each group in batch order, groups by first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(batch):
+        groups.setdefault(p.tensor.shape, []).append(i)
+    return list(groups.values())
+
+
+def to_input(tensors: Sequence[np.ndarray], dtype: np.dtype | type, out: np.ndarray | None = None) -> np.ndarray:
+    """Prepared uint8 tensors of one shape as a model batch in ``dtype``, scaled to 0..1 as Ultralytics does."""
+    shape = tensors[0].shape
+    if out is None:
+        out = np.empty((len(tensors), *shape), dtype)
+    for i, t in enumerate(tensors):
+        if t.shape != shape:
+            raise ValueError(f"a batch mixes input shapes {shape} and {t.shape}; group it by shape first")
+        np.divide(t, np.float32(255), out=out[i], dtype=np.float32, casting="unsafe")
+    return out

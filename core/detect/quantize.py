@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from core.detect.base import DetectorError
-from core.detect.preprocess import Letterbox, prepare_image, rect_shape
+from core.detect.preprocess import Letterbox, prepare_image, to_input
 from core.detect.registry import describe
 from core.imageinfo import ImageError
 
@@ -142,28 +142,30 @@ def decode_tail(graph: Any) -> tuple[list[Any], list[Any]]:
 
 
 class _Frames:
-    """Calibration inputs: each image letterboxed as the detector does it, at every input shape given."""
+    """Calibration inputs: each image letterboxed as the detector does it, with every letterbox given."""
 
-    def __init__(self, input_name: str, images: Sequence[Path], shapes: Sequence[tuple[int, int]], batch: int) -> None:
+    def __init__(
+        self, input_name: str, images: Sequence[Path | bytes], letterboxes: Sequence[Letterbox], batch: int
+    ) -> None:
         self._input_name = input_name
         self._batch = batch  # a fixed-batch model takes the image repeated
-        self._letterboxes = [Letterbox(s) for s in shapes]
+        self._letterboxes = list(letterboxes)
         self._iter = self._frames(images)
         self.images = 0
         self.samples = 0
 
-    def _frames(self, images: Sequence[Path]) -> Iterator[dict[str, np.ndarray]]:
-        for path in images:
+    def _frames(self, images: Sequence[Path | bytes]) -> Iterator[dict[str, np.ndarray]]:
+        for i, image in enumerate(images):
             try:
-                data = path.read_bytes()
-                tensors = [prepare_image(data, lb, np.float32, 50_000_000, True).tensor for lb in self._letterboxes]
+                data = image if isinstance(image, bytes) else image.read_bytes()
+                prepared = [prepare_image(data, lb, 50_000_000).tensor for lb in self._letterboxes]
             except (OSError, ImageError) as exc:
-                log.warning("calibration: skipped %s (%s)", path, exc)
+                log.warning("calibration: skipped %s (%s)", image if isinstance(image, Path) else f"picture {i}", exc)
                 continue
             self.images += 1
-            for t in tensors:
+            for t in prepared:
                 self.samples += 1
-                yield {self._input_name: np.repeat(t[None], self._batch, axis=0)}
+                yield {self._input_name: to_input([t] * self._batch, np.float32)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:  # onnxruntime's CalibrationDataReader protocol
         return next(self._iter, None)
@@ -181,9 +183,9 @@ def _load_onnx(path: Path) -> Any:
     return model
 
 
-def _input_shapes(model: Any) -> tuple[str, list[tuple[int, int]], int]:
-    """The input's name, the shapes to calibrate (a fixed shape, or the model's imgsz and its 16:9 rect shape)
-    and the batch size to feed (a fixed batch, or 1)."""
+def _input_shapes(model: Any) -> tuple[str, list[Letterbox], int]:
+    """The input's name, the letterboxes to calibrate with (a fixed shape; or each picture's own shape, as the
+    detector runs by default, and the square one) and the batch size to feed (a fixed batch, or 1)."""
     from onnx import TensorProto
 
     inp = model.graph.input[0]
@@ -197,28 +199,29 @@ def _input_shapes(model: Any) -> tuple[str, list[tuple[int, int]], int]:
     dims = [d.dim_value if d.HasField("dim_value") else None for d in ttype.shape.dim]
     batch = dims[0] or 1
     if dims[2] and dims[3]:
-        return inp.name, [(dims[2], dims[3])], batch
+        return inp.name, [Letterbox((dims[2], dims[3]))], batch
     meta = {p.key: p.value for p in model.metadata_props}
     stride = int(meta.get("stride", 32))
     try:
         h, w = (int(v) for v in meta["imgsz"].strip("[]() ").split(","))
     except (KeyError, ValueError):
         h = w = 640
-    shapes = [(h, w)]
-    if h == w:  # the detector's rect setting runs a square model at a 16:9 shape: calibrate that too
-        shapes.append(rect_shape(w, 16 / 9, stride))
-    return inp.name, shapes, batch
+    size = max(h, w)
+    return inp.name, [Letterbox((size, size), auto=True, stride=stride), Letterbox((size, size))], batch
 
 
 def quantize_model(
     src: Path,
     out_dir: Path,
-    images: Iterable[Path],
+    images: Iterable[Path | bytes],
     name: str | None = None,
     per_channel: bool = True,
     max_images: int | None = None,
 ) -> QuantizeResult:
-    """Write ``out_dir/NAME-int8.onnx`` (atomically) from the float32 YOLOv8 model ``src``."""
+    """Write ``out_dir/NAME-int8.onnx`` (atomically) from the float32 YOLOv8 model ``src``.
+
+    ``images`` are picture files or their bytes (the tray calibrates on moments it holds in memory).
+    """
     try:
         import onnx
         from onnxruntime.quantization import (
@@ -247,7 +250,7 @@ def quantize_model(
     model = _load_onnx(src)
     if any(n.op_type in QUANTIZED_OPS for n in model.graph.node):
         raise QuantizeError(f"{src.name} is already quantised")
-    input_name, shapes, batch = _input_shapes(model)
+    input_name, letterboxes, batch = _input_shapes(model)
     decode_tail(model.graph)  # refuse a model without a Detect head before the slow part
     metadata = {p.key: p.value for p in model.metadata_props}
 
@@ -268,7 +271,7 @@ def quantize_model(
                 node.name = f"{node.op_type}_{i}"
         tail, last_convs = decode_tail(model.graph)
         keep_float = [n.name for n in (*tail, *last_convs)]
-        frames = _Frames(input_name, images, shapes, batch)
+        frames = _Frames(input_name, images, letterboxes, batch)
         try:
             quantize_static(
                 model,

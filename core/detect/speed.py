@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from core.detect.base import Detector
+from core.detect.preprocess import to_input
 
 
 def _timed(step: Callable[[], int], seconds: float, min_rounds: int = 3) -> float:
@@ -29,7 +30,7 @@ def _timed(step: Callable[[], int], seconds: float, min_rounds: int = 3) -> floa
 
 def measure_raw(det: Detector, tensors: Sequence[np.ndarray], batch: int, seconds: float) -> float:
     """The ceiling: the model alone on ready batch tensors (the backend's ``run``)."""
-    stacked = np.stack(list(tensors))
+    stacked = to_input(list(tensors), getattr(det, "dtype", np.float32))
     chunks = [np.ascontiguousarray(stacked[i : i + batch]) for i in range(0, len(stacked), batch)]
 
     def step() -> int:

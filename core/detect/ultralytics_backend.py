@@ -17,8 +17,9 @@ import numpy as np
 from pydantic import Field
 
 from core.detect.base import BackendConfig, Detector, DetectorError, ModelNotFound, Prepared, backend
+from core.detect.decode import get_decoder
 from core.detect.postprocess import Thresholds, postprocess
-from core.detect.preprocess import Letterbox, prepare_image, rect_shape
+from core.detect.preprocess import choose_letterbox, group_by_shape, prepare_image, to_input
 from core.protocol import Detection
 
 log = logging.getLogger(__name__)
@@ -63,23 +64,30 @@ class UltralyticsDetector(Detector):
         self.model_name = config.name or path.stem
         stride = int(max(model.stride)) if hasattr(model, "stride") else 32
         own = ast.literal_eval(str(model.args.get("imgsz", 640))) if isinstance(model.args, dict) else 640
-        size = config.imgsz if config.imgsz is not None else own
-        if isinstance(size, int | float):
-            size = rect_shape(int(size), config.rect_aspect, stride) if config.rect else (int(size), int(size))
-        self.input_size = (int(size[0]), int(size[1]))
+        own = (own, own) if isinstance(own, int | float) else tuple(own)
+        self._letterbox = choose_letterbox(
+            fixed=None,
+            own=(int(own[0]), int(own[1])),
+            imgsz=config.imgsz,
+            rect=config.rect,
+            rect_aspect=config.rect_aspect,
+            stride=stride,
+            name=path.name,
+        )
+        self.input_size = self._letterbox.shape
         self.max_batch = None
-        self._letterbox = Letterbox(self.input_size)
+        self._decoder = get_decoder(config.decoder)
         try:
             self._thresholds = Thresholds(self.labels, config.conf, config.classes, config.class_conf)
         except ValueError as exc:
             raise DetectorError(str(exc)) from exc
         self._lock = threading.Lock()
         log.info(
-            "loaded %s on torch %s: %d classes, input %dx%d",
+            "loaded %s on torch %s: %d classes, input %r",
             self.model_name,
             self._device,
             len(self.labels),
-            *self.input_size,
+            self._letterbox,
         )
 
     @property
@@ -94,13 +102,19 @@ class UltralyticsDetector(Detector):
             raise DetectorError(f"the ultralytics backend runs on {self.provider} only (set its device instead)")
 
     def prepare(self, data: bytes) -> Prepared:
-        return prepare_image(data, self._letterbox, np.float32, self.config.max_pixels, self.config.reduced_decode)
+        return prepare_image(data, self._letterbox, self.config.max_pixels, self.config.reduced_decode, self._decoder)
 
     def detect(self, batch: list[Prepared]) -> list[list[Detection]]:
-        if not batch:
-            return []
+        results: list[list[Detection]] = [[] for _ in batch]
+        for idx in group_by_shape(batch):
+            part = [batch[i] for i in idx]
+            for i, dets in zip(idx, self._detect_one_shape(part), strict=True):
+                results[i] = dets
+        return results
+
+    def _detect_one_shape(self, batch: list[Prepared]) -> list[list[Detection]]:
         torch = self._torch
-        tensor = torch.from_numpy(np.stack([p.tensor for p in batch])).to(self._device)
+        tensor = torch.from_numpy(to_input([p.tensor for p in batch], np.float32)).to(self._device)
         if self._half:
             tensor = tensor.half()
         with torch.inference_mode():

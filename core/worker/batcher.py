@@ -1,13 +1,17 @@
 """The dynamic batcher: prepared images in, detections out, inference on one dedicated thread.
 
-A batch closes when it holds B images or when its oldest image has waited ``max_wait_s``, whichever
-comes first. While one batch runs on the inference thread the next one fills, so the detector never
-waits on the event loop. B adapts so one batch takes about ``latency_target_s``, within
-``1..min(max_batch, detector.max_batch)``. Higher-priority images (Pro, then older events) go first.
+A batch holds images of one input shape (frames of different aspects are letterboxed to different shapes,
+and a model call takes one shape). The next batch is the shape of the highest-priority waiting image
+(Pro, then older events), filled with that shape's images in priority order. It closes when it holds B
+of them or when its oldest has waited ``max_wait_s``, whichever comes first. No shape starves: every image
+becomes the highest-priority one in its turn, and a batch of another shape never holds more than B.
+While one batch runs on the inference thread the next one fills, so the detector never waits on the
+event loop. B adapts per shape so one batch takes about ``latency_target_s`` (its cost is measured per
+input pixel), within ``1..min(max_batch, detector.max_batch)``.
 
     batcher = Batcher(detector, max_batch=8, max_wait_s=0.02, latency_target_s=0.5)
     batcher.start()
-    detections = await batcher.submit(prepared, priority=(0, created_ts))
+    detections = await batcher.submit(prepared, priority=(0, created_ts))   # anyone may submit: worker, LAN API
     batcher.set_provider("CUDAExecutionProvider")   # applied on the inference thread between batches
     await batcher.close()
 """
@@ -20,7 +24,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +46,18 @@ class _Item:
     enqueued: float = field(compare=False)
     prepared: Any = field(compare=False)
     future: asyncio.Future = field(compare=False)
+    shape: Hashable = field(compare=False, default=None)
+
+
+def input_shape(prepared: Any) -> Hashable:
+    """The batching key of a prepared image: its tensor's shape (None for anything without one)."""
+    return getattr(getattr(prepared, "tensor", None), "shape", None)
+
+
+def _pixels(shape: Hashable) -> int | None:
+    if isinstance(shape, tuple) and len(shape) >= 2 and all(isinstance(v, int) for v in shape):
+        return shape[-1] * shape[-2]
+    return None
 
 
 class Batcher:
@@ -61,7 +77,7 @@ class Batcher:
         # A detector that splits a batch over one session per core needs at least that many images to
         # use every core, whatever the latency target says.
         self.floor = max(1, min(min_batch, self.cap))
-        self.batch_size = self.cap
+        self.batch_size = self.cap  # B of the last batch's shape (what the dashboard shows)
         self.on_batch = on_batch
         self.provider_error: str | None = None
         self._heap: list[_Item] = []
@@ -69,6 +85,7 @@ class Batcher:
         self._changed = asyncio.Event()
         self._pending_provider: str | None = None
         self._per_image_s: float | None = None
+        self._per_pixel_s: float | None = None  # shapes differ in cost: B is sized from this
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="insane-infer")
         self._task: asyncio.Task | None = None
         self.busy = False
@@ -88,7 +105,8 @@ class Batcher:
     def submit(self, prepared: Any, priority: tuple = ()) -> asyncio.Future:
         """A future of the image's detections; it raises :class:`InferenceError` if its batch failed."""
         future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._heap, _Item(priority, next(self._seq), time.monotonic(), prepared, future))
+        item = _Item(priority, next(self._seq), time.monotonic(), prepared, future, input_shape(prepared))
+        heapq.heappush(self._heap, item)
         self._changed.set()
         return future
 
@@ -117,7 +135,7 @@ class Batcher:
             for item, dets in zip(batch, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(dets)
-            self._adapt(len(batch), elapsed)
+            self._adapt(len(batch), elapsed, _pixels(batch[0].shape))
             if self.on_batch is not None:
                 self.on_batch(len(batch), elapsed)
 
@@ -128,10 +146,11 @@ class Batcher:
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            if len(self._heap) >= self.batch_size:
+            shape = self._heap[0].shape  # the highest-priority image decides the batch's shape
+            same = [item for item in self._heap if item.shape == shape]
+            if len(same) >= self.size_for(shape):
                 break
-            oldest = min(item.enqueued for item in self._heap)
-            remaining = oldest + self.max_wait_s - time.monotonic()
+            remaining = min(item.enqueued for item in same) + self.max_wait_s - time.monotonic()
             if remaining <= 0:
                 break
             self._changed.clear()
@@ -139,8 +158,29 @@ class Batcher:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
                 break
-        n = min(self.batch_size, len(self._heap))
-        return [heapq.heappop(self._heap) for _ in range(n)]
+        return self._take(self._heap[0].shape)
+
+    def _take(self, shape: Hashable) -> list[_Item]:
+        """Up to B images of ``shape`` in priority order; the others stay in the heap."""
+        n = self.size_for(shape)
+        batch: list[_Item] = []
+        passed: list[_Item] = []
+        while self._heap and len(batch) < n:
+            item = heapq.heappop(self._heap)
+            (batch if item.shape == shape else passed).append(item)
+        for item in passed:
+            heapq.heappush(self._heap, item)
+        self.batch_size = n
+        return batch
+
+    def size_for(self, shape: Hashable) -> int:
+        """B for a shape: the most images whose inference takes about ``latency_target_s``."""
+        pixels = _pixels(shape)
+        per_image = self._per_image_s if self._per_pixel_s is None or pixels is None else self._per_pixel_s * pixels
+        if per_image is None:
+            return self.cap
+        fit = int(self.latency_target_s / max(per_image, 1e-6))
+        return max(self.floor, min(self.cap, fit))
 
     def _drop_cancelled(self) -> None:
         if any(item.future.done() for item in self._heap):
@@ -176,11 +216,12 @@ class Batcher:
         self.provider_error = f"cannot use {provider}: {exc}"
         log.warning("%s; staying on %s", self.provider_error, self.detector.provider)
 
-    def _adapt(self, n: int, elapsed: float) -> None:
+    def _adapt(self, n: int, elapsed: float, pixels: int | None) -> None:
         per_image = elapsed / max(n, 1)
         self._per_image_s = per_image if self._per_image_s is None else 0.7 * self._per_image_s + 0.3 * per_image
-        fit = int(self.latency_target_s / max(self._per_image_s, 1e-6))
-        self.batch_size = max(self.floor, min(self.cap, fit))
+        if pixels:
+            per_pixel = per_image / pixels
+            self._per_pixel_s = per_pixel if self._per_pixel_s is None else 0.7 * self._per_pixel_s + 0.3 * per_pixel
 
     async def close(self) -> None:
         if self._task is not None:

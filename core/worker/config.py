@@ -25,6 +25,7 @@ class WorkerConfig:
     drain_target_s: float = 60.0
     backfill: bool = True
     backfill_keep: int = 256  # shrunk events remembered for back-fill
+    recent_moments: int = 32  # one moment per event kept in memory (JPEG bytes) to calibrate INT8 on
     # Retries while the relay is unreachable.
     retry_min_s: float = 0.5
     retry_max_s: float = 30.0

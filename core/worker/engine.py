@@ -18,7 +18,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -69,6 +69,7 @@ class Worker:
         self._job_info: dict[UUID, Job] = {}
         self._inflight_images = 0
         self._shrunk: OrderedDict[UUID, Job] = OrderedDict()
+        self._recent: deque[bytes] = deque(maxlen=config.recent_moments)
         self._wake: asyncio.Event | None = None
         self._room: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
@@ -136,6 +137,10 @@ class Worker:
 
     def available_providers(self) -> list[str]:
         return list(self.detector.available_providers())
+
+    def recent_moments(self) -> list[bytes]:
+        """JPEG bytes of recent moments the model read, one per event, newest last (INT8 calibration)."""
+        return list(self._recent)
 
     def held_leases(self) -> list[str]:
         """Leases this worker is reviewing or holds an unstored result for. Every heartbeat renews them,
@@ -340,6 +345,8 @@ class Worker:
                 width, height = info.width, info.height
         except ImageError as exc:
             return self._moment_error(ref, f"image: {exc}")
+        if not job.backfill and ref is job.refs[len(job.refs) // 2]:
+            self._recent.append(data)
         t2 = time.monotonic()
         job.note("decode", t2 - t1)
         self._metrics.stage("decode", t2 - t1)

@@ -13,7 +13,7 @@ import pytest
 from core.detect import DetectorError, load_detector, parse_detector_config, providers
 from core.detect.base import ModelNotFound
 from core.detect.postprocess import nms
-from core.detect.preprocess import Letterbox, rect_shape, reduce_factor
+from core.detect.preprocess import Letterbox, choose_letterbox, rect_shape, reduce_factor
 from core.imageinfo import CorruptImage, ImageInfo, ImageTooLarge, UnsupportedImage
 
 
@@ -43,11 +43,56 @@ def test_letterbox_matches_ultralytics_rounding() -> None:
     assert out.shape == (384, 640, 3) and out[0, 0, 0] == 114 and out[200, 320, 0] == 7
 
 
+def test_auto_letterbox_is_long_side_to_imgsz_short_side_to_the_stride() -> None:
+    lb = Letterbox((640, 640), auto=True)
+    cases = {
+        (1080, 1920): (384, 640),  # 16:9
+        (480, 640): (480, 640),  # 4:3
+        (512, 512): (640, 640),  # 1:1, scaled up as Ultralytics does
+        (640, 480): (640, 480),  # 3:4
+        (1920, 1080): (640, 384),  # 9:16
+        (1080, 2560): (288, 640),  # 21:9
+        (240, 320): (480, 640),
+        (2160, 3840): (384, 640),
+        (1, 3000): (32, 640),  # a sliver keeps one pixel row
+    }
+    for (h, w), shape in cases.items():
+        assert lb.input_shape(h, w) == shape, (h, w)
+    assert lb.params(1080, 1920) == ((640, 360), 12, 12, 0, 0)
+    assert lb.params(1080, 2560) == ((640, 270), 9, 9, 0, 0)
+    assert Letterbox((640, 640)).input_shape(1080, 1920) == (640, 640)  # fixed: every frame one shape
+
+
+def test_choose_letterbox_follows_model_and_overrides() -> None:
+    common = {"rect_aspect": 16 / 9, "stride": 32, "name": "m.onnx"}
+    dynamic = choose_letterbox(fixed=None, own=(640, 640), imgsz=None, rect=None, **common)
+    assert dynamic.auto and dynamic.shape == (640, 640)
+    own_rect = choose_letterbox(fixed=None, own=(384, 640), imgsz=None, rect=None, **common)
+    assert own_rect.auto and own_rect.shape == (640, 640)  # a dynamic export's size is only its long side
+    assert choose_letterbox(fixed=None, own=None, imgsz=1280, rect=None, **common).shape == (1280, 1280)
+    rect = choose_letterbox(fixed=None, own=(640, 640), imgsz=None, rect=True, **common)
+    assert not rect.auto and rect.shape == (384, 640)
+    square = choose_letterbox(fixed=None, own=(640, 640), imgsz=None, rect=False, **common)
+    assert not square.auto and square.shape == (640, 640)
+    pair = choose_letterbox(fixed=None, own=(640, 640), imgsz=(320, 480), rect=None, **common)
+    assert not pair.auto and pair.shape == (320, 480)
+    fixed = choose_letterbox(fixed=(640, 640), own=(640, 640), imgsz=None, rect=True, **common)
+    assert not fixed.auto and fixed.shape == (640, 640)
+    with pytest.raises(DetectorError, match="not a multiple of the stride 32"):
+        choose_letterbox(fixed=None, own=None, imgsz=650, rect=None, **common)
+    with pytest.raises(DetectorError, match="fixed input of 640x640"):
+        choose_letterbox(fixed=(640, 640), own=None, imgsz=320, rect=None, **common)
+
+
 def test_reduce_factor_keeps_at_least_the_input_size() -> None:
     assert reduce_factor(ImageInfo("jpeg", 1920, 1080), (384, 640)) == 2  # 960×540 ≥ 640×360
     assert reduce_factor(ImageInfo("jpeg", 3840, 2160), (384, 640)) == 4
     assert reduce_factor(ImageInfo("jpeg", 800, 600), (640, 640)) == 1
     assert reduce_factor(ImageInfo("png", 3840, 2160), (384, 640)) == 1  # libpng has no scaled decode
+    auto = Letterbox((640, 640), auto=True)
+    assert reduce_factor(ImageInfo("jpeg", 1920, 1080), auto) == 2
+    assert reduce_factor(ImageInfo("jpeg", 2560, 1440), auto) == 4  # 640×360: no resize at all
+    assert reduce_factor(ImageInfo("jpeg", 1024, 768), auto) == 1  # 512×384 < 640×480
 
 
 def test_nms_drops_overlaps_and_keeps_order() -> None:
@@ -192,10 +237,13 @@ def test_odd_but_valid_images_decode(det) -> None:
     rgba[..., 3] = 255
     png = cv2.imencode(".png", rgba)[1].tobytes()
     gray16 = cv2.imencode(".png", np.full((50, 60), 40000, np.uint16))[1].tobytes()
-    for data, size in ((gray, (200, 100)), (png, (200, 100)), (gray16, (60, 50))):
+    for data, size, shape in (
+        (gray, (200, 100), (320, 640)),
+        (png, (200, 100), (320, 640)),
+        (gray16, (60, 50), (544, 640)),
+    ):
         p = det.prepare(data)
-        assert (p.width, p.height) == size and p.tensor.shape == (3, 640, 640)
-        assert float(p.tensor.max()) <= 1.0
+        assert (p.width, p.height) == size and p.tensor.shape == (3, *shape) and p.tensor.dtype == np.uint8
     assert det.detect([det.prepare(gray)]) == [[]]
 
 
@@ -203,7 +251,8 @@ def test_cmyk_jpeg_decodes(det) -> None:
     p = det.prepare(_cmyk_jpeg())
     assert (p.width, p.height) == (64, 48)
     # C=0 M=100% Y=100% K=0 is red: red channel (tensor index 0, RGB) high, blue low.
-    assert p.tensor[2, 320, 320] < 0.3 < 0.7 < p.tensor[0, 320, 320]
+    assert p.tensor.shape == (3, 480, 640)
+    assert p.tensor[2, 240, 320] < 80 < 180 < p.tensor[0, 240, 320]
 
 
 def test_gpu_preference_falls_back_to_cpu() -> None:

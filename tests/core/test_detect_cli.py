@@ -48,6 +48,30 @@ def test_detect_json_and_errors(tmp_path: Path, fall_model_onnx: Path, sample_im
     assert (tmp_path / "out" / "bus.annotated.jpg").stat().st_size > 10_000
 
 
+def test_detect_batches_mixed_shapes_and_keeps_the_order(
+    tmp_path: Path, fall_model_onnx: Path, sample_images: dict[str, bytes]
+) -> None:
+    # A 3:4 photo, a 16:9 one, a broken file and the 3:4 one again, two per batch: one model call per shape,
+    # every answer in the order given, each the same as that photo's own single run.
+    names = ["bus.jpg", "zidane.jpg", "broken.jpg", "bus2.jpg"]
+    (tmp_path / "bus.jpg").write_bytes(sample_images["bus.jpg"])
+    (tmp_path / "zidane.jpg").write_bytes(sample_images["zidane.jpg"])
+    (tmp_path / "broken.jpg").write_bytes(sample_images["bus.jpg"][:500])
+    (tmp_path / "bus2.jpg").write_bytes(sample_images["bus.jpg"])
+    paths = [str(tmp_path / n) for n in names]
+    batched = _run("detect", "--model", str(fall_model_onnx), "--json", "--batch", "2", *paths, tmp_path=tmp_path)
+    assert batched.returncode == 1, batched.stderr
+    lines = [json.loads(line) for line in batched.stdout.splitlines()]
+    assert [line["image"] for line in lines] == paths
+    assert "error" in lines[2] and "corrupt or truncated" in lines[2]["error"]
+    single = _run("detect", "--model", str(fall_model_onnx), "--json", "--batch", "1", *paths[:2], tmp_path=tmp_path)
+    alone = [json.loads(line) for line in single.stdout.splitlines()]
+    assert lines[0]["detections"] == alone[0]["detections"] == lines[3]["detections"]
+    assert lines[1]["detections"] == alone[1]["detections"] and lines[1]["detections"]
+    refused = _run("detect", "--model", str(fall_model_onnx), "--batch", "0", paths[0], tmp_path=tmp_path)
+    assert refused.returncode == 2 and "--batch must be at least 1" in refused.stderr
+
+
 def test_missing_model_says_how_to_get_it(tmp_path: Path) -> None:
     r = _run("detect", "--model", "yolov8n", "x.jpg", tmp_path=tmp_path)
     assert r.returncode == 2 and "insane model download yolov8n" in r.stderr

@@ -70,13 +70,12 @@ def test_raw_outputs_match_ultralytics_export(checkpoint: Path, ours: Path, mode
 
 
 def _letterboxed_photos(shape: tuple[int, int]) -> np.ndarray:
-    from core.detect.preprocess import Letterbox, prepare_image
+    from core.detect.preprocess import Letterbox, prepare_image, to_input
 
     box = Letterbox(shape)
     images = models.sample_images()
-    return np.stack(
-        [prepare_image(images[k], box, np.float32, 50_000_000, reduced=False).tensor for k in ("bus.jpg", "zidane.jpg")]
-    )
+    prepared = [prepare_image(images[k], box, 50_000_000, reduced=False).tensor for k in ("bus.jpg", "zidane.jpg")]
+    return to_input(prepared, np.float32)
 
 
 def test_the_file_has_ultralytics_layout_and_metadata(checkpoint: Path, ours: Path) -> None:

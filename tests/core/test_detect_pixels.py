@@ -1,9 +1,9 @@
-"""The two pixel paths of core/detect/preprocess.py give the same bytes.
+"""The decoders of core/detect/decode.py give the same bytes.
 
-OpenCV decodes and resizes where it is installed; the desktop bundle has no OpenCV, so Pillow decodes
-(through the same libjpeg-turbo, scaled decode included) and numpy resizes. Ultralytics feeds its models
-OpenCV's pixels, so the parity tests (test_detect_parity.py) hold for the bundle only if these are equal
-to the last bit: every comparison here is exact.
+OpenCV decodes and resizes where it is installed; the desktop bundle has no OpenCV, so simplejpeg decodes
+JPEGs (the same libjpeg-turbo, scaled decode included), Pillow the rest, and numpy resizes; Pillow alone is
+the fallback. Ultralytics feeds its models OpenCV's pixels, so the parity tests (test_detect_parity.py) hold
+for the bundle only if these are equal to the last bit: every comparison here is exact.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import struct
 import numpy as np
 import pytest
 
-from core.detect import preprocess
+from core.detect import decode
+from core.detect.decode import get_decoder
 from core.detect.preprocess import Letterbox, prepare_image, resize_linear
-from core.imageinfo import CorruptImage, probe
+from core.detect.resize import resize_planar
+from core.imageinfo import CorruptImage, jpeg_orientation, probe
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV is the reference")
 Image = pytest.importorskip("PIL.Image", reason="Pillow is the bundle's decoder")
@@ -67,6 +69,17 @@ def test_resize_is_opencv_bilinear_to_the_bit() -> None:
         assert got.dtype == np.uint8 and np.array_equal(got, expected), ((h, w), (nh, nw))
 
 
+def test_planar_resize_is_opencv_bilinear_to_the_bit() -> None:
+    rng = np.random.default_rng(2)
+    for (h, w), (nh, nw) in _sizes():
+        for cn in (3, 4):
+            img = rng.integers(0, 256, (h, w, cn), dtype=np.uint8)
+            expected = cv2.resize(img[:, :, :3], (nw, nh), interpolation=cv2.INTER_LINEAR)
+            out = np.zeros((3, nh, nw), np.uint8)
+            resize_planar(img, nw, nh, out)
+            assert np.array_equal(out, expected[:, :, ::-1].transpose(2, 0, 1)), ((h, w), (nh, nw), cn)
+
+
 def test_resize_of_real_photos_is_exact(sample_images: dict[str, bytes]) -> None:
     for data in sample_images.values():
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -97,33 +110,62 @@ def _odd_images(sample_images: dict[str, bytes]) -> dict[str, bytes]:
     }
 
 
-def test_pillow_decodes_what_opencv_decodes(sample_images: dict[str, bytes]) -> None:
-    for name, data in _odd_images(sample_images).items():
+NOT_OPENCV = [d for d in ("simplejpeg", "pillow") if d in decode.available()]
+
+
+@pytest.mark.parametrize("name", NOT_OPENCV)
+def test_decoders_decode_what_opencv_decodes(sample_images: dict[str, bytes], name: str) -> None:
+    dec = get_decoder(name)
+    for key, data in _odd_images(sample_images).items():
         info = probe(data)
         for f in (1, 2, 4, 8) if info.format == "jpeg" else (1,):
-            expected = preprocess._decode_cv2(data, info, f)
-            got = preprocess._decode_pillow(data, info, f)
-            assert got.shape == expected.shape and np.array_equal(got, expected), (name, f)
+            expected = decode._decode_cv2(data, info, f)
+            got = dec.decode(data, info, f)[:, :, :3]
+            assert got.shape == expected.shape and np.array_equal(got, expected), (key, f)
 
 
-@pytest.mark.parametrize("shape", [(640, 640), (384, 640)], ids=["square", "rect"])
+@pytest.mark.parametrize("name", NOT_OPENCV)
+def test_every_exif_orientation_turns_as_opencv_turns_it(sample_images: dict[str, bytes], name: str) -> None:
+    bus = cv2.imdecode(np.frombuffer(sample_images["bus.jpg"], np.uint8), cv2.IMREAD_COLOR)[:300, :200]
+    dec = get_decoder(name)
+    for orientation in range(1, 9):
+        data = _with_orientation(_jpeg(bus), orientation)
+        assert jpeg_orientation(data) == orientation
+        info = probe(data)
+        for f in (1, 2):
+            expected = decode._decode_cv2(data, info, f)
+            assert np.array_equal(dec.decode(data, info, f)[:, :, :3], expected), (orientation, f)
+
+
+def test_orientation_of_odd_exif_is_upright() -> None:
+    plain = _jpeg(np.full((40, 60, 3), 50, np.uint8))
+    assert jpeg_orientation(plain) == 1
+    assert jpeg_orientation(_with_orientation(plain, 9)) == 1  # out of range: shown as stored, as OpenCV does
+    broken = _with_orientation(plain, 6)
+    cut = broken.index(b"Exif") + 8
+    assert jpeg_orientation(broken[:cut] + b"\x00" * 4 + broken[cut + 4 :]) == 1  # not a TIFF header
+    assert jpeg_orientation(broken[:40]) in (1, 6)  # truncated: never an error
+    assert jpeg_orientation(b"") == 1
+
+
+@pytest.mark.parametrize("letterbox", [Letterbox((640, 640), auto=True), Letterbox((384, 640))], ids=["auto", "rect"])
 @pytest.mark.parametrize("reduced", [True, False], ids=["scaled-decode", "full-decode"])
-def test_both_paths_make_the_same_tensor(sample_images, monkeypatch, shape, reduced) -> None:
-    plan = Letterbox(shape)
+@pytest.mark.parametrize("name", NOT_OPENCV)
+def test_every_decoder_makes_the_same_tensor(sample_images, letterbox, reduced, name) -> None:
     images = _odd_images(sample_images)
-    with_cv2 = {n: prepare_image(d, plan, np.float32, 50_000_000, reduced) for n, d in images.items()}
-    monkeypatch.setattr(preprocess, "cv2", None)
-    for name, data in images.items():
-        a, b = with_cv2[name], prepare_image(data, plan, np.float32, 50_000_000, reduced)
-        assert np.array_equal(a.tensor, b.tensor), name
+    for key, data in images.items():
+        a = prepare_image(data, letterbox, 50_000_000, reduced, get_decoder("opencv"))
+        b = prepare_image(data, letterbox, 50_000_000, reduced, get_decoder(name))
+        assert a.tensor.dtype == np.uint8 and np.array_equal(a.tensor, b.tensor), key
         assert (a.width, a.height, a.gain, a.pad, a.decode_scale) == (b.width, b.height, b.gain, b.pad, b.decode_scale)
 
 
-def test_pillow_path_refuses_broken_images(monkeypatch) -> None:
-    monkeypatch.setattr(preprocess, "cv2", None)
+@pytest.mark.parametrize("name", NOT_OPENCV)
+def test_decoders_refuse_broken_images(name) -> None:
+    dec = get_decoder(name)
     good = _jpeg(np.full((120, 160, 3), 90, np.uint8))
     with pytest.raises(CorruptImage):
-        prepare_image(good[:300], Letterbox((640, 640)), np.float32, 50_000_000)
+        prepare_image(good[:300], Letterbox((640, 640)), 50_000_000, decoder=dec)
     png = _png(np.full((40, 30, 3), 9, np.uint8))
     with pytest.raises(CorruptImage):
-        prepare_image(png[:60], Letterbox((640, 640)), np.float32, 50_000_000)
+        prepare_image(png[:60], Letterbox((640, 640)), 50_000_000, decoder=dec)

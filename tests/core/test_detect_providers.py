@@ -11,6 +11,7 @@ import pytest
 from core.detect import DetectorError, OnnxConfig, load_detector
 from core.detect import providers as prov
 from core.detect.onnx_backend import run_bound
+from core.detect.preprocess import to_input
 
 # What onnxruntime-gpu's get_available_providers() says on any machine, GPU or not.
 ORT_GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -84,7 +85,7 @@ def test_switching_to_a_provider_that_falls_back_keeps_the_current_one(monkeypat
 
 def test_io_binding_gives_the_same_output_as_run(yolov8n_onnx: Path) -> None:
     with load_detector(OnnxConfig(path=str(yolov8n_onnx), threads=1, sessions=1)) as det:
-        batch = np.stack([det.prepare(_jpeg(seed)).tensor for seed in range(3)])
+        batch = to_input([det.prepare(_jpeg(seed)).tensor for seed in range(3)], det.dtype)
         session = det._sessions[0]
         plain = session.run([det._output_name], {det._input_name: batch})[0]
         bound = run_bound(session, det._input_name, det._output_name, batch)

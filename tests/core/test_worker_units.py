@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import threading
 
+import numpy as np
 import pytest
 
 from core.detect.base import DetectorError
@@ -146,3 +147,62 @@ async def test_batcher_failed_batch_and_failed_provider_switch():
     assert "cannot use AltCPU" in (b.provider_error or "")
     assert b.capacity_per_s() > 0
     await b.close()
+
+
+class Frame:
+    """A prepared image at the seam: only its tensor's shape matters to the batcher."""
+
+    def __init__(self, tag: str, shape: tuple[int, int]) -> None:
+        self.tag = tag
+        self.tensor = np.empty((3, *shape), np.uint8)
+
+    def __repr__(self) -> str:
+        return self.tag
+
+
+class ShapeDetector(RecordingDetector):
+    max_batch = 8
+
+    def detect(self, batch):
+        shapes = {f.tensor.shape for f in batch}
+        if len(shapes) != 1:
+            raise RuntimeError(f"a batch of mixed shapes {shapes}")
+        self.entered.set()
+        self.gate.wait(10)
+        self.batches.append([f.tag for f in batch])
+        return [[det(f.tag, 0.5)] for f in batch]
+
+
+async def test_batcher_runs_one_shape_per_batch_and_starves_none():
+    d = ShapeDetector()
+    d.gate.clear()
+    b = Batcher(d, max_batch=3, max_wait_s=0.01, latency_target_s=10)
+    b.start()
+    first = b.submit(Frame("w0", (384, 640)), (1, 0))
+    assert await asyncio.to_thread(d.entered.wait, 10)
+    # Interleaved cameras: 16:9 (w), 4:3 (q) and portrait (p) frames, in priority order w1, q1, p1, w2, ...
+    frames = []
+    for i in range(1, 5):
+        frames += [(Frame(f"w{i}", (384, 640)), (1, 10 * i)), (Frame(f"q{i}", (480, 640)), (1, 10 * i + 1))]
+        frames += [(Frame(f"p{i}", (640, 384)), (1, 10 * i + 2))]
+    pro = Frame("pro", (640, 384))
+    futures = [b.submit(f, prio) for f, prio in frames] + [b.submit(pro, (0, 99))]
+    d.gate.set()
+    results = await asyncio.gather(first, *futures)
+    assert [r[0].label for r in results] == ["w0"] + [f.tag for f, _ in frames] + ["pro"]
+    assert d.batches[0] == ["w0"]
+    # Pro first (its shape leads), then the highest-priority shape each time, filled in priority order.
+    assert d.batches[1:] == [["pro", "p1", "p2"], ["w1", "w2", "w3"], ["q1", "q2", "q3"], ["p3", "p4"], ["w4"], ["q4"]]
+    await b.close()
+
+
+async def test_batch_size_adapts_per_shape_by_pixels():
+    d = ShapeDetector()
+    b = Batcher(d, max_batch=64, max_wait_s=0.001, latency_target_s=1.0)
+    d.max_batch = 64
+    b = Batcher(d, max_batch=64, max_wait_s=0.001, latency_target_s=1.0)
+    b._adapt(4, 0.4, 384 * 640)  # 0.1 s per 384×640 image
+    assert b.size_for((3, 384, 640)) == 10
+    assert b.size_for((3, 640, 640)) == 5  # 0.167 s per image: fewer per batch
+    assert b.size_for(None) == 10  # no shape known: per image
+    assert b.capacity_per_s() == pytest.approx(10)

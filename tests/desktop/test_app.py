@@ -196,3 +196,78 @@ def test_settings_round_trip(qtbot, qapp, relay, shipped_fall_onnx: Path, app_en
     assert TokenStore().load(relay.url)
     entry = app_env.parent / "autostart" / "insane-ai-security.desktop"
     assert "tray" in entry.read_text()
+
+
+def test_faster_int8_measures_switches_and_goes_back(qtbot, qapp, relay, tenant, app_env: Path, monkeypatch) -> None:
+    pytest.importorskip("ultralytics", reason="the fp32 export of the fall model needs the export extra")
+    import json
+
+    import cv2
+    import numpy as np
+
+    from core.detect import int8
+    from insane.devkit import models
+    from insane.devkit.client import enroll_worker
+
+    cache = models.test_cache()
+    fp32 = models.export_onnx(models.fall_model_pt(cache), cache, 640)
+    model_dir = app_env.parent / "models"
+    TokenStore().save(relay.url, enroll_worker(relay.url).secret)
+    monkeypatch.setenv("INSANE_MODEL_DIR", str(model_dir))
+    settings = load_settings(relay_url=relay.url, model=str(fp32), worker_threads=1)
+    # The switch itself is under test here: whatever this machine's A/B says about speed, agreeing boxes win.
+    monkeypatch.setattr(int8, "MIN_SPEEDUP", 0.0)
+    controller = Controller(settings, use_tray=True)
+    tray = controller.tray
+    qtbot.addWidget(controller.dashboard)
+    photos = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in models.sample_images().values()]
+
+    async def post(i: int) -> None:
+        img = photos[i % len(photos)]
+        h, w = img.shape[:2]
+        crop = img[(i * 29) % (h // 5) :, (i * 41) % (w // 5) :]
+        event = {"camera": f"cam{i % 3}", "time": "2026-01-01T00:00:00Z"}
+        files = [("event", (None, json.dumps(event), "application/json"))]
+        files += [("moment", ("m.jpg", cv2.imencode(".jpg", crop)[1].tobytes(), "image/jpeg"))]
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.post(f"{relay.url}/v1/events", files=files, headers=tenant.headers)
+        assert r.status_code == 202, r.text
+
+    async def scenario() -> None:
+        controller.show()
+        assert await controller.start()
+        controller.open_settings()
+        dialog = controller.settings_dialog
+        assert dialog.int8_status.text().startswith("not tried yet")
+        assert not tray.int8_action.isChecked()
+        # Too early: the worker has none of the user's moments yet.
+        dialog.int8_button.click()
+        await asyncio.wait_for(controller._int8_task, 60)
+        assert "let it review a few more events first" in dialog.int8_status.text()
+        for i in range(int8.MIN_MOMENTS + 2):
+            await post(i)
+        await until(lambda: controller.last.events_total >= int8.MIN_MOMENTS + 2, 180, "the events to be reviewed")
+        started = asyncio.Event()
+        controller.worker_started.connect(started.set)
+        dialog.int8_button.click()
+        await until(lambda: not tray.int8_action.isEnabled(), what="the trial to start")
+        trial = await asyncio.wait_for(controller._int8_task, 600)
+        assert trial is not None and trial.moments == int8.MIN_MOMENTS + 2 and trial.median_iou >= 0.95
+        assert trial.use and trial.source_model == str(fp32)
+        await asyncio.wait_for(started.wait(), 120)  # the worker was rebuilt on the INT8 copy
+        assert controller.settings.model == trial.int8 == f"{fp32.stem}-int8"
+        assert load_settings().model == trial.int8  # saved for the next start
+        assert controller.worker.detector.model_name == trial.int8
+        assert tray.int8_action.isChecked() and tray.int8_action.isEnabled()
+        assert dialog.int8_status.text() == trial.message == int8.load_trial(model_dir, fp32.stem).message
+        # Unchecking it goes back to the model it came from (here a path, not a name).
+        started.clear()
+        tray.int8_action.trigger()
+        await asyncio.wait_for(controller._int8_task, 120)
+        await asyncio.wait_for(started.wait(), 120)
+        assert controller.settings.model == str(fp32) and not tray.int8_action.isChecked()
+        assert dialog.int8_status.text() == trial.message  # Settings still says what the trial found
+        controller.request_quit()
+        await asyncio.wait_for(controller.finished(), 60)
+
+    run_qt(qapp, scenario())

@@ -56,7 +56,7 @@ async def test_lan_requests_and_relay_events_are_both_answered(relay, sample_ima
         client = cpai.CodeProjectAIObject(ip="127.0.0.1", port=port, min_confidence=0.4)
         lan = [loop.run_in_executor(None, client.detect, sample_images["bus.jpg"]) for _ in range(4)]
         answers = await asyncio.gather(*lan)
-        assert all([p["label"] for p in preds] == ["Normal"] * 3 for preds in answers)
+        assert all([p["label"] for p in preds] == ["Normal"] * 4 for preds in answers)
         views = await wait_done(relay.url, tenant, events, timeout_s=180)
         assert all(v["status"] == "done" and v["k"] == 6 for v in views.values())
         lan_stats = None

@@ -95,7 +95,7 @@ def iou(a, b) -> float:
 def test_deepstack_python_through_the_relay_finds_the_people(relay: RelayServer, tenant, sample_images) -> None:
     client = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=tenant.secret, min_confidence=0.4)
     preds = client.detect(sample_images["bus.jpg"])
-    assert [p["label"] for p in preds] == ["Normal"] * 3
+    assert [p["label"] for p in preds] == ["Normal"] * 4
     assert [p["confidence"] for p in preds] == sorted((p["confidence"] for p in preds), reverse=True)
     got = [(p["x_min"], p["y_min"], p["x_max"], p["y_max"]) for p in preds]
     for want in BUS_PEOPLE:
@@ -114,7 +114,7 @@ def test_min_confidence_filters_through_the_relay(relay: RelayServer, tenant, sa
 def test_codeproject_client_with_the_key_in_the_url(relay: RelayServer, tenant, sample_images) -> None:
     client = cpai.CodeProjectAIObject(ip=f"key:{tenant.secret}@127.0.0.1", port=port(relay), min_confidence=0.4)
     preds = client.detect(sample_images["bus.jpg"])
-    assert [p["label"] for p in preds] == ["Normal"] * 3
+    assert [p["label"] for p in preds] == ["Normal"] * 4
     r = requests.post(
         f"{relay.url}/v1/vision/detection", files={"image": sample_images["zidane.jpg"]}, headers=tenant.headers
     )
@@ -176,7 +176,7 @@ def test_custom_models_list_and_run(relay: RelayServer, tenant, sample_images) -
     assert listed["success"] is True and len(listed["models"]) == 1
     name = listed["models"][0]
     client = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=tenant.secret, custom_model=name)
-    assert len(client.detect(sample_images["bus.jpg"])) == 3
+    assert len(client.detect(sample_images["bus.jpg"])) == 4
     with pytest.raises(ds.DeepstackException, match="status code: 400"):
         ds.DeepstackObject(
             ip="127.0.0.1", port=port(relay), api_key=tenant.secret, custom_model="nothing-like-it"
