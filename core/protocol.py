@@ -145,6 +145,7 @@ class Heartbeat(_Model):
 class HeartbeatResponse(_Answer):
     queue_depth: dict[Lane, int] = Field(default_factory=dict)
     renewed: int = Field(0, description="how many of the listed leases this worker still held")
+    dedicated_tenant: UUID | None = Field(None, description="the tenant this worker is dedicated to (None: shared)")
 
 
 class DeadLetterRequest(_Model):

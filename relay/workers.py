@@ -334,7 +334,9 @@ async def heartbeat(request: Request) -> Response:
             )
     except DatabaseUnavailable as exc:
         raise unavailable("the database") from exc
-    return _model_response(HeartbeatResponse(queue_depth=depth, renewed=len(renewed)))
+    return _model_response(
+        HeartbeatResponse(queue_depth=depth, renewed=len(renewed), dedicated_tenant=worker.dedicated_tenant)
+    )
 
 
 async def dead_letter_held(request: Request) -> Response:
