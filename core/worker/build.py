@@ -38,6 +38,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         },
         drain_target_s=settings.worker_drain_target_s,
         backfill=settings.worker_backfill,
+        pictures_other_tenants=settings.worker_pictures_other_tenants,
     )
 
 
@@ -96,4 +97,10 @@ def build_worker(
     except WorkerSetupError:
         detector.close()
         raise
-    return Worker(worker_config(settings), source, detector, preloader_factory(settings, dedicated_tenant))
+    return Worker(
+        worker_config(settings),
+        source,
+        detector,
+        preloader_factory(settings, dedicated_tenant),
+        dedicated_tenant=dedicated_tenant,
+    )
