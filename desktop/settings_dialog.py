@@ -1,4 +1,4 @@
-"""The Settings window: relay URL, enrollment, model, CPU threads, start at login.
+"""The Settings window: relay URL, enrollment, model, CPU threads, start at login, others' pictures.
 
 It edits values and asks for actions; it writes nothing itself. :mod:`desktop.controller` validates and
 saves (config file, keyring, autostart entry) and answers with :meth:`SettingsDialog.show_result`.
@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from desktop.status import APP_TITLE
 
-EDITABLE = ("relay_url", "model", "worker_threads", "start_at_login")
+EDITABLE = ("relay_url", "model", "worker_threads", "start_at_login", "worker_pictures_other_tenants")
 
 
 class SettingsDialog(QDialog):
@@ -86,6 +86,14 @@ class SettingsDialog(QDialog):
         self.start_at_login.setChecked(bool(values.get("start_at_login", False)))
         form.addRow("", self.start_at_login)
 
+        self.other_pictures = QCheckBox("Show other tenants' pictures in the dashboard")
+        self.other_pictures.setChecked(bool(values.get("worker_pictures_other_tenants", False)))
+        self.other_pictures.setToolTip(
+            "A shared worker reviews every tenant's events; their pictures stay out of this dashboard unless "
+            "this is on. A worker dedicated to a tenant always shows that tenant's."
+        )
+        form.addRow("Privacy", self.other_pictures)
+
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close)
@@ -105,6 +113,7 @@ class SettingsDialog(QDialog):
             "model": self.model.currentText().strip(),
             "worker_threads": self.threads.value(),
             "start_at_login": self.start_at_login.isChecked(),
+            "worker_pictures_other_tenants": self.other_pictures.isChecked(),
         }
 
     def set_models(self, models: Sequence[str], current: str) -> None:

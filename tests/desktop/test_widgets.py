@@ -138,6 +138,7 @@ def test_settings_dialog_reports_values(qtbot, artifacts: Path) -> None:
         "model": "fall-yolov8s",
         "worker_threads": 3,
         "start_at_login": True,
+        "worker_pictures_other_tenants": False,  # off unless the operator turns it on
     }
     with qtbot.assertNotEmitted(dialog.enroll_requested):
         dialog.enroll_button.click()
