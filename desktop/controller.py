@@ -43,7 +43,7 @@ RESTART_KEYS = ("relay_url", "model", "worker_threads")
 
 
 def default_worker_factory(settings: Settings, token: str | None) -> Worker:
-    return build_worker(settings, token=token)
+    return build_worker(settings, token=token, pictures=True)  # the dashboard shows them
 
 
 def placeholder(state: WorkerState, detail: str, settings: Settings) -> MetricsSnapshot:

@@ -105,7 +105,13 @@ def test_a_shared_worker_keeps_no_picture_by_default() -> None:
     assert WorkerConfig().pictures_other_tenants is False
     settings = load_settings()
     assert settings.worker_pictures_other_tenants is False
-    assert worker_config(settings).pictures_other_tenants is False
+    assert worker_config(settings, pictures=True).pictures_other_tenants is False
+
+
+def test_only_a_worker_with_a_dashboard_keeps_pictures() -> None:
+    settings = load_settings(worker_pictures_other_tenants=True)
+    assert worker_config(settings).pictures_keep == 0  # insane worker, headless: nobody to show them to
+    assert worker_config(settings, pictures=True).pictures_keep == WorkerConfig().pictures_keep > 0
     store = PictureStore(10, 1 << 20)
     for tenant in (OWN, OTHER):
         event = uuid.uuid4()
