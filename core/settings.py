@@ -195,6 +195,11 @@ class Settings(BaseSettings):
     worker_fetch_timeout_s: float = Field(15.0, gt=0, le=300, description="seconds one image download may take")
     worker_fetch_concurrency: int = Field(16, ge=1, le=256, description="image downloads at once, in all")
     worker_fetch_per_host: int = Field(4, ge=1, le=64, description="image downloads at once from one host")
+    worker_pictures_other_tenants: bool = Field(
+        False,
+        description="true or false: keep and show pictures of other tenants' events in the dashboard "
+        "(a shared worker's events are all other tenants'; a dedicated worker always keeps its own tenant's)",
+    )
 
     # worker: the DeepStack / CodeProject.AI API on the LAN (core/lan); off unless an address is set.
     serve_deepstack: str | None = Field(

@@ -26,12 +26,13 @@ from core.detect.int8 import Int8Trial, load_trial, source_name, try_int8
 from core.detect.registry import ModelRegistry
 from core.enroll import EnrollError, enroll
 from core.settings import Settings, SettingsError, load_settings
-from core.worker import MetricsSnapshot, Worker, WorkerState, build_worker
+from core.worker import EventSummary, MetricsSnapshot, MomentPicture, Worker, WorkerState, build_worker
 from core.worker.build import WorkerSetupError
 from desktop import autostart
 from desktop.alerts import AlertPolicy
 from desktop.configfile import ConfigWriteError, save_settings
 from desktop.dashboard import Dashboard
+from desktop.picture import decode_picture, no_picture_text
 from desktop.settings_dialog import EDITABLE, SettingsDialog
 from desktop.status import APP_TITLE, gpu_choice, is_on_gpu, lan_line
 from desktop.tokens import TokenStore, TokenStoreError
@@ -52,7 +53,7 @@ def plain(value: Any) -> Any:
 
 
 def default_worker_factory(settings: Settings, token: str | None) -> Worker:
-    return build_worker(settings, token=token)
+    return build_worker(settings, token=token, pictures=True)  # the dashboard shows them
 
 
 def placeholder(state: WorkerState, detail: str, settings: Settings) -> MetricsSnapshot:
@@ -80,6 +81,7 @@ class Controller(QObject):
     snapshot_changed = Signal(object)  # every MetricsSnapshot shown
     worker_started = Signal()
     notified = Signal(str, str)  # title, message
+    picture_ready = Signal(object, object)  # a MomentPicture, and its QImage decoded off the GUI thread
     finished_signal = Signal()
 
     def __init__(
@@ -118,6 +120,7 @@ class Controller(QObject):
         d.settings_clicked.connect(self.open_settings)
         d.quit_clicked.connect(self.request_quit)
         d.event_selected.connect(self.show_event)
+        self.picture_ready.connect(d.show_picture)
         if self.tray is not None:
             t = self.tray
             t.pause_triggered.connect(self.toggle_pause)
@@ -373,6 +376,11 @@ class Controller(QObject):
                 dialog.show_result(False, str(exc))
             return False
         self.settings = new
+        if self.worker is not None and "worker_pictures_other_tenants" in changed:
+            self.worker.keep_other_tenants_pictures(new.worker_pictures_other_tenants)
+            selected = self.dashboard.selected_event()
+            if selected is not None:
+                self.show_event(selected)  # a picture no longer allowed leaves the pane now
         if dialog:
             dialog.show_result(True, "saved" + (" — restarting the worker" if self._needs_restart(changed) else ""))
         if self._needs_restart(changed) or self.worker is None:
@@ -516,11 +524,17 @@ class Controller(QObject):
         if self.settings_dialog is not None:
             self.settings_dialog.set_int8_status(said, busy)
 
-    def show_event(self, event: Any) -> None:
+    def show_event(self, event: EventSummary) -> None:
+        """Show the selected event's best moment: decoded off the GUI thread, drawn on it (picture_ready)."""
         worker = self.worker
-        picture = worker.moment_picture(event.event_id) if worker and hasattr(worker, "moment_picture") else None
+        picture = worker.moment_picture(event.event_id) if worker is not None else None
         if picture is None:
-            self.dashboard.picture.clear("no picture kept for this event")
+            policy = worker.picture_policy if worker is not None else None
+            self.dashboard.picture.clear(no_picture_text(event.tenant_id, policy))
             return
-        data, detections = picture
-        self.dashboard.picture.set_moment(data, detections)
+        self.dashboard.picture.clear("decoding the picture…")
+        self._spawn(self._decode_picture(picture))
+
+    async def _decode_picture(self, picture: MomentPicture) -> None:
+        image = await asyncio.get_running_loop().run_in_executor(None, decode_picture, picture.image)
+        self.picture_ready.emit(picture, image)  # the dashboard draws it if that event is still selected

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QImage
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -196,6 +196,11 @@ class Dashboard(QMainWindow):
                     table.selectRow(row)
         finally:
             table.blockSignals(False)
+
+    def show_picture(self, picture: Any, image: QImage) -> None:
+        """A selected event's best moment (a core MomentPicture), already decoded into ``image``."""
+        if picture.event_id == getattr(self.selected_event(), "event_id", None):
+            self.picture.set_picture(image, (picture.width, picture.height), picture.detections)
 
     def recent_rows(self) -> list[list[str]]:
         """The table's text, row by row (for tests and for copying)."""

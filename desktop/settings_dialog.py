@@ -1,5 +1,5 @@
 """The Settings window: relay URL, enrollment, model (and its INT8 trial), CPU threads, start at login, the
-DeepStack API.
+DeepStack API, others' pictures.
 
 It edits values and asks for actions; it writes nothing itself. :mod:`desktop.controller` validates and
 saves (config file, keyring, autostart entry) and answers with :meth:`SettingsDialog.show_result`.
@@ -36,7 +36,15 @@ from PySide6.QtWidgets import (
 
 from desktop.status import APP_TITLE
 
-EDITABLE = ("relay_url", "model", "worker_threads", "start_at_login", "serve_deepstack", "deepstack_api_key")
+EDITABLE = (
+    "relay_url",
+    "model",
+    "worker_threads",
+    "start_at_login",
+    "serve_deepstack",
+    "deepstack_api_key",
+    "worker_pictures_other_tenants",
+)
 DEFAULT_LAN_ADDRESS = "127.0.0.1:32168"  # CodeProject.AI's port, on this PC only until the user names a host
 
 
@@ -132,6 +140,13 @@ class SettingsDialog(QDialog):
         form.addRow("Key", self.lan_key)
         self.serve_deepstack.toggled.connect(self._lan_toggled)
         self._lan_toggled(self.serve_deepstack.isChecked())
+        self.other_pictures = QCheckBox("Show other tenants' pictures in the dashboard")
+        self.other_pictures.setChecked(bool(values.get("worker_pictures_other_tenants", False)))
+        self.other_pictures.setToolTip(
+            "A shared worker reviews every tenant's events; their pictures stay out of this dashboard unless "
+            "this is on. A worker dedicated to a tenant always shows that tenant's."
+        )
+        form.addRow("Privacy", self.other_pictures)
 
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -155,6 +170,7 @@ class SettingsDialog(QDialog):
             "start_at_login": self.start_at_login.isChecked(),
             "serve_deepstack": self.lan_address.text().strip() if self.serve_deepstack.isChecked() else None,
             "deepstack_api_key": self.lan_key.text() or None,
+            "worker_pictures_other_tenants": self.other_pictures.isChecked(),
         }
 
     def _lan_toggled(self, on: bool) -> None:

@@ -5,6 +5,7 @@
     task = asyncio.create_task(worker.run())    # runs until stop(); relay outages are state ERROR, retried
     worker.pause(); worker.resume()
     worker.set_provider("CUDAExecutionProvider")
+    worker.moment_picture(event_id)             # a recent event's best moment and its boxes (or None)
     await worker.stop()                         # finish what it holds, post it, stop every task and thread
 
 The tray app and ``insane worker`` use only the names exported here.
@@ -13,6 +14,7 @@ The tray app and ``insane worker`` use only the names exported here.
 from core.worker.build import WorkerSetupError, build_source, build_worker, worker_config
 from core.worker.config import WorkerConfig
 from core.worker.engine import Worker
+from core.worker.pictures import MomentPicture, PicturePolicy
 from core.worker.ports import (
     Detector,
     LeaseSource,
@@ -28,6 +30,8 @@ __all__ = [
     "EventSummary",
     "LeaseSource",
     "MetricsSnapshot",
+    "MomentPicture",
+    "PicturePolicy",
     "RelayUnavailable",
     "RequestRejected",
     "SourceError",

@@ -24,7 +24,9 @@ class WorkerSetupError(Exception):
     """The worker cannot start with these settings. ``str()`` says what to change."""
 
 
-def worker_config(settings: Settings) -> WorkerConfig:
+def worker_config(settings: Settings, *, pictures: bool = False) -> WorkerConfig:
+    """``pictures``: keep recent events' best moments for a dashboard (the tray app); a headless worker,
+    which has nobody to show them to, keeps none."""
     return WorkerConfig(
         lease_events=settings.worker_lease_events,
         lease_wait_s=settings.worker_lease_wait_s,
@@ -43,6 +45,8 @@ def worker_config(settings: Settings) -> WorkerConfig:
         },
         drain_target_s=settings.worker_drain_target_s,
         backfill=settings.worker_backfill,
+        pictures_keep=WorkerConfig.pictures_keep if pictures else 0,
+        pictures_other_tenants=settings.worker_pictures_other_tenants,
     )
 
 
@@ -93,16 +97,24 @@ def build_worker(
     token: str | None = None,
     detector: Detector | None = None,
     dedicated_tenant: UUID | None = None,
+    pictures: bool = False,
 ) -> Worker:
-    """A ready-to-run worker. Raises WorkerSetupError, or core.detect's DetectorError/ModelNotFound."""
+    """A ready-to-run worker (``pictures``: see :func:`worker_config`). Raises WorkerSetupError, or
+    core.detect's DetectorError/ModelNotFound."""
     detector = detector or build_detector(settings)
     try:
         source = build_source(settings, token)
     except WorkerSetupError:
         detector.close()
         raise
-    config = fit_to_device(settings, detector, worker_config(settings))
-    return Worker(config, source, detector, preloader_factory(settings, dedicated_tenant))
+    config = fit_to_device(settings, detector, worker_config(settings, pictures=pictures))
+    return Worker(
+        config,
+        source,
+        detector,
+        preloader_factory(settings, dedicated_tenant),
+        dedicated_tenant=dedicated_tenant,
+    )
 
 
 def fit_to_device(settings: Settings, detector: Detector, config: WorkerConfig) -> WorkerConfig:

@@ -32,12 +32,19 @@ class WorkerConfig:
     # Metrics.
     metrics_window_s: float = 10.0
     recent_events: int = 50
+    # The dashboard's pictures: the best moment of each of the last pictures_keep events, within
+    # pictures_max_bytes of fetched images; other tenants' only when the operator allows it.
+    pictures_keep: int = 50
+    pictures_max_bytes: int = 32 << 20
+    pictures_other_tenants: bool = False
     observe_every_s: float = 1.0
     stop_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.lease_events < 1 or self.max_batch < 1 or self.decode_threads < 1:
             raise ValueError("lease_events, max_batch and decode_threads must be at least 1")
+        if self.pictures_keep < 0 or self.pictures_max_bytes < 0:
+            raise ValueError("pictures_keep and pictures_max_bytes must be 0 or more")
         for lane, floor in self.k_floor.items():
             if floor < 1 or floor > self.k_max.get(lane, floor):
                 raise ValueError(f"k_floor[{lane}]={floor} must be between 1 and k_max")

@@ -20,6 +20,7 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from core.worker.config import WorkerConfig
 from core.worker.jobs import Job
 from core.worker.loading import PreloaderFactory, default_preloader_factory, fetch_errors
 from core.worker.metrics import Metrics
+from core.worker.pictures import MomentPicture, PicturePolicy, PictureStore
 from core.worker.ports import Detector, LeaseSource, RelayUnavailable, RequestRejected, SourceError, TokenRejected
 from core.worker.poster import Poster
 from core.worker.state import EventSummary, MetricsSnapshot, WorkerState
@@ -50,7 +52,11 @@ class Worker:
         source: LeaseSource,
         detector: Detector,
         preloader_factory: PreloaderFactory | None = None,
+        *,
+        dedicated_tenant: UUID | None = None,
     ) -> None:
+        """``dedicated_tenant``: the tenant this worker's token is dedicated to, where the caller knows it;
+        the relay's heartbeat answers say it too, and they win."""
         self.config = config
         self.source = source
         self.detector = detector
@@ -79,6 +85,12 @@ class Worker:
         self._decode: concurrent.futures.ThreadPoolExecutor | None = None
         self._poster: Poster | None = None
         self._pending_provider: str | None = None
+        self._pictures = PictureStore(
+            config.pictures_keep,
+            config.pictures_max_bytes,
+            PicturePolicy(dedicated_tenant, config.pictures_other_tenants),
+        )
+        self._introduced: asyncio.Event | None = None  # set once the first heartbeat was answered (or failed)
 
     # ----- the public face -------------------------------------------------------------------
 
@@ -142,6 +154,21 @@ class Worker:
         """JPEG bytes of recent moments the model read, one per event, newest last (INT8 calibration)."""
         return list(self._recent)
 
+    def moment_picture(self, event_id: UUID) -> MomentPicture | None:
+        """The best reviewed moment of a recent event, with its detections, for the dashboard; None when
+        none is kept: the event is not among the last ``pictures_keep``, no moment of it could be decoded,
+        or it is another tenant's and :attr:`picture_policy` does not allow keeping those."""
+        return self._pictures.get(event_id)
+
+    @property
+    def picture_policy(self) -> PicturePolicy:
+        return self._pictures.policy
+
+    def keep_other_tenants_pictures(self, on: bool) -> None:
+        """The operator's choice: keep and show other tenants' pictures too (a shared worker's are all
+        other tenants'). Turning it off forgets the ones already kept."""
+        self._pictures.set_policy(replace(self._pictures.policy, other_tenants=on))
+
     def held_leases(self) -> list[str]:
         """Leases this worker is reviewing or holds an unstored result for. Every heartbeat renews them,
         so a review slower than the relay's lease deadline is not reclaimed and done twice."""
@@ -195,6 +222,7 @@ class Worker:
         self._done = asyncio.Event()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
+        self._introduced = asyncio.Event()
         self._decode = concurrent.futures.ThreadPoolExecutor(self.config.decode_threads, "insane-decode")
         self._batcher = Batcher(
             self.detector,
@@ -258,6 +286,8 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         backoff = Backoff(self.config.retry_min_s, self.config.retry_max_s)
+        # The first heartbeat's answer says whose pictures this worker may keep: ask before taking work.
+        await self._introduced.wait()
         while not self._stopping:
             room = self.config.lease_ahead_images - self._inflight_images
             if self._paused or (self._jobs and room < min(self._throttle.k.values())):
@@ -357,6 +387,10 @@ class Worker:
         t3 = time.monotonic()
         job.note("infer", t3 - t2)
         self._metrics.stage("infer", t3 - t2)
+        event = job.event
+        self._pictures.offer(
+            MomentPicture(event.event_id, event.tenant_id, ref.index, bytes(data), width, height, tuple(detections))
+        )
         return MomentResult(index=ref.index, detections=detections, width=width, height=height)
 
     def _moment_error(self, ref: MomentRef, reason: str) -> MomentResult:
@@ -377,6 +411,7 @@ class Worker:
         self._metrics.event_done(
             EventSummary(
                 event_id=result.event_id,
+                tenant_id=job.event.tenant_id,
                 camera=job.event.camera,
                 lane=job.event.lane,
                 k=result.k,
@@ -397,20 +432,26 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         while True:
+            await self._beat()
+            self._introduced.set()
             await asyncio.sleep(self.config.heartbeat_s)
-            beat = Heartbeat(
-                paused=self._paused,
-                provider=str(self.detector.provider),
-                model=self._metrics_model(),
-                metrics=self.snapshot().heartbeat_metrics(),
-                leases=self.held_leases(),
-            )
-            try:
-                resp = await self.source.heartbeat(beat)
-            except SourceError as exc:
-                log.debug("heartbeat failed: %s", exc)
-                continue
-            self._update_depth(resp.queue_depth)
+
+    async def _beat(self) -> None:
+        beat = Heartbeat(
+            paused=self._paused,
+            provider=str(self.detector.provider),
+            model=self._metrics_model(),
+            metrics=self.snapshot().heartbeat_metrics(),
+            leases=self.held_leases(),
+        )
+        try:
+            resp = await self.source.heartbeat(beat)
+        except SourceError as exc:
+            log.debug("heartbeat failed: %s", exc)
+            return
+        self._update_depth(resp.queue_depth)
+        if "dedicated_tenant" in resp.model_fields_set:  # a relay that says it (older ones do not)
+            self._pictures.set_policy(replace(self._pictures.policy, dedicated_tenant=resp.dedicated_tenant))
 
     async def _tick_loop(self) -> None:
         while True:

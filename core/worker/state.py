@@ -34,6 +34,7 @@ class EventSummary:
     done_at: float  # time.time()
     latency_s: float  # lease to result stored
     backfill: bool = False
+    tenant_id: UUID | None = None  # whose event (its picture is kept only where the picture policy allows)
 
 
 @dataclass(frozen=True)

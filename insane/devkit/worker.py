@@ -28,9 +28,11 @@ def make_worker(
     cfg = dict(lease_wait_s=1.0, heartbeat_s=1.0, retry_min_s=0.1, retry_max_s=0.5, threads=2, stop_timeout_s=30.0)
     cfg.update(config)
     detector = load_detector(OnnxConfig(type="onnx", path=str(model), threads=2))
+    tenant = uuid.UUID(dedicated) if dedicated else None
     return Worker(
         WorkerConfig(**cfg),
         source or HttpLeaseSource(url, token),
         detector,
-        preloader_factory(settings, uuid.UUID(dedicated) if dedicated else None),
+        preloader_factory(settings, tenant),
+        dedicated_tenant=tenant,
     )

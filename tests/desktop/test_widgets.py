@@ -148,6 +148,7 @@ def test_settings_dialog_reports_values(qtbot, artifacts: Path, monkeypatch) -> 
         "start_at_login": True,
         "serve_deepstack": None,  # the DeepStack API is off unless the user turns it on
         "deepstack_api_key": None,
+        "worker_pictures_other_tenants": False,  # off unless the operator turns it on
     }
     assert not dialog.lan_address.isEnabled() and dialog.lan_address.text() == "127.0.0.1:32168"
     dialog.serve_deepstack.setChecked(True)
