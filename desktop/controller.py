@@ -20,6 +20,7 @@ import httpx
 from PySide6.QtCore import QObject, Signal
 
 from core.detect import DetectorError
+from core.detect.providers import load_problems
 from core.detect.registry import ModelRegistry
 from core.enroll import EnrollError, enroll
 from core.settings import Settings, SettingsError, load_settings
@@ -93,6 +94,7 @@ class Controller(QObject):
         self._tasks: set[asyncio.Task] = set()
         self._done = asyncio.Event()
         self._quitting = False
+        self.gpu_problems: dict[str, str] = {}  # GPU providers onnxruntime offers but cannot load, and why
         self.http = httpx.AsyncClient(timeout=20)  # one client for the app's own calls (enrollment)
 
         self.dashboard = Dashboard()
@@ -146,6 +148,11 @@ class Controller(QObject):
         except (WorkerSetupError, DetectorError) as exc:
             self._show_problem(str(exc))
             return False
+        # A CUDA or TensorRT provider whose NVIDIA libraries are missing would leave the worker on the CPU
+        # without a word: say so, and why (the "Use GPU" item shows it too).
+        self.gpu_problems = await loop.run_in_executor(None, load_problems)
+        if self.gpu_problems and settings.use_gpu:
+            self.notify("Use GPU", "; ".join(self.gpu_problems.values()))
         if self._quitting:
             await worker.stop(drain=False)
             return False
@@ -220,7 +227,7 @@ class Controller(QObject):
 
     def _show(self, snapshot: MetricsSnapshot) -> None:
         self.last = snapshot
-        gpu = gpu_choice(self.worker.available_providers() if self.worker else [])
+        gpu = gpu_choice(self.worker.available_providers() if self.worker else [], self.gpu_problems)
         self.dashboard.show_snapshot(snapshot, gpu)
         if self.tray is not None:
             self.tray.show_snapshot(snapshot, gpu)
@@ -251,7 +258,7 @@ class Controller(QObject):
     def set_gpu(self, on: bool) -> None:
         if self.worker is None:
             return
-        choice = gpu_choice(self.worker.available_providers())
+        choice = gpu_choice(self.worker.available_providers(), self.gpu_problems)
         target = choice.gpu if on and choice.enabled else choice.cpu
         if target is None or is_on_gpu(self.worker.detector.provider) == on:
             self._show(self.worker.snapshot())

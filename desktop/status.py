@@ -95,12 +95,15 @@ class GpuChoice:
     reason: str  # the tooltip: why it is disabled, or what it switches to
 
 
-def gpu_choice(available: Iterable[str]) -> GpuChoice:
-    """How the "Use GPU" item looks, given the worker's available execution providers."""
+def gpu_choice(available: Iterable[str], problems: Mapping[str, str] | None = None) -> GpuChoice:
+    """How the "Use GPU" item looks, given the worker's available execution providers and, for those this
+    onnxruntime offers but cannot load, why (``core.detect.providers.load_problems()``)."""
     names = list(available)
     gpus = [n for n in names if is_gpu_provider(n)]
     cpu = next((n for n in names if not is_gpu_provider(n)), CPU)
     if not gpus:
+        if problems:
+            return GpuChoice(False, None, cpu, "Use GPU (cannot load)", "; ".join(problems.values()))
         reason = "no GPU execution provider is available on this PC (install a GPU build of onnxruntime)"
         return GpuChoice(False, None, cpu, "Use GPU (no GPU found)", reason)
 
