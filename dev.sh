@@ -5,6 +5,7 @@
 #   ./dev.sh lint    ruff
 #   ./dev.sh setup   only install (Debian packages where missing, the venv, the project)
 #   ./dev.sh bundle  the Linux desktop bundle (installer/linux/build.sh), carrying the model this machine has
+#   ./dev.sh inno    Wine and Inno Setup's compiler, for the Windows installer's tests (tests/installer/test_inno_wine.py)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -116,6 +117,44 @@ PY
   installer/linux/build.sh
 }
 
+# Inno Setup 6.4.1's compiler from the npm registry's innosetup package (what CI compiles the installer with).
+INNO_VERSION=6.4.1
+INNO_SHA256=fc36b763a729c8964416552d733f4864ac4a4934d0a6569e20c2feb4c29b9684
+
+inno() {
+  # ISCC.exe and the Setup it writes are 32-bit Windows programs: Wine needs its i386 half, and Setup's
+  # wizard window needs a display (Xvfb) even when it runs silently.
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! dpkg-query -W -f='${Status}' wine32:i386 2>/dev/null | grep -q "install ok installed"; then
+    dpkg --print-foreign-architectures | grep -qx i386 || $sudo dpkg --add-architecture i386
+    # A mirror in sync may serve an i386 list of the security archive that fails its check; the rest is usable.
+    $sudo apt-get update -qq || echo "dev.sh: some package lists could not be read; going on" >&2
+    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        wine wine64 wine32:i386 xvfb xauth >/dev/null; then
+      # Without the i386 security list, the :i386 libraries cannot match their amd64 halves' security
+      # versions: take both halves from the main archive's point release instead.
+      local prefs
+      prefs=$(mktemp)
+      printf 'Package: *\nPin: release l=Debian-Security\nPin-Priority: 100\n' >"$prefs"
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get -o Dir::Etc::Preferences="$prefs" install -y -qq \
+        --no-install-recommends wine wine64 wine32:i386 xvfb xauth >/dev/null
+      rm -f "$prefs"
+    fi
+  fi
+  local dest=.cache/innosetup-$INNO_VERSION
+  if [ ! -f "$dest/package/bin/ISCC.exe" ]; then
+    local tmp
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack -q "innosetup@$INNO_VERSION" >/dev/null)
+    echo "$INNO_SHA256  $tmp/innosetup-$INNO_VERSION.tgz" | sha256sum -c --quiet
+    mkdir -p "$dest"
+    tar -C "$dest" -xzf "$tmp/innosetup-$INNO_VERSION.tgz"
+    rm -rf "$tmp"
+  fi
+  echo "dev.sh: $(wine --version), ISCC in $dest/package/bin"
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -124,5 +163,6 @@ case "$cmd" in
   demo) setup demo; exec "$VENV/bin/insane" demo "$@" ;;
   lint) setup demo; exec "$VENV/bin/ruff" check . ;;
   bundle) bundle ;;
-  *) sed -n '2,8p' "$0"; exit 2 ;;
+  inno) inno ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

@@ -302,10 +302,19 @@ class Controller(QObject):
             return False
 
     def _reconcile_autostart(self) -> None:
+        # The Windows installer's "Start when I sign in" answer becomes the setting first (desktop/autostart.py).
+        def save(on: bool) -> None:
+            save_settings({"start_at_login": on})
+
         try:
-            autostart.reconcile(self.settings.start_at_login)
-        except autostart.AutostartError as exc:
+            want = autostart.settle(
+                self.settings.start_at_login, autostart.autostart_entry(), autostart.installer_choice(), save
+            )
+        except (autostart.AutostartError, ConfigWriteError) as exc:
             self.notify("Start at login", str(exc))
+            return
+        if want != self.settings.start_at_login:
+            self.settings = self.settings.model_copy(update={"start_at_login": want})
 
     async def apply_settings(self, changes: dict[str, Any]) -> bool:
         """Validate, save to the config file, update the login entry; restart the worker if needed."""
