@@ -30,6 +30,7 @@ from desktop import autostart
 from desktop.alerts import AlertPolicy
 from desktop.configfile import ConfigWriteError, save_settings
 from desktop.dashboard import Dashboard
+from desktop.logfile import active_log_file
 from desktop.settings_dialog import EDITABLE, SettingsDialog
 from desktop.status import APP_TITLE, gpu_choice, is_on_gpu
 from desktop.tokens import TokenStore, TokenStoreError
@@ -286,7 +287,9 @@ class Controller(QObject):
         if self.settings_dialog is None:
             values = {key: getattr(self.settings, key) for key in EDITABLE}
             models = [row["name"] for row in ModelRegistry(self.settings.model_dir).entries()]
-            dialog = SettingsDialog(values, models=models, enrolled=self._enrolled(), parent=self.dashboard)
+            dialog = SettingsDialog(
+                values, models=models, enrolled=self._enrolled(), parent=self.dashboard, log_file=active_log_file()
+            )
             dialog.save_requested.connect(lambda changes: self._spawn(self.apply_settings(changes)))
             dialog.enroll_requested.connect(lambda url, code: self._spawn(self.enroll(url, code)))
             dialog.import_requested.connect(self.import_model)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -47,6 +48,7 @@ class SettingsDialog(QDialog):
         models: Sequence[str] = (),
         enrolled: bool = False,
         parent: QWidget | None = None,
+        log_file: Path | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"{APP_TITLE} — settings")
@@ -85,6 +87,12 @@ class SettingsDialog(QDialog):
         self.start_at_login = QCheckBox("Start when I log in")
         self.start_at_login.setChecked(bool(values.get("start_at_login", False)))
         form.addRow("", self.start_at_login)
+
+        # Where the app's log is: the file it writes when it has no console (desktop/logfile.py).
+        self.log_location = QLabel(str(log_file) if log_file else "the terminal it was started from")
+        self.log_location.setWordWrap(True)
+        self.log_location.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("Log", self.log_location)
 
         self.message = QLabel()
         self.message.setWordWrap(True)
