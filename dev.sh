@@ -152,7 +152,16 @@ inno() {
     tar -C "$dest" -xzf "$tmp/innosetup-$INNO_VERSION.tgz"
     rm -rf "$tmp"
   fi
-  echo "dev.sh: $(wine --version), ISCC in $dest/package/bin"
+  # PyInstaller's Windows wheel, for its bootloaders (tests/installer/test_windows_pe.py reads them).
+  local pyi
+  pyi=$(grep -i '^pyinstaller==' installer/linux/constraints.txt)
+  if ! ls .cache/pyinstaller-win/pyinstaller-*-win_amd64.whl >/dev/null 2>&1; then
+    local py=$VENV/bin/python
+    [ -x "$py" ] || py=$PY
+    "$py" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --platform win_amd64 \
+      --python-version 3.11 -d .cache/pyinstaller-win "$pyi"
+  fi
+  echo "dev.sh: $(wine --version), ISCC in $dest/package/bin, $pyi for Windows in .cache/pyinstaller-win"
 }
 
 cmd=${1:-help}
