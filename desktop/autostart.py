@@ -42,10 +42,19 @@ class AutostartError(Exception):
     """The entry could not be written or removed; ``str()`` is a sentence for the user."""
 
 
+WINDOWED_EXE = "insane-desktop.exe"
+CONSOLE_EXE = "insane-desktop-cli.exe"  # its console companion (installer/specinfo.py)
+
+
 def tray_command() -> list[str]:
     """The command that starts the tray app for this installation (a bundle or a Python environment)."""
     if getattr(sys, "frozen", False):
-        return [sys.executable, "tray"]
+        exe = Path(sys.executable)
+        # Started from the console companion, the entry must still name the windowed program, or every
+        # sign-in would open a console window.
+        if exe.name.lower() == CONSOLE_EXE and (exe.parent / WINDOWED_EXE).is_file():
+            exe = exe.parent / WINDOWED_EXE
+        return [str(exe), "tray"]
     return [sys.executable, "-m", "insane", "tray"]
 
 

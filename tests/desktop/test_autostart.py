@@ -112,6 +112,18 @@ def test_run_key_value_is_a_quoted_command_line() -> None:
     assert store.values == {}
 
 
+def test_a_bundle_starts_its_windowed_program_even_from_the_console_companion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("insane-desktop.exe", "insane-desktop-cli.exe"):
+        (tmp_path / name).write_bytes(b"MZ")
+    monkeypatch.setattr("sys.frozen", True, raising=False)
+    monkeypatch.setattr("sys.executable", str(tmp_path / "insane-desktop-cli.exe"))
+    assert tray_command() == [str(tmp_path / "insane-desktop.exe"), "tray"]
+    monkeypatch.setattr("sys.executable", str(tmp_path / "insane-desktop.exe"))
+    assert tray_command() == [str(tmp_path / "insane-desktop.exe"), "tray"]
+
+
 def test_tray_command_runs_this_python() -> None:
     import sys
 
