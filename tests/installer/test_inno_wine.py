@@ -269,9 +269,15 @@ def test_setup_and_uninstall_wait_for_the_running_app(wine: Wine, setup_exe: Pat
             "/SUPPRESSMSGBOXES",
             f"/LOG={wine.win(tmp_path / 'un.log')}",
         )
-        time.sleep(2)  # the uninstaller's second stage, if it wrongly went on
-        assert marker.exists(), removal.stdout
-        assert "is currently running" in (tmp_path / "un.log").read_text(errors="replace")
+        # The uninstaller re-runs itself from Temp: wait for that run's log to close (wineserver -w would
+        # also wait for the holder).
+        log = tmp_path / "un.log"
+        deadline = time.monotonic() + 60
+        while "Log closed" not in (log.read_text(errors="replace") if log.exists() else ""):
+            assert time.monotonic() < deadline, removal.stdout
+            time.sleep(0.2)
+        assert "is currently running" in log.read_text(errors="replace")
+        assert marker.exists()
     finally:
         release.write_text("go")
         holder.wait(60)
