@@ -26,7 +26,9 @@ apt_install() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "dev.sh: installing ${missing[*]}"
-  $sudo apt-get update -qq
+  # One list that fails its check (a mirror in sync; the i386 one `./dev.sh inno` adds) must not stop
+  # the install of packages the other lists have.
+  $sudo apt-get update -qq || echo "dev.sh: some package lists could not be read; going on" >&2
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
