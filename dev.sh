@@ -7,6 +7,7 @@
 #   ./dev.sh bundle  the Linux desktop bundle (installer/linux/build.sh), without a model; its self-test
 #                    fetches a real checkpoint from a local HTTP server and converts it
 #   ./dev.sh openvino  a second venv with onnxruntime-openvino (Intel GPUs), which replaces onnxruntime
+#   ./dev.sh inno    Wine and Inno Setup's compiler, for the Windows installer's tests (tests/installer/test_inno_wine.py)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,7 +28,9 @@ apt_install() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "dev.sh: installing ${missing[*]}"
-  $sudo apt-get update -qq
+  # One list that fails its check (a mirror in sync; the i386 one `./dev.sh inno` adds) must not stop
+  # the install of packages the other lists have.
+  $sudo apt-get update -qq || echo "dev.sh: some package lists could not be read; going on" >&2
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
@@ -130,6 +133,53 @@ openvino() {
   echo "$venv"
 }
 
+# Inno Setup 6.4.1's compiler from the npm registry's innosetup package (what CI compiles the installer with).
+INNO_VERSION=6.4.1
+INNO_SHA256=fc36b763a729c8964416552d733f4864ac4a4934d0a6569e20c2feb4c29b9684
+
+inno() {
+  # ISCC.exe and the Setup it writes are 32-bit Windows programs: Wine needs its i386 half, and Setup's
+  # wizard window needs a display (Xvfb) even when it runs silently.
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! dpkg-query -W -f='${Status}' wine32:i386 2>/dev/null | grep -q "install ok installed"; then
+    dpkg --print-foreign-architectures | grep -qx i386 || $sudo dpkg --add-architecture i386
+    # A mirror in sync may serve an i386 list of the security archive that fails its check; the rest is usable.
+    $sudo apt-get update -qq || echo "dev.sh: some package lists could not be read; going on" >&2
+    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        wine wine64 wine32:i386 xvfb xauth >/dev/null; then
+      # Without the i386 security list, the :i386 libraries cannot match their amd64 halves' security
+      # versions: take both halves from the main archive's point release instead.
+      local prefs
+      prefs=$(mktemp)
+      printf 'Package: *\nPin: release l=Debian-Security\nPin-Priority: 100\n' >"$prefs"
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get -o Dir::Etc::Preferences="$prefs" install -y -qq \
+        --no-install-recommends wine wine64 wine32:i386 xvfb xauth >/dev/null
+      rm -f "$prefs"
+    fi
+  fi
+  local dest=.cache/innosetup-$INNO_VERSION
+  if [ ! -f "$dest/package/bin/ISCC.exe" ]; then
+    local tmp
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack -q "innosetup@$INNO_VERSION" >/dev/null)
+    echo "$INNO_SHA256  $tmp/innosetup-$INNO_VERSION.tgz" | sha256sum -c --quiet
+    mkdir -p "$dest"
+    tar -C "$dest" -xzf "$tmp/innosetup-$INNO_VERSION.tgz"
+    rm -rf "$tmp"
+  fi
+  # PyInstaller's Windows wheel, for its bootloaders (tests/installer/test_windows_pe.py reads them).
+  local pyi
+  pyi=$(grep -i '^pyinstaller==' installer/linux/constraints.txt)
+  if ! ls .cache/pyinstaller-win/pyinstaller-*-win_amd64.whl >/dev/null 2>&1; then
+    local py=$VENV/bin/python
+    [ -x "$py" ] || py=$PY
+    "$py" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --platform win_amd64 \
+      --python-version 3.11 -d .cache/pyinstaller-win "$pyi"
+  fi
+  echo "dev.sh: $(wine --version), ISCC in $dest/package/bin, $pyi for Windows in .cache/pyinstaller-win"
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -139,5 +189,6 @@ case "$cmd" in
   lint) setup demo; exec "$VENV/bin/ruff" check . ;;
   bundle) bundle ;;
   openvino) openvino ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  inno) inno ;;
+  *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

@@ -16,6 +16,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from core.settings import Settings
+from desktop.appmutex import AppMutex
 from desktop.controller import Controller
 from desktop.gcpolicy import collect_on_gui_thread
 from desktop.icons import app_icon
@@ -42,6 +43,8 @@ def run(settings: Settings, force_window: bool = False) -> int:
     if not instance.acquire():
         print("insane tray: already running; its dashboard was brought forward")
         return 0
+    running = AppMutex()  # Windows: Setup and Uninstall see it and ask the user to quit the app first
+    running.acquire()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     use_tray = QSystemTrayIcon.isSystemTrayAvailable() and not force_window
@@ -67,6 +70,7 @@ def run(settings: Settings, force_window: bool = False) -> int:
             loop.run_until_complete(main())
         finally:
             wake.stop()
+            running.release()
             instance.release()
             loop.close()
             asyncio.set_event_loop(None)

@@ -27,7 +27,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=tray_command, settings_overrides=lambda a: {"model": a.model, "relay_url": a.relay_url})
 
 
+def telemetry_off() -> None:
+    """onnxruntime's own telemetry (Windows ETW events) is on by default; this is its off switch.
+
+    ORT_DISABLE_TELEMETRY, which the bundle sets, only keeps the Python package from writing a device id.
+    """
+    import onnxruntime
+
+    onnxruntime.disable_telemetry_events()
+
+
 def tray_command(args: argparse.Namespace, settings) -> int:
+    telemetry_off()
     if args.self_test:
         from desktop.selftest import self_test
 

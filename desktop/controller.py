@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, Signal
 
 from core.detect import DetectorError
 from core.detect.int8 import Int8Trial, load_trial, source_name, try_int8
+from core.detect.providers import load_problems
 from core.detect.registry import ModelRegistry
 from core.enroll import EnrollError, enroll
 from core.settings import Settings, SettingsError, load_settings
@@ -32,6 +33,7 @@ from desktop import autostart
 from desktop.alerts import AlertPolicy
 from desktop.configfile import ConfigWriteError, save_settings
 from desktop.dashboard import Dashboard
+from desktop.logfile import active_log_file
 from desktop.picture import decode_picture, no_picture_text
 from desktop.settings_dialog import EDITABLE, SettingsDialog
 from desktop.status import APP_TITLE, gpu_choice, is_on_gpu, lan_line
@@ -108,6 +110,7 @@ class Controller(QObject):
         self._int8_task: asyncio.Task | None = None
         self._done = asyncio.Event()
         self._quitting = False
+        self.gpu_problems: dict[str, str] = {}  # GPU providers onnxruntime offers but cannot load, and why
         self.http = httpx.AsyncClient(timeout=20)  # one client for the app's own calls (enrollment)
 
         self.dashboard = Dashboard()
@@ -164,6 +167,11 @@ class Controller(QObject):
         except (WorkerSetupError, DetectorError) as exc:
             self._show_problem(str(exc))
             return False
+        # A CUDA or TensorRT provider whose NVIDIA libraries are missing would leave the worker on the CPU
+        # without a word: say so, and why (the "Use GPU" item shows it too).
+        self.gpu_problems = await loop.run_in_executor(None, load_problems)
+        if self.gpu_problems and settings.use_gpu:
+            self.notify("Use GPU", "; ".join(self.gpu_problems.values()))
         if self._quitting:
             await worker.stop(drain=False)
             return False
@@ -271,7 +279,7 @@ class Controller(QObject):
 
     def _show(self, snapshot: MetricsSnapshot) -> None:
         self.last = snapshot
-        gpu = gpu_choice(self.worker.available_providers() if self.worker else [])
+        gpu = gpu_choice(self.worker.available_providers() if self.worker else [], self.gpu_problems)
         lan = self.lan_text()
         self.dashboard.show_lan(lan)
         self.dashboard.show_snapshot(snapshot, gpu)
@@ -305,7 +313,7 @@ class Controller(QObject):
     def set_gpu(self, on: bool) -> None:
         if self.worker is None:
             return
-        choice = gpu_choice(self.worker.available_providers())
+        choice = gpu_choice(self.worker.available_providers(), self.gpu_problems)
         target = choice.gpu if on and choice.enabled else choice.cpu
         if target is None or is_on_gpu(self.worker.detector.provider) == on:
             self._show(self.worker.snapshot())
@@ -333,7 +341,9 @@ class Controller(QObject):
         if self.settings_dialog is None:
             values = {key: getattr(self.settings, key) for key in EDITABLE}
             models = [row["name"] for row in ModelRegistry(self.settings.model_dir).entries()]
-            dialog = SettingsDialog(values, models=models, enrolled=self._enrolled(), parent=self.dashboard)
+            dialog = SettingsDialog(
+                values, models=models, enrolled=self._enrolled(), parent=self.dashboard, log_file=active_log_file()
+            )
             dialog.save_requested.connect(lambda changes: self._spawn(self.apply_settings(changes)))
             dialog.enroll_requested.connect(lambda url, code: self._spawn(self.enroll(url, code)))
             dialog.import_requested.connect(self.import_model)
@@ -351,10 +361,19 @@ class Controller(QObject):
             return False
 
     def _reconcile_autostart(self) -> None:
+        # The Windows installer's "Start when I sign in" answer becomes the setting first (desktop/autostart.py).
+        def save(on: bool) -> None:
+            save_settings({"start_at_login": on})
+
         try:
-            autostart.reconcile(self.settings.start_at_login)
-        except autostart.AutostartError as exc:
+            want = autostart.settle(
+                self.settings.start_at_login, autostart.autostart_entry(), autostart.installer_choice(), save
+            )
+        except (autostart.AutostartError, ConfigWriteError) as exc:
             self.notify("Start at login", str(exc))
+            return
+        if want != self.settings.start_at_login:
+            self.settings = self.settings.model_copy(update={"start_at_login": want})
 
     async def apply_settings(self, changes: dict[str, Any]) -> bool:
         """Validate, save to the config file, update the login entry; restart the worker if needed."""

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -66,6 +67,7 @@ class SettingsDialog(QDialog):
         models: Sequence[str] = (),
         enrolled: bool = False,
         parent: QWidget | None = None,
+        log_file: Path | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"{APP_TITLE} — settings")
@@ -147,6 +149,11 @@ class SettingsDialog(QDialog):
             "this is on. A worker dedicated to a tenant always shows that tenant's."
         )
         form.addRow("Privacy", self.other_pictures)
+        # Where the app's log is: the file it writes when it has no console (desktop/logfile.py).
+        self.log_location = QLabel(str(log_file) if log_file else "the terminal it was started from")
+        self.log_location.setWordWrap(True)
+        self.log_location.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("Log", self.log_location)
 
         self.message = QLabel()
         self.message.setWordWrap(True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.detect.providers import CPU, GPU_PREFERENCE, device_label, is_cpu
+from core.detect.providers import CPU, GPU_PREFERENCE, PROVIDERS, device_label, is_cpu
 
 APP_TITLE = "Insane AI Security"
 
@@ -105,13 +105,21 @@ class GpuChoice:
     reason: str  # the tooltip: why it is disabled, or what it switches to
 
 
-def gpu_choice(available: Iterable[str], label: Callable[[str], str | None] = device_label) -> GpuChoice:
-    """How the "Use GPU" item looks, given the worker's available execution providers; ``label`` names the
-    device a provider runs on ("Intel Iris Xe", "NVIDIA GeForce RTX 3060") for the item's text."""
+def gpu_choice(
+    available: Iterable[str],
+    problems: Mapping[str, str] | None = None,
+    label: Callable[[str], str | None] = device_label,
+) -> GpuChoice:
+    """How the "Use GPU" item looks, given the worker's available execution providers; ``problems``: for those
+    this onnxruntime offers but cannot load, why (``core.detect.providers.load_problems()``); ``label`` names
+    the device a provider runs on ("Intel Iris Xe", "NVIDIA GeForce RTX 3060") for the item's text."""
     names = list(available)
-    gpus = [n for n in names if is_gpu_provider(n)]
+    # A provider this onnxruntime offers but whose libraries do not load here is no choice: the item says why.
+    gpus = [n for n in names if is_gpu_provider(n) and PROVIDERS.get(n, (n, {}))[0] not in (problems or {})]
     cpu = CPU if CPU in names else next((n for n in names if not is_gpu_provider(n)), CPU)
     if not gpus:
+        if problems:
+            return GpuChoice(False, None, cpu, "Use GPU (cannot load)", "; ".join(problems.values()))
         reason = "no GPU execution provider is available on this PC (install a GPU build of onnxruntime)"
         return GpuChoice(False, None, cpu, "Use GPU (no GPU found)", reason)
 

@@ -7,6 +7,7 @@ tray.pause_triggered.connect(...)
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -25,8 +26,9 @@ class Tray(QObject):
     settings_triggered = Signal()
     quit_triggered = Signal()
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, platform: str | None = None) -> None:
         super().__init__(parent)
+        self.platform = platform or sys.platform
         self.icon = QSystemTrayIcon(icon_for("starting"), self)
         self.icon.setToolTip(f"{APP_TITLE}: starting")
         self.kind = "starting"
@@ -72,8 +74,7 @@ class Tray(QObject):
         self.icon.activated.connect(self._activated)
 
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
-        # A left click (or double click) opens the dashboard; the right click shows the menu by itself.
-        if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
+        if opens_dashboard(reason, self.platform):
             self.dashboard_triggered.emit()
 
     def show(self) -> None:
@@ -116,3 +117,16 @@ class Tray(QObject):
     def notify(self, title: str, message: str, error: bool = True) -> None:
         kind = QSystemTrayIcon.MessageIcon.Warning if error else QSystemTrayIcon.MessageIcon.Information
         self.icon.showMessage(title, message, kind, 15000)
+
+
+def opens_dashboard(reason: QSystemTrayIcon.ActivationReason, platform: str) -> bool:
+    """Whether a click on the icon opens the dashboard.
+
+    Windows and Linux: a left click (Trigger) or double click does; the right click shows the menu by
+    itself. macOS: any click opens the menu, and Qt's Cocoa tray reports that click as Trigger too, so
+    the dashboard opened each time the menu did; there "Open dashboard" is in the menu.
+    """
+    reasons = (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick)
+    if platform == "darwin":
+        return reason == QSystemTrayIcon.ActivationReason.DoubleClick
+    return reason in reasons

@@ -8,6 +8,7 @@ The bundle carries the tray app only, so the other subcommands are not registere
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -76,6 +77,14 @@ def pick_model(args: list[str]) -> None:
 
 def main() -> int:
     multiprocessing.freeze_support()  # a frozen child process must not start a second tray
+    from desktop.logfile import needs_log_file, redirect_to_log_file
+
+    # The windowed Windows build has no stderr at all, a macOS app started from Finder writes to /dev/null:
+    # the logs (and --help, and a traceback) go to a file in the platform's log folder, shown in Settings.
+    # From a terminal (insane-desktop-cli.exe on Windows) they print as usual.
+    if needs_log_file(sys.stderr):
+        with contextlib.suppress(OSError):  # no writable log folder: the app runs, its output lost as before
+            redirect_to_log_file()
     # onnxruntime writes a device id under ~/.cache/Microsoft on import unless told not to.
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     from insane import cli

@@ -18,6 +18,7 @@ reports it first (:func:`loaded`), and the detector tries the next one otherwise
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
@@ -63,6 +64,65 @@ def offered() -> list[str]:
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
+
+
+# Providers that onnxruntime loads from a library of their own, which needs NVIDIA's libraries on the PC.
+# onnxruntime lists them as available whether or not those load, and a session asked for one that cannot
+# load quietly runs on the CPU; :func:`load_problem` finds out first, and says why.
+PROVIDER_LIBRARIES = {
+    "CUDAExecutionProvider": "onnxruntime_providers_cuda",
+    "TensorrtExecutionProvider": "onnxruntime_providers_tensorrt",
+}
+
+
+def load_problems() -> dict[str, str]:
+    """``{provider: why it cannot load}`` for the providers onnxruntime offers but cannot load on this PC."""
+    have = set(offered())
+    found = {name: load_problem(name) for name in PROVIDER_LIBRARIES if name in have}
+    return {name: why for name, why in found.items() if why is not None}
+
+
+@functools.cache
+def load_problem(ort_name: str, capi: Path | None = None) -> str | None:
+    """Why the provider's own library does not load here (e.g. ``libcublasLt.so.12: cannot open shared object
+    file``), or None: it loads, or the provider has no library of its own."""
+    stem = PROVIDER_LIBRARIES.get(ort_name)
+    if stem is None:
+        return None
+    if capi is None:
+        import onnxruntime as ort
+
+        capi = Path(ort.__file__).parent / "capi"
+    path = capi / (f"{stem}.dll" if sys.platform == "win32" else f"lib{stem}.so")
+    if not path.is_file():
+        return f"{ort_name} is not in this onnxruntime ({path.name} is missing)"
+    try:
+        # Windows: LOAD_WITH_ALTERED_SEARCH_PATH, the search onnxruntime itself uses (its folder, then PATH).
+        ctypes.CDLL(str(path), **({"winmode": 0x8} if sys.platform == "win32" else {}))
+    except OSError as exc:
+        return f"{ort_name.removesuffix('ExecutionProvider')} cannot load: {exc}{_needs(capi)}"
+    return None
+
+
+def _needs(capi: Path) -> str:
+    """What the installed onnxruntime was built against, from its build_and_package_info.py (GPU builds)."""
+    try:
+        text = (capi / "build_and_package_info.py").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            info[key.strip()] = value.strip().strip("'\"")
+    cuda = info.get("cuda_version", "")
+    if not cuda:
+        return ""
+    major = cuda.split(".")[0]
+    return (
+        f" ({info.get('package_name', 'onnxruntime')} {info.get('__version__', '')} needs the CUDA {major} runtime "
+        f"and cuDNN 9 for CUDA {major}; running on the CPU)"
+    )
 
 
 def openvino_devices() -> list[str]:

@@ -49,7 +49,7 @@ else
   if [ "$FLAVOUR" = gpu ]; then
     # onnxruntime and onnxruntime-gpu install the same `onnxruntime` package: never both at once.
     "$venv/bin/pip" uninstall -q -y onnxruntime
-    pip_install 'onnxruntime-gpu>=1.18'
+    pip_install -c installer/linux/constraints.txt onnxruntime-gpu  # pinned: built for CUDA 12
   fi
 fi
 echo "build.sh: venv $venv ready after $(( $(date +%s) - start )) s"

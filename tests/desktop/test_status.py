@@ -65,6 +65,14 @@ def test_gpu_disabled_with_a_reason_on_cpu_only() -> None:
     assert choice.cpu == "CPUExecutionProvider"
 
 
+def test_gpu_that_cannot_load_says_why() -> None:
+    why = "CUDA cannot load: libcublasLt.so.12: cannot open shared object file: No such file or directory"
+    choice = gpu_choice(["CPUExecutionProvider"], {"CUDAExecutionProvider": why})
+    assert not choice.enabled and choice.gpu is None
+    assert choice.text == "Use GPU (cannot load)"
+    assert choice.reason == why
+
+
 def test_gpu_prefers_the_engine_order_then_the_workers_own() -> None:
     choice = gpu_choice(["CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"])
     assert choice.enabled and choice.gpu == "TensorrtExecutionProvider"

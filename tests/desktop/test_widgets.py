@@ -6,6 +6,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QSystemTrayIcon
 
@@ -197,3 +198,24 @@ def test_tray_int8_item(qtbot) -> None:
     with qtbot.waitSignal(tray.int8_toggled) as blocker:
         tray.int8_action.trigger()  # unchecks it: back to fp32
     assert blocker.args == [False]
+
+
+@pytest.mark.parametrize(
+    ("platform", "reason", "opens"),
+    [
+        ("win32", QSystemTrayIcon.ActivationReason.Trigger, True),
+        ("linux", QSystemTrayIcon.ActivationReason.Trigger, True),
+        ("win32", QSystemTrayIcon.ActivationReason.Context, False),
+        # macOS reports the click that opens the menu as Trigger: it must not also open the dashboard.
+        ("darwin", QSystemTrayIcon.ActivationReason.Trigger, False),
+        ("darwin", QSystemTrayIcon.ActivationReason.DoubleClick, True),
+    ],
+)
+def test_tray_click_opens_the_dashboard_except_the_menu_click_on_macos(
+    qtbot, platform: str, reason: QSystemTrayIcon.ActivationReason, opens: bool
+) -> None:
+    tray = Tray(platform=platform)
+    seen: list[bool] = []
+    tray.dashboard_triggered.connect(lambda: seen.append(True))
+    tray.icon.activated.emit(reason)
+    assert seen == ([True] if opens else [])
