@@ -323,29 +323,57 @@ def test_21_objects_give_at_most_20_predictions_through_the_relay(empty_relay, t
         assert r.json()["count"] == 25
 
 
-def test_the_relay_waits_without_holding_a_connection_per_request(relay: RelayServer, tenant, sample_images) -> None:
-    async def many() -> list[int]:
+@pytest.mark.deadline(6.0)
+def test_the_relay_waits_without_holding_a_connection_per_request(empty_relay, sample_images) -> None:
+    """Twelve requests waiting at once share one subscription; none holds a blocked Redis connection."""
+    relay, db = empty_relay
+    waiting = 12
+    _tier(db, "vision-burst", vision_rate_per_s=1.0, vision_burst=waiting)  # all twelve get in at once
+    tenant = make_tenant(relay.url, tier="vision-burst")
+    hung = enroll_worker(relay.url)  # online (heartbeat, a model) but never leases: every request waits
+    _sql(db, "UPDATE workers SET last_seen = now(), model = 'm' WHERE id = $1", uuid.UUID(hung.id))
+
+    async def scene() -> tuple[list[int], list[dict], list[dict]]:
+        before = await _redis_clients(relay)
         async with httpx.AsyncClient(timeout=60) as client:
-            tasks = [
-                client.post(
-                    f"{relay.url}/v1/vision/detection",
-                    files={"image": sample_images["zidane.jpg"]},
-                    headers=tenant.headers,
+            posts = [
+                asyncio.create_task(
+                    client.post(
+                        f"{relay.url}/v1/vision/detection",
+                        files={"image": sample_images["zidane.jpg"]},
+                        headers=tenant.headers,
+                    )
                 )
-                for _ in range(4)
+                for _ in range(waiting)
             ]
-            return [r.status_code for r in await asyncio.gather(*tasks)]
+            seen: list[dict] = []
+            for _ in range(100):  # until all twelve are registered and waiting
+                await asyncio.sleep(0.05)
+                if relay.app.state.vision.waiter.waiting == waiting:
+                    seen = await _redis_clients(relay)
+                    break
+            return [r.status_code for r in await asyncio.gather(*posts)], before, seen
 
-    before = run_sync(_client_count(relay))
-    assert run_sync(many()) == [200] * 4
-    assert run_sync(_client_count(relay)) <= before + 2
+    statuses, before, clients = run_sync(scene())
+    assert statuses == [504] * waiting  # the hung worker never answers: each waited to its deadline
+    assert clients, "the twelve requests were never all waiting at once"
+
+    # The relay's own subscriptions (the lease wake-ups) may be there before; the waiting adds one, shared.
+    def subscribed(cs: list[dict]) -> list[tuple]:
+        return [(c["id"], c["cmd"]) for c in cs if int(c["psub"]) + int(c["sub"]) > 0]
+
+    blocked = [c for c in clients if "b" in c["flags"]]
+    assert 1 <= len(subscribed(clients)) <= len(subscribed(before)) + 1, (subscribed(before), subscribed(clients))
+    assert any(cmd == "psubscribe" for _, cmd in subscribed(clients))
+    assert blocked == [], blocked
 
 
-async def _client_count(relay: RelayServer) -> int:
+async def _redis_clients(relay: RelayServer) -> list[dict]:
     import redis.asyncio as aioredis
 
-    client = aioredis.from_url(relay.settings.redis_url)
-    try:
-        return len(await client.client_list())
+    client = aioredis.from_url(relay.settings.redis_url, decode_responses=True)
+    try:  # this relay's own Redis database: other tests' relays use others
+        mine = str(client.connection_pool.connection_kwargs.get("db", 0))
+        return [c for c in await client.client_list() if c.get("db") == mine]
     finally:
         await client.aclose()
