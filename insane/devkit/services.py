@@ -197,6 +197,18 @@ class EmbeddedServices:
         time.sleep(down_s)
         return self.start_postgres(port)
 
+    @contextlib.contextmanager
+    def down(self, name: str, kill_signal: int = signal.SIGINT):
+        """Stop ``"redis"`` or ``"postgres"`` for the body of the ``with``; start it again, on the same port
+        and folder, when the body ends (however it ends). Use it from the thread that started the services."""
+        server = self.servers.pop(name)
+        port = int(server.url.rsplit(":", 1)[1].split("/")[0])
+        _stop_process(server.process, kill_signal)
+        try:
+            yield
+        finally:
+            (self.start_redis if name == "redis" else self.start_postgres)(port)
+
     def start_postgres(self, port: int | None = None) -> Server:
         bin_dir = find_postgres_bin()
         port = port or free_port()
