@@ -394,8 +394,11 @@ class Chaos:
         phase.faults += 1  # the poison event itself, submitted with the phase's first events
 
     async def restart_relay(self, phase: Phase, offer_s: float) -> None:
-        """SIGKILL the relay between a result's commit and its ack: Redis is frozen (SIGSTOP) so the
-        relay blocks on the ack of the results it keeps storing; once some are stored, it dies."""
+        """SIGKILL the relay between a result's commit and its ack. Redis pauses its writes (CLIENT PAUSE
+        WRITE): a result's delivery check (a read) still passes and its row is committed, but the relay
+        then blocks on the announcement and the ack; once some results are stored that way, it dies."""
+        import redis.asyncio as aioredis
+
         await asyncio.sleep(offer_s / 2)
         count = "SELECT count(*) AS n FROM results"
         for _ in range(300):  # wait (up to ~30 s) until results flow: stored ones a second ago and now
@@ -404,13 +407,13 @@ class Chaos:
             if (await self._query(count))[0]["n"] > seen:
                 break
         last = await self.metrics()
-        redis_pid = self.services.servers["redis"].pid
+        admin = aioredis.from_url(self.services.redis_url)
         before = (await self._query(count))[0]["n"]
-        os.kill(redis_pid, signal.SIGSTOP)
+        await admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
         try:
             stored = 0
-            # Until one result is stored under the frozen Redis (up to ~20 s on a loaded machine): a longer
-            # freeze would also run the workers' blob downloads (15 s deadline) out of time.
+            # Until a result is stored under the paused writes (up to ~20 s on a loaded machine): a longer
+            # pause would also run the workers' blob downloads (15 s deadline) out of time.
             for _ in range(800):
                 stored = (await self._query(count))[0]["n"] - before
                 if stored >= 1:
@@ -418,7 +421,8 @@ class Chaos:
                 await asyncio.sleep(0.025)
             self.kill_relay()
         finally:
-            os.kill(redis_pid, signal.SIGCONT)
+            await admin.execute_command("CLIENT", "UNPAUSE")
+            await admin.aclose()
         phase.stored_not_acked = stored
         self.metric_base = last
         await asyncio.sleep(1.0)
