@@ -35,7 +35,7 @@ from desktop.charts import LineChart, Series
 from desktop.history import MetricsHistory
 from desktop.icons import icon_for
 from desktop.picture import MomentView
-from desktop.status import APP_TITLE, GpuChoice, is_on_gpu, k_text, look_for, pause_text, status_line, verdict_text
+from desktop.status import APP_TITLE, GpuChoice, is_on_gpu, k_text, look_for, pause_text, status_text, verdict_text
 
 LANE_COLOURS = {"pro": "#d0342c", "standard": "#3b7dd8"}
 END_TO_END = "event"  # the worker's latency stage from lease to stored result
@@ -143,7 +143,7 @@ class Dashboard(QMainWindow):
         self.history.add(snapshot)
         look = look_for(snapshot.state)
         self.setWindowIcon(icon_for(look.kind))
-        self.state_label.setText(status_line(snapshot))
+        self.state_label.setText(status_text(snapshot))
         self.pause_button.setText(pause_text(snapshot.state))
         self.pause_button.setEnabled(look.kind not in ("stopped",))
         self.set_gpu(gpu, is_on_gpu(snapshot.provider) and gpu.enabled)

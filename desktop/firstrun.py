@@ -1,6 +1,6 @@
 """Which model the app runs on a fresh install, and fetching it on first run.
 
-    choice = choose_model(settings, ModelRegistry.from_settings(settings))
+    choice = model_choice(settings, ModelRegistry.from_settings(settings))
     if choice.how == "download":
         installed = fetch_in_console(registry, choice.name)   # or fetch_in_dialog(...) for the tray app
         print(installed.summary)                                # "Installed yolov8n: YOLOv8n, 80 classes (…)"
@@ -43,7 +43,7 @@ class Installed:
         return f"Installed the detection model {self.name}: {len(self.labels)} classes ({shown}), in {self.path}"
 
 
-def choose_model(settings, registry: ModelRegistry) -> Choice:
+def model_choice(settings, registry: ModelRegistry) -> Choice:
     """The model to run: the configured one if present, else the carried one, else a download (the configured
     model when it can be fetched, else the first-run model), or the first-run model fetched already."""
     try:

@@ -52,7 +52,7 @@ def total_queue(queue_depth: Mapping[str, int]) -> int:
     return sum(int(n) for n in queue_depth.values())
 
 
-def status_line(snapshot: Any) -> str:
+def status_text(snapshot: Any) -> str:
     """One line: state, throughput, queue depth; the state's detail replaces the figures on error."""
     look = look_for(snapshot.state)
     detail = (getattr(snapshot, "state_detail", "") or "").strip()
@@ -67,7 +67,7 @@ def status_line(snapshot: Any) -> str:
 
 def tooltip(snapshot: Any) -> str:
     # Some trays cut tooltips short; the app's name goes first so it is never the part lost.
-    return f"{APP_TITLE}: {status_line(snapshot)}"
+    return f"{APP_TITLE}: {status_text(snapshot)}"
 
 
 def pause_text(state: Any) -> str:

@@ -15,7 +15,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from desktop.icons import icon_for
-from desktop.status import APP_TITLE, GpuChoice, is_on_gpu, look_for, pause_text, status_line, tooltip
+from desktop.status import APP_TITLE, GpuChoice, is_on_gpu, look_for, pause_text, status_text, tooltip
 
 
 class Tray(QObject):
@@ -89,7 +89,7 @@ class Tray(QObject):
             self.kind = look.kind
             self.icon.setIcon(icon_for(look.kind))
         self.icon.setToolTip(tooltip(snapshot) + (f"\n{self.lan_text}" if self.lan_text else ""))
-        self.status_action.setText(status_line(snapshot))
+        self.status_action.setText(status_text(snapshot))
         self.pause_action.setText(pause_text(snapshot.state))
         self.pause_action.setEnabled(look.kind != "stopped")
         self.set_gpu(gpu, is_on_gpu(snapshot.provider) and gpu.enabled)

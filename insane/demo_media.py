@@ -2,7 +2,7 @@
 
 photos = find_photos(None)                   # JPEGs with people in them, or DemoError saying where to get some
 frames = moments_from_photo(photos[0], 24)   # 24 JPEG frames: a slow pan and zoom across the photo
-model, note = choose_model(settings)         # the default YOLOv8n if present, else the best real model installed
+model, note = demo_model(settings)           # the default YOLOv8n if present, else the best real model installed
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def moments_from_photo(photo: Path, count: int, quality: int = 90) -> list[bytes
     return frames
 
 
-def choose_model(settings) -> tuple[Path, str, list[str]]:
+def demo_model(settings) -> tuple[Path, str, list[str]]:
     """(model file, its name, notes for the user). The configured model if it is here, else the fallback.
 
     Never random weights. A ``yolov8n.pt`` fetched earlier is converted here (no torch needed). The fallback

@@ -29,7 +29,7 @@ def pick_model(args: list[str]) -> None:
     from core.detect.download import DownloadError
     from core.detect.registry import ModelRegistry
     from core.settings import SettingsError, load_settings
-    from desktop.firstrun import choose_model, fetch_in_console, fetch_in_dialog, present_instead
+    from desktop.firstrun import fetch_in_console, fetch_in_dialog, model_choice, present_instead
 
     try:
         settings = load_settings()
@@ -37,7 +37,7 @@ def pick_model(args: list[str]) -> None:
         return  # the command itself reports the bad setting
     try:
         registry = ModelRegistry.from_settings(settings)
-        choice = choose_model(settings, registry)
+        choice = model_choice(settings, registry)
     except DetectorError as exc:  # a corrupt file where the model should be, or an unusable catalogue
         print(f"insane-desktop: {exc}", file=sys.stderr)
         return

@@ -23,7 +23,7 @@ from core.settings import Settings
 from core.ssrf import SsrfGuard
 from core.wakeups import WorkSignals
 from relay import admin, db, events, legacy, ops, reconciler, sse, vision, waiting, webhooks, workers
-from relay.metrics import Metrics
+from relay.metrics import RelayMetrics
 from relay.problems import Problem, http_exception_handler, problem_handler, problem_index, problem_page
 from relay.ratelimit import RateLimiter
 from relay.state import RelayState
@@ -87,7 +87,7 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
         tasks: list[asyncio.Task] = []
         try:
             signals = WorkSignals(redis)
-            relay = RelayState(settings, pool, redis, Queue(redis), signals, RateLimiter(redis), Metrics())
+            relay = RelayState(settings, pool, redis, Queue(redis), signals, RateLimiter(redis), RelayMetrics())
             app.state.relay = relay
             await legacy.move_lanes_or_later(relay)
             # Serving leases needs the work signals and the census (queue depth), also in tests.

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 log = logging.getLogger(__name__)
 
 
-class Metrics:
+class RelayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry

@@ -2,7 +2,7 @@
 
 relay = state(request)
 tenant = await relay.tenant(request)     # Tenant, or Problem(401)
-worker = await relay.worker(request)     # Worker, or Problem(401)
+worker = await relay.worker(request)     # WorkerIdentity, or Problem(401)
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from relay import tenants
 from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, CredentialCache, parse_secret, verify
 from relay.blobs import Room
 from relay.db import DatabaseUnavailable, system_tx
-from relay.metrics import Metrics
+from relay.metrics import RelayMetrics
 from relay.problems import Problem, unavailable
 from relay.ratelimit import RateLimiter
 
@@ -54,7 +54,9 @@ class Tenant:
 
 
 @dataclass(frozen=True)
-class Worker:
+class WorkerIdentity:
+    """The worker a token authenticates as (the engine that runs on the PC is core.worker.Worker)."""
+
     id: uuid.UUID
     dedicated_tenant: uuid.UUID | None
 
@@ -71,7 +73,7 @@ class RelayState:
     queue: Queue
     signals: WorkSignals
     limiter: RateLimiter
-    metrics: Metrics
+    metrics: RelayMetrics
     keys: CredentialCache = field(init=False)
     workers: CredentialCache = field(init=False)
     webhooks_due: asyncio.Event = field(default_factory=asyncio.Event)
@@ -137,7 +139,7 @@ class RelayState:
             raise Problem(401, "unauthenticated", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
         return tenant
 
-    async def worker(self, request: Request) -> Worker:
+    async def worker(self, request: Request) -> WorkerIdentity:
         secret = parse_secret(WORKER_PREFIX, request.headers.get("authorization"))
         cached = self.workers.get(secret.id)
         if cached is None:
@@ -153,12 +155,15 @@ class RelayState:
                     raise unavailable("the database") from exc
                 return self._check_worker(secret, cached)
             ok = row is not None and row["revoked_at"] is None
-            cached = (row["token_sha256"] if ok else None, Worker(row["id"], row["dedicated_tenant"]) if ok else None)
+            cached = (
+                row["token_sha256"] if ok else None,
+                WorkerIdentity(row["id"], row["dedicated_tenant"]) if ok else None,
+            )
             self.workers.put(secret.id, cached, found=ok)
         return self._check_worker(secret, cached)
 
     @staticmethod
-    def _check_worker(secret, cached: tuple) -> Worker:
+    def _check_worker(secret, cached: tuple) -> WorkerIdentity:
         digest, worker = cached
         if not verify(secret, digest):
             raise Problem(

@@ -41,7 +41,7 @@ from relay.params import parse_body
 from relay.problems import Problem, unavailable
 from relay.reconciler import dead_letter
 from relay.routing import push_routing
-from relay.state import Worker, state
+from relay.state import WorkerIdentity, state
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ async def lease(request: Request) -> Response:
     return _model_response(LeaseResponse(events=events, queue_depth=depth))
 
 
-def _take(relay, worker: Worker, body: LeaseRequest):
+def _take(relay, worker: WorkerIdentity, body: LeaseRequest):
     """A dedicated worker waits for its own tenant's work only; a shared worker for the pool's."""
     idle_ms = int(relay.settings.lease_idle_s * 1000)
     if worker.dedicated_tenant is not None:
@@ -103,7 +103,7 @@ def _take(relay, worker: Worker, body: LeaseRequest):
     return wait_for_work(take, relay.signals, key, body.wait_s, relay.settings.lease_poll_s)
 
 
-async def _hand_out(relay, worker: Worker, entries: list) -> list:
+async def _hand_out(relay, worker: WorkerIdentity, entries: list) -> list:
     """The entries as LeasedEvents, recorded as delivered to ``worker``; an entry past the delivery limit, or
     malformed, goes to the dead-letter stream instead."""
     events, holds = [], {}
@@ -160,7 +160,7 @@ async def blob(request: Request) -> Response:
     return Response(data, media_type="image/jpeg")
 
 
-async def _given(relay, worker: Worker, blob_id: str, lease: str | None) -> str | None:
+async def _given(relay, worker: WorkerIdentity, blob_id: str, lease: str | None) -> str | None:
     """The blob's tenant when its event was given to ``worker`` (delivered, or its lease held), else None."""
     found = await blobs.owner(relay, blob_id)
     if found is None:
@@ -178,7 +178,9 @@ async def _given(relay, worker: Worker, blob_id: str, lease: str | None) -> str 
     return None
 
 
-async def _record_deliveries(relay, worker: Worker, event_ids: list, holds: dict[str, str] | None = None) -> None:
+async def _record_deliveries(
+    relay, worker: WorkerIdentity, event_ids: list, holds: dict[str, str] | None = None
+) -> None:
     """Remember that these events were delivered to ``worker``: only their result is taken from it, also
     after the lease lapsed. Blobs are served only to the worker that holds the lease (re-leasing moves
     the hold)."""
@@ -251,7 +253,7 @@ def _worker_ids(members: set[str]) -> list[uuid.UUID]:
     return out
 
 
-async def _store_one(conn, worker: Worker, result: EventResult, delivered: set[str]) -> tuple[str, Any, Any]:
+async def _store_one(conn, worker: WorkerIdentity, result: EventResult, delivered: set[str]) -> tuple[str, Any, Any]:
     """('stored' | 'duplicate' | 'refused', tenant id, event created_at). ``delivered``: the workers the live
     record says this event was delivered to (with this worker when it holds the result's lease)."""
     allowed = worker.consumer in delivered
@@ -270,7 +272,7 @@ async def _store_one(conn, worker: Worker, result: EventResult, delivered: set[s
     return ("stored" if row["stored"] else "duplicate"), row["tenant_id"], row["created_at"]
 
 
-async def _deliveries(relay, worker: Worker, results: list[EventResult]) -> dict[uuid.UUID, set[str]]:
+async def _deliveries(relay, worker: WorkerIdentity, results: list[EventResult]) -> dict[uuid.UUID, set[str]]:
     """For each result's event, the workers it was delivered to: its delivery record, plus this worker when
     it holds the result's lease and that lease carries the event (a LAN worker leases from Redis itself,
     so the relay records its deliveries only when it sees them)."""
@@ -330,7 +332,7 @@ async def results(request: Request) -> Response:
     return _model_response(answer, exclude={"refused"} if not answer.refused else None)
 
 
-async def _announce_and_ack(relay, worker: Worker, outcomes: list[tuple]) -> ResultsResponse:
+async def _announce_and_ack(relay, worker: WorkerIdentity, outcomes: list[tuple]) -> ResultsResponse:
     stored, duplicates, refused, acked = [], [], [], 0
     now = datetime.now(UTC)
     for r, outcome, _, created_at in outcomes:

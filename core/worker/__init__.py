@@ -16,8 +16,9 @@ from core.worker.config import WorkerConfig
 from core.worker.engine import Worker
 from core.worker.pictures import MomentPicture, PicturePolicy
 from core.worker.ports import (
-    Detector,
+    DetectorPort,
     LeaseSource,
+    PreloaderPort,
     RelayUnavailable,
     RequestRejected,
     SourceError,
@@ -26,12 +27,13 @@ from core.worker.ports import (
 from core.worker.state import EventSummary, MetricsSnapshot, WorkerState
 
 __all__ = [
-    "Detector",
+    "DetectorPort",
     "EventSummary",
     "LeaseSource",
     "MetricsSnapshot",
     "MomentPicture",
     "PicturePolicy",
+    "PreloaderPort",
     "RelayUnavailable",
     "RequestRejected",
     "SourceError",

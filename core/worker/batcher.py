@@ -30,7 +30,7 @@ from typing import Any
 
 from core.detect.base import DetectorError
 from core.protocol import Detection
-from core.worker.ports import Detector
+from core.worker.ports import DetectorPort
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _pixels(shape: Hashable) -> int | None:
 class Batcher:
     def __init__(
         self,
-        detector: Detector,
+        detector: DetectorPort,
         max_batch: int = 8,
         max_wait_s: float = 0.02,
         latency_target_s: float = 0.5,

@@ -9,13 +9,12 @@ import logging
 import os
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from typing import Any
 from uuid import UUID
 
 from core.settings import Settings
 from core.worker.config import WorkerConfig
 from core.worker.engine import Worker
-from core.worker.ports import Detector, LeaseSource
+from core.worker.ports import DetectorPort, LeaseSource, PreloaderPort
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +65,14 @@ def build_source(settings: Settings, token: str | None = None) -> LeaseSource:
     return HttpLeaseSource(settings.relay_url, token)
 
 
-def build_detector(settings: Settings) -> Detector:
+def build_detector(settings: Settings) -> DetectorPort:
     from core.detect import detector_config_from_settings, load_detector
 
     return load_detector(detector_config_from_settings(settings))
 
 
 def preloader_factory(settings: Settings, dedicated_tenant: UUID | None = None):
-    def make(source: LeaseSource) -> AbstractAsyncContextManager[Any]:
+    def make(source: LeaseSource) -> AbstractAsyncContextManager[PreloaderPort]:
         from core.preload import Preloader
         from core.ssrf import SsrfGuard
 
@@ -95,7 +94,7 @@ def build_worker(
     settings: Settings,
     *,
     token: str | None = None,
-    detector: Detector | None = None,
+    detector: DetectorPort | None = None,
     dedicated_tenant: UUID | None = None,
     pictures: bool = False,
 ) -> Worker:
@@ -117,7 +116,7 @@ def build_worker(
     )
 
 
-def fit_to_device(settings: Settings, detector: Detector, config: WorkerConfig) -> WorkerConfig:
+def fit_to_device(settings: Settings, detector: DetectorPort, config: WorkerConfig) -> WorkerConfig:
     """On a GPU: the largest batch within the latency target (or worker_batch_size when
     worker_gpu_batch_max is 0), and enough decode threads to keep up with it. On the CPU: as configured."""
     from core.detect import providers, tuning

@@ -31,10 +31,19 @@ from core.worker.batcher import Batcher, InferenceError
 from core.worker.config import WorkerConfig
 from core.worker.jobs import Job
 from core.worker.loading import PreloaderFactory, default_preloader_factory, fetch_errors
-from core.worker.metrics import Metrics
+from core.worker.metrics import WorkerMetrics
 from core.worker.pictures import MomentPicture, PicturePolicy, PictureStore
-from core.worker.ports import Detector, LeaseSource, RelayUnavailable, RequestRejected, SourceError, TokenRejected
+from core.worker.ports import (
+    DetectorPort,
+    LeaseSource,
+    PreloaderPort,
+    RelayUnavailable,
+    RequestRejected,
+    SourceError,
+    TokenRejected,
+)
 from core.worker.poster import Poster
+from core.worker.running import Review, Running
 from core.worker.state import EventSummary, MetricsSnapshot, WorkerState
 from core.worker.throttle import Throttle, spread
 
@@ -50,7 +59,7 @@ class Worker:
         self,
         config: WorkerConfig,
         source: LeaseSource,
-        detector: Detector,
+        detector: DetectorPort,
         preloader_factory: PreloaderFactory | None = None,
         *,
         dedicated_tenant: UUID | None = None,
@@ -61,7 +70,7 @@ class Worker:
         self.source = source
         self.detector = detector
         self._preloader_factory = preloader_factory or default_preloader_factory
-        self._metrics = Metrics(config.metrics_window_s, config.recent_events)
+        self._metrics = WorkerMetrics(config.metrics_window_s, config.recent_events)
         self._throttle = Throttle(config.k_max, config.k_floor, config.drain_target_s)
         self._queue_depth: dict[str, int] = {lane: 0 for lane in LANES}
         self._subscribers: list[Callable[[MetricsSnapshot], None]] = []
@@ -69,28 +78,21 @@ class Worker:
         self._state = WorkerState.STARTING
         self._paused = False
         self._leased_once = False
+        self._started = False  # run() was called (it runs once)
         self._stopping = False
         self._stopped = False
-        self._jobs: dict[UUID, asyncio.Task] = {}
-        self._job_info: dict[UUID, Job] = {}
-        self._inflight_images = 0
+        self._done = asyncio.Event()  # run() has closed everything
+        self._drain = True
         self._shrunk: OrderedDict[UUID, Job] = OrderedDict()
         self._recent: deque[bytes] = deque(maxlen=config.recent_moments)
-        self._wake: asyncio.Event | None = None
-        self._room: asyncio.Event | None = None
-        self._done: asyncio.Event | None = None
-        self._drain = True
-        self._batcher: Batcher | None = None
-        self._preloader: Any = None
-        self._decode: concurrent.futures.ThreadPoolExecutor | None = None
-        self._poster: Poster | None = None
-        self._pending_provider: str | None = None
+        self._pending_provider: str | None = None  # asked for before the batcher exists
         self._pictures = PictureStore(
             config.pictures_keep,
             config.pictures_max_bytes,
             PicturePolicy(dedicated_tenant, config.pictures_other_tenants),
         )
-        self._introduced: asyncio.Event | None = None  # set once the first heartbeat was answered (or failed)
+        # The pipeline (batcher, decode pool, poster, preloader, reviews in flight): built by run().
+        self._running: Running | None = None
 
     # ----- the public face -------------------------------------------------------------------
 
@@ -108,7 +110,7 @@ class Worker:
             events_per_s=m.events.per_s(),
             latency_ms=m.latency_ms(),
             queue_depth=dict(self._queue_depth),
-            batch_size=self._batcher.batch_size if self._batcher else 0,
+            batch_size=self.batch_size,
             k=dict(self._throttle.k),
             provider=str(getattr(self.detector, "provider", "")),
             model=str(getattr(self.detector, "model_name", "")),
@@ -142,8 +144,8 @@ class Worker:
         """Switch the execution provider between batches (e.g. the tray's GPU toggle)."""
         if name not in self.available_providers():
             raise ValueError(f"execution provider {name!r} is not available here; try {self.available_providers()}")
-        if self._batcher is not None:
-            self._batcher.set_provider(name)
+        if self._running is not None:
+            self._running.batcher.set_provider(name)
         else:
             self._pending_provider = name
 
@@ -172,34 +174,32 @@ class Worker:
     def held_leases(self) -> list[str]:
         """Leases this worker is reviewing or holds an unstored result for. Every heartbeat renews them,
         so a review slower than the relay's lease deadline is not reclaimed and done twice."""
-        held = [job.event.lease_id for job in self._job_info.values() if not job.backfill]
-        if self._poster is not None:
-            held += self._poster.lease_ids()
+        held = self._running.held_leases() if self._running is not None else []
         return list(dict.fromkeys(held))[:4096]
 
     # ----- single images outside any event (the LAN API, core/lan) --------------------------------
 
     @property
     def batch_size(self) -> int:
-        return self._batcher.batch_size if self._batcher is not None else 0
+        return self._running.batcher.batch_size if self._running is not None else 0
 
     @property
     def relay_busy(self) -> bool:
         """The worker holds relay work it has not finished reviewing."""
-        return bool(self._jobs)
+        return self._running is not None and bool(self._running.reviews)
 
     async def prepare_image(self, data: bytes) -> Any:
         """One image decoded in the worker's decode pool; raises core.imageinfo.ImageError or WorkerNotRunning."""
-        if self._decode is None or self._batcher is None or self._stopping or self._stopped:
+        if self._running is None or self._stopping or self._stopped:
             raise WorkerNotRunning("the worker is not running")
-        return await asyncio.get_running_loop().run_in_executor(self._decode, self.detector.prepare, data)
+        return await asyncio.get_running_loop().run_in_executor(self._running.decode, self.detector.prepare, data)
 
     async def infer_prepared(self, prepared: Any, priority: tuple) -> list:
         """Its detections through the batcher shared with relay work (lower ``priority`` first; relay work is
         ``(0|1|2, ...)``); raises InferenceError, or WorkerNotRunning."""
-        if self._batcher is None or self._stopped:
+        if self._running is None or self._stopped:
             raise WorkerNotRunning("the worker is not running")
-        return await self._batcher.submit(prepared, priority)
+        return await self._running.batcher.submit(prepared, priority)
 
     async def stop(self, drain: bool = True) -> None:
         """Stop leasing; with ``drain`` finish and post what is held (bounded by ``stop_timeout_s``),
@@ -207,7 +207,7 @@ class Worker:
         self._drain = drain
         self._stopping = True
         self._poke()
-        if self._done is not None:
+        if self._started:
             await self._done.wait()
         elif not self._stopped:
             await self._close_owned()
@@ -217,14 +217,33 @@ class Worker:
     # ----- the pipeline ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        if self._done is not None or self._stopped:
+        if self._started or self._stopped:
             raise RuntimeError("a Worker runs once; build a new one to run again")
-        self._done = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._introduced = asyncio.Event()
-        self._decode = concurrent.futures.ThreadPoolExecutor(self.config.decode_threads, "insane-decode")
-        self._batcher = Batcher(
+        self._started = True
+        self._set_state()
+        try:
+            async with self._preloader_factory(self.source) as preloader:
+                run = self._running = self._start_pipeline(preloader)
+                loops = [
+                    asyncio.create_task(self._lease_loop(run), name="lease"),
+                    asyncio.create_task(self._heartbeat_loop(run), name="heartbeat"),
+                    asyncio.create_task(self._tick_loop(), name="observe"),
+                ]
+                run.poster.start()
+                try:
+                    while not self._stopping:
+                        run.wake.clear()
+                        await run.wake.wait()
+                finally:
+                    await self._shutdown(run, loops)
+        finally:
+            await self._close_owned()
+            self._stopped = True
+            self._set_state()
+            self._done.set()
+
+    def _start_pipeline(self, preloader: PreloaderPort) -> Running:
+        batcher = Batcher(
             self.detector,
             self.config.max_batch,
             self.config.batch_wait_s,
@@ -233,65 +252,48 @@ class Worker:
             min_batch=self.config.threads,
         )
         if self._pending_provider:
-            self._batcher.set_provider(self._pending_provider)
-        self._batcher.start()
-        self._poster = Poster(self.source, self.config, on_posted=self._on_posted, on_error=self._set_error)
-        self._set_state()
-        try:
-            async with self._preloader_factory(self.source) as preloader:
-                self._preloader = preloader
-                loops = [
-                    asyncio.create_task(self._lease_loop(), name="lease"),
-                    asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-                    asyncio.create_task(self._tick_loop(), name="observe"),
-                ]
-                self._poster.start()
-                try:
-                    while not self._stopping:
-                        self._wake.clear()
-                        await self._wake.wait()
-                finally:
-                    await self._shutdown(loops)
-        finally:
-            await self._close_owned()
-            self._stopped = True
-            self._set_state()
-            self._done.set()
+            batcher.set_provider(self._pending_provider)
+        batcher.start()
+        return Running(
+            batcher=batcher,
+            decode=concurrent.futures.ThreadPoolExecutor(self.config.decode_threads, "insane-decode"),
+            poster=Poster(self.source, self.config, on_posted=self._on_posted, on_error=self._set_error),
+            preloader=preloader,
+        )
 
-    async def _shutdown(self, loops: list[asyncio.Task]) -> None:
+    async def _shutdown(self, run: Running, loops: list[asyncio.Task]) -> None:
         loops[0].cancel()  # the lease loop: a long-poll in flight is abandoned; the relay re-delivers
         await asyncio.wait([loops[0]])
-        jobs = list(self._jobs.values())
-        if jobs and self._drain:
-            _, late = await asyncio.wait(jobs, timeout=self.config.stop_timeout_s)
+        tasks = [review.task for review in run.reviews.values()]
+        if tasks and self._drain:
+            _, late = await asyncio.wait(tasks, timeout=self.config.stop_timeout_s)
             for task in late:
                 task.cancel()
         else:
-            for task in jobs:
+            for task in tasks:
                 task.cancel()
-        if jobs:
-            await asyncio.wait(jobs)
-        await self._poster.close(drain=self._drain, wait_s=self.config.stop_timeout_s)
+        if tasks:
+            await asyncio.wait(tasks)
+        await run.poster.close(drain=self._drain, wait_s=self.config.stop_timeout_s)
         for task in loops[1:]:
             task.cancel()
         await asyncio.wait(loops[1:])
 
     async def _close_owned(self) -> None:
-        if self._batcher is not None:
-            await self._batcher.close()
-        if self._decode is not None:
-            self._decode.shutdown(wait=False, cancel_futures=True)
+        if self._running is not None:
+            await self._running.close()
         await self.source.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.detector.close)
 
-    async def _lease_loop(self) -> None:
+    async def _lease_loop(self, run: Running) -> None:
         backoff = Backoff(self.config.retry_min_s, self.config.retry_max_s)
         # The first heartbeat's answer says whose pictures this worker may keep: ask before taking work.
-        await self._introduced.wait()
+        await run.introduced.wait()
         while not self._stopping:
-            room = self.config.lease_ahead_images - self._inflight_images
-            if self._paused or (self._jobs and room < min(self._throttle.k.values())):
-                await self._sleep_until_poked()
+            room = self.config.lease_ahead_images - run.inflight_images
+            if self._paused or (run.reviews and room < min(self._throttle.k.values())):
+                run.room.clear()
+                await run.room.wait()  # until _poke(): a review ended, pause/resume, stop
                 continue
             per_event = max(1.0, min(self._throttle.cost(lane, self._throttle.k[lane]) for lane in LANES))
             want = max(1, min(self.config.lease_events, math.floor(room / per_event)))
@@ -310,37 +312,37 @@ class Worker:
             self._set_error("lease", None)
             self._update_depth(resp.queue_depth)
             for event in resp.events:
-                self._start(event)
-            if not resp.events and not self._jobs and not any(self._queue_depth.values()):
-                self._backfill_one()
+                self._start(run, event)
+            if not resp.events and not run.reviews and not any(self._queue_depth.values()):
+                self._backfill_one(run)
             self._set_state()
 
-    def _start(self, event: LeasedEvent) -> None:
-        if event.event_id in self._jobs:
+    def _start(self, run: Running, event: LeasedEvent) -> None:
+        if event.event_id in run.reviews:
             return  # a re-delivery of an event we are still reviewing
         self._throttle.observe_event(event.lane, len(event.moments))
         k = min(self._throttle.k[event.lane], len(event.moments))
         refs = [event.moments[i] for i in spread(len(event.moments), k)]
-        self._launch(Job(event, refs))
+        self._launch(run, Job(event, refs))
 
-    def _backfill_one(self) -> None:
+    def _backfill_one(self, run: Running) -> None:
         if not self.config.backfill or not self._shrunk:
             return
         _, job = self._shrunk.popitem(last=False)
         done = {m.index for m in job.earlier}
         refs = [m for m in job.event.moments if m.index not in done]
         log.info("back-filling event %s: %d more moments", job.event.event_id, len(refs))
-        self._launch(Job(job.event, refs, backfill=True, earlier=job.earlier))
+        self._launch(run, Job(job.event, refs, backfill=True, earlier=job.earlier))
 
-    def _launch(self, job: Job) -> None:
-        self._preloader.prefetch(job.event, job.refs)
-        self._inflight_images += len(job.refs)
-        self._job_info[job.event.event_id] = job
-        self._jobs[job.event.event_id] = asyncio.create_task(self._review(job), name=f"event {job.event.event_id}")
+    def _launch(self, run: Running, job: Job) -> None:
+        run.preloader.prefetch(job.event, job.refs)
+        run.inflight_images += len(job.refs)
+        task = asyncio.create_task(self._review(run, job), name=f"event {job.event.event_id}")
+        run.reviews[job.event.event_id] = Review(job, task)
 
-    async def _review(self, job: Job) -> None:
+    async def _review(self, run: Running, job: Job) -> None:
         try:
-            moments = list(await asyncio.gather(*(self._moment(job, ref) for ref in job.refs)))
+            moments = list(await asyncio.gather(*(self._moment(run, job, ref) for ref in job.refs)))
             if job.backfill and all(m.error is not None for m in moments):
                 log.info("back-fill of event %s reviewed nothing more; not posted", job.event.event_id)
                 return
@@ -348,26 +350,25 @@ class Worker:
             if job.shrunk and self.config.backfill:
                 job.earlier = list(result.moments)
                 self._remember_shrunk(job)
-            self._poster.put(result, job)
+            run.poster.put(result, job)
         finally:
-            self._inflight_images -= len(job.refs)
-            self._jobs.pop(job.event.event_id, None)
-            self._job_info.pop(job.event.event_id, None)
-            self._preloader.forget(job.event.event_id)
+            run.inflight_images -= len(job.refs)
+            run.reviews.pop(job.event.event_id, None)
+            run.preloader.forget(job.event.event_id)
             self._set_state()
             self._poke()
 
-    async def _moment(self, job: Job, ref: MomentRef) -> MomentResult:
+    async def _moment(self, run: Running, job: Job, ref: MomentRef) -> MomentResult:
         t0 = time.monotonic()
         try:
-            data = await self._preloader.get(job.event, ref)
+            data = await run.preloader.get(job.event, ref)
         except fetch_errors() as exc:
             return self._moment_error(ref, f"fetch: {exc}")
         t1 = time.monotonic()
         job.note("fetch", t1 - t0)
         self._metrics.stage("fetch", t1 - t0)
         try:
-            prepared = await asyncio.get_running_loop().run_in_executor(self._decode, self.detector.prepare, data)
+            prepared = await asyncio.get_running_loop().run_in_executor(run.decode, self.detector.prepare, data)
             width = getattr(prepared, "width", None)
             height = getattr(prepared, "height", None)
             if width is None or height is None:
@@ -381,7 +382,7 @@ class Worker:
         job.note("decode", t2 - t1)
         self._metrics.stage("decode", t2 - t1)
         try:
-            detections = await self._batcher.submit(prepared, (*job.priority, ref.index))
+            detections = await run.batcher.submit(prepared, (*job.priority, ref.index))
         except InferenceError as exc:
             return self._moment_error(ref, str(exc))
         t3 = time.monotonic()
@@ -430,10 +431,10 @@ class Worker:
     def _metrics_model(self) -> str:
         return str(getattr(self.detector, "model_name", ""))
 
-    async def _heartbeat_loop(self) -> None:
+    async def _heartbeat_loop(self, run: Running) -> None:
         while True:
             await self._beat()
-            self._introduced.set()
+            run.introduced.set()
             await asyncio.sleep(self.config.heartbeat_s)
 
     async def _beat(self) -> None:
@@ -465,7 +466,7 @@ class Worker:
         if not depth:
             return
         self._queue_depth.update(depth)
-        capacity = self._batcher.capacity_per_s() if self._batcher else 0.0
+        capacity = self._running.batcher.capacity_per_s() if self._running is not None else 0.0
         self._throttle.update(self._queue_depth, capacity or self._metrics.images.per_s())
 
     def _set_error(self, where: str, message: str | None) -> None:
@@ -480,8 +481,8 @@ class Worker:
     def _detail(self) -> str:
         if self._errors:
             return "; ".join(self._errors.values())
-        if self._batcher is not None and self._batcher.provider_error:
-            return self._batcher.provider_error
+        if self._running is not None and self._running.batcher.provider_error:
+            return self._running.batcher.provider_error
         return ""
 
     def _set_state(self) -> None:
@@ -491,7 +492,7 @@ class Worker:
             state = WorkerState.ERROR
         elif self._paused:
             state = WorkerState.PAUSED
-        elif self._jobs:
+        elif self.relay_busy:
             state = WorkerState.RUNNING
         elif not self._leased_once:
             state = WorkerState.STARTING
@@ -513,12 +514,7 @@ class Worker:
                 log.exception("metrics subscriber %r failed", callback)
 
     def _poke(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-        if self._room is not None:
-            self._room.set()
+        if self._running is not None:
+            self._running.wake.set()
+            self._running.room.set()
         self._set_state()
-
-    async def _sleep_until_poked(self) -> None:
-        self._room.clear()
-        await self._room.wait()

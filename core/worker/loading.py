@@ -1,7 +1,7 @@
 """How the worker gets a moment's bytes: through a preloader built per run.
 
 The factory receives the lease source (the preloader fetches uploaded moments through its
-``fetch_blob``) and returns an async context manager yielding an object with
+``fetch_blob``) and returns an async context manager yielding a :class:`core.worker.ports.PreloaderPort`:
 ``prefetch(event, moments)``, ``await get(event, moment) -> bytes`` and ``forget(event_id)``.
 """
 
@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from functools import cache
-from typing import Any
 
 from core.imageinfo import ImageError
-from core.worker.ports import LeaseSource, SourceError
+from core.worker.ports import LeaseSource, PreloaderPort, SourceError
 
-PreloaderFactory = Callable[[LeaseSource], AbstractAsyncContextManager[Any]]
+PreloaderFactory = Callable[[LeaseSource], AbstractAsyncContextManager[PreloaderPort]]
 
 
-def default_preloader_factory(source: LeaseSource) -> AbstractAsyncContextManager[Any]:
+def default_preloader_factory(source: LeaseSource) -> AbstractAsyncContextManager[PreloaderPort]:
     from core.preload import Preloader
 
     return Preloader(blobs=source)

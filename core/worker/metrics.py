@@ -60,7 +60,7 @@ class Samples:
         return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
 
 
-class Metrics:
+class WorkerMetrics:
     def __init__(self, window_s: float = 10.0, recent: int = 50) -> None:
         self.images = Rate(window_s)
         self.events = Rate(window_s)

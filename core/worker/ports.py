@@ -1,8 +1,11 @@
-"""The seams the worker engine is built on: where leases come from, and what runs the model.
+"""The seams the worker engine is built on: where leases come from, where a moment's bytes come from,
+and what runs the model.
 
 ``LeaseSource`` has two implementations (:mod:`core.worker.http_source` over the relay's worker API,
-:mod:`core.worker.redis_source` for LAN workers on Redis Streams). ``Detector`` is what
-:func:`core.detect.load_detector` returns; the worker only uses the members below.
+:mod:`core.worker.redis_source` for LAN workers on Redis Streams). ``PreloaderPort`` is what
+:class:`core.preload.Preloader` offers the worker, and ``DetectorPort`` the part of
+:class:`core.detect.base.Detector` (what :func:`core.detect.load_detector` returns) the worker uses.
+A ``...Port`` is the worker's view of the class of the same name; tests pass fakes that fit it.
 
 Errors a source raises (everything else is a bug)::
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
 
 from core.protocol import (
     Detection,
@@ -24,6 +28,7 @@ from core.protocol import (
     HeartbeatResponse,
     LeasedEvent,
     LeaseResponse,
+    MomentRef,
     ResultsResponse,
 )
 
@@ -65,12 +70,26 @@ class LeaseSource(Protocol):
     async def aclose(self) -> None: ...
 
 
-class Detector(Protocol):
-    """The part of :mod:`core.detect`'s detector the worker uses."""
+class PreloaderPort(Protocol):
+    """Fetches a leased event's moments ahead of the detector (:class:`core.preload.Preloader`).
 
-    max_batch: int
+    ``get`` raises one of :func:`core.worker.loading.fetch_errors` for a moment that cannot be had."""
+
+    def prefetch(self, event: LeasedEvent, moments: Sequence[MomentRef]) -> None: ...  # queue; returns at once
+
+    async def get(self, event: LeasedEvent, moment: MomentRef) -> bytes: ...
+
+    def forget(self, event_id: UUID) -> None: ...  # the event is done: drop what is cached or queued for it
+
+
+class DetectorPort(Protocol):
+    """The part of :class:`core.detect.base.Detector` the worker uses."""
+
+    max_batch: int | None  # None: any batch size
     model_name: str
-    provider: str
+
+    @property
+    def provider(self) -> str: ...
 
     def prepare(self, data: bytes) -> Any: ...  # CPU, thread-safe; raises core.imageinfo.ImageError
 

@@ -68,7 +68,7 @@ class Posted:
 
 
 def demo_command(args: argparse.Namespace, settings) -> int:
-    from insane.demo_media import DemoError, choose_model, find_photos
+    from insane.demo_media import DemoError, demo_model, find_photos
     from insane.devkit.services import EmbeddedServices, ServiceError  # the relay and worker never load the kit
 
     if not 1 <= args.events <= 50 or not 1 <= args.moments <= settings.max_moments:
@@ -76,7 +76,7 @@ def demo_command(args: argparse.Namespace, settings) -> int:
         return 2
     try:
         photos = find_photos(args.photos)
-        model_path, model_name, notes = choose_model(settings)
+        model_path, model_name, notes = demo_model(settings)
     except DemoError as exc:
         print(f"insane demo: {exc}", file=sys.stderr)
         return 2
@@ -228,7 +228,7 @@ async def _follow(
     client: httpx.AsyncClient, events: list[Posted], workers, tenants: dict[str, Any], timeout_s: float = 900.0
 ) -> None:
     """Poll each event until it has a result; one line per finished event, a live status line on a terminal."""
-    from insane.commands.worker import status_line
+    from insane.commands.worker import metrics_line
     from insane.devkit.client import follow_events
 
     tty = sys.stdout.isatty()
@@ -236,7 +236,7 @@ async def _follow(
 
     def show_status() -> None:
         if tty:
-            line = " | ".join(status_line(w.snapshot())[:78] for w in workers)
+            line = " | ".join(metrics_line(w.snapshot())[:78] for w in workers)
             print("\r\x1b[2K" + line[:160], end="", flush=True)
 
     following = {p.id: tenants[p.tenant] for p in events}

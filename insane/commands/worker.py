@@ -76,7 +76,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def status_line(s) -> str:
+def metrics_line(s) -> str:
     lat = s.latency_ms.get("event", {})
     depth = " ".join(f"{lane}:{n}" for lane, n in sorted(s.queue_depth.items()))
     k = " ".join(f"{lane}:{n}" for lane, n in sorted(s.k.items()))
@@ -247,7 +247,7 @@ async def _run(worker, as_json: bool, health_file: Path | None = None, settings=
         if as_json:
             print(snapshot_json(snap, lan_stats), flush=True)
         elif tty:
-            line = status_line(snap) + (f"  LAN {lan_stats.requests_per_s:.1f} req/s" if lan_stats else "")
+            line = metrics_line(snap) + (f"  LAN {lan_stats.requests_per_s:.1f} req/s" if lan_stats else "")
             print("\r\x1b[2K" + line[:200], end="", flush=True)
 
     worker.subscribe(show)

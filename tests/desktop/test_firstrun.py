@@ -18,7 +18,7 @@ import pytest
 
 from core.detect.download import DownloadError, HashMismatch
 from core.detect.registry import ModelRegistry, ModelSource, ModelSpec
-from desktop.firstrun import FIRST_RUN_MODEL, Cancelled, Choice, choose_model, fetch_in_console, fetch_in_dialog
+from desktop.firstrun import FIRST_RUN_MODEL, Cancelled, Choice, fetch_in_console, fetch_in_dialog, model_choice
 from insane.devkit import models
 
 GATE = threading.Event()  # cleared: the server sends the first 64 KiB and waits for it
@@ -76,14 +76,14 @@ def _registry(tmp_path: Path, url: str, data: bytes = b"", carried: list[str] = 
 
 def test_the_configured_model_wins_then_the_carried_one_then_the_download(tmp_path: Path) -> None:
     reg = _registry(tmp_path, "http://127.0.0.1:9/unused", carried=["other"])
-    assert choose_model(SimpleNamespace(model="other"), reg).how == "configured"
-    assert choose_model(SimpleNamespace(model="yolov8n"), reg) == Choice("other", "carried")
+    assert model_choice(SimpleNamespace(model="other"), reg).how == "configured"
+    assert model_choice(SimpleNamespace(model="yolov8n"), reg) == Choice("other", "carried")
     bare = _registry(tmp_path / "bare", "http://127.0.0.1:9/unused")
-    assert choose_model(SimpleNamespace(model="yolov8n"), bare) == Choice(FIRST_RUN_MODEL, "download")
-    assert choose_model(SimpleNamespace(model="mine"), bare) == Choice(FIRST_RUN_MODEL, "download")
+    assert model_choice(SimpleNamespace(model="yolov8n"), bare) == Choice(FIRST_RUN_MODEL, "download")
+    assert model_choice(SimpleNamespace(model="mine"), bare) == Choice(FIRST_RUN_MODEL, "download")
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "yolov8n.onnx").write_bytes(b"downloaded or imported before")
-    assert choose_model(SimpleNamespace(model="yolov8n"), reg).how == "configured"
+    assert model_choice(SimpleNamespace(model="yolov8n"), reg).how == "configured"
 
 
 def test_the_first_run_model_is_the_coco_yolov8n_pinned_in_the_registry() -> None:
@@ -103,7 +103,7 @@ def test_console_download_converts_and_says_what_it_installed(tmp_path: Path, pt
     shown = out.getvalue()
     assert "100.0%" in shown and "converting yolov8n to ONNX" in shown
     # The next start runs it without fetching it again.
-    assert choose_model(SimpleNamespace(model="yolov8n"), reg) == Choice("yolov8n", "configured")
+    assert model_choice(SimpleNamespace(model="yolov8n"), reg) == Choice("yolov8n", "configured")
     with pytest.raises(DownloadError, match="404"):
         fetch_in_console(_registry(tmp_path / "b", pt_url + "-gone", checkpoint), FIRST_RUN_MODEL, out=io.StringIO())
 

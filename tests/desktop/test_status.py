@@ -8,7 +8,7 @@ import pytest
 
 from core.protocol import ClassVerdict
 from core.worker import MetricsSnapshot, WorkerState
-from desktop.status import gpu_choice, is_on_gpu, k_text, look_for, pause_text, status_line, tooltip, verdict_text
+from desktop.status import gpu_choice, is_on_gpu, k_text, look_for, pause_text, status_text, tooltip, verdict_text
 
 
 def snap(state: WorkerState, detail: str = "", **kw) -> MetricsSnapshot:
@@ -44,11 +44,11 @@ def test_an_unknown_state_looks_like_an_error() -> None:
     assert look_for("exploded").kind == "error"
 
 
-def test_status_line_and_tooltip() -> None:
-    assert status_line(snap(WorkerState.RUNNING)) == "running · 12.3 img/s · queue 7"
+def test_status_text_and_tooltip() -> None:
+    assert status_text(snap(WorkerState.RUNNING)) == "running · 12.3 img/s · queue 7"
     assert tooltip(snap(WorkerState.PAUSED)).startswith("Insane AI Security: paused")
     err = snap(WorkerState.ERROR, "relay unreachable at http://x: connection refused")
-    assert status_line(err) == "error: relay unreachable at http://x: connection refused"
+    assert status_text(err) == "error: relay unreachable at http://x: connection refused"
 
 
 def test_pause_text_follows_state() -> None:

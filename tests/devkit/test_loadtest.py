@@ -9,14 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from insane.devkit import INSANE, models
-
-
-@pytest.fixture(scope="module")
-def yolov8n_onnx() -> Path:
-    pytest.importorskip("ultralytics", reason="the model is built and the photos ship with ultralytics")
-    cache = models.test_cache()
-    return models.export_onnx(models.yolov8n_pt(cache), cache, 640)
+from insane.devkit import INSANE
 
 
 @pytest.mark.slow

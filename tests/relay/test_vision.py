@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import importlib.util
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,30 +18,11 @@ from codeprojectai import core as cpai
 from deepstack import core as ds
 
 from core.worker.http_source import HttpLeaseSource
-from insane.devkit import models
 from insane.devkit.client import enroll_worker, make_tenant
 from insane.devkit.deepstack import WorkerThread, blank_jpeg, fixed_coco_model, grid_boxes
 from insane.devkit.relay import RelayServer, fresh_database, relay_settings, run_sync
 
 BUS_PEOPLE = [(48, 399, 245, 903), (221, 406, 345, 857), (670, 380, 810, 876)]  # checked by eye
-
-
-def _need_ultralytics() -> None:
-    if importlib.util.find_spec("ultralytics") is None:
-        pytest.skip("needs the export extra: ultralytics is not importable (pip install '.[export]')")
-
-
-@pytest.fixture(scope="module")
-def person_model() -> Path:
-    _need_ultralytics()
-    cache = models.test_cache()
-    return models.export_onnx(models.fall_model_pt(cache), cache, 640)
-
-
-@pytest.fixture(scope="module")
-def sample_images() -> dict[str, bytes]:
-    _need_ultralytics()
-    return models.sample_images()
 
 
 def _sql(db_url: str, sql: str, *args) -> list:
@@ -68,14 +48,15 @@ def _wait_online(url: str, tenant, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(relay: RelayServer, person_model: Path) -> Iterator[WorkerThread]:
+def served(relay: RelayServer, fall_model_onnx: Path) -> Iterator[WorkerThread]:
     creds = enroll_worker(relay.url)
-    with WorkerThread(person_model, HttpLeaseSource(relay.url, creds.secret)) as worker:
+    with WorkerThread(fall_model_onnx, HttpLeaseSource(relay.url, creds.secret)) as worker:
         yield worker
 
 
 @pytest.fixture(scope="module")
-def tenant(relay: RelayServer, served):
+def served_tenant(relay: RelayServer, served):
+    """A Pro tenant of this module's own, once the worker above is online (the root ``tenant`` is not waited for)."""
     creds = make_tenant(relay.url, tier="pro")  # 5 requests/s, burst 20: room for every test here
     _wait_online(relay.url, creds)
     return creds
@@ -92,8 +73,8 @@ def iou(a, b) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def test_deepstack_python_through_the_relay_finds_the_people(relay: RelayServer, tenant, sample_images) -> None:
-    client = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=tenant.secret, min_confidence=0.4)
+def test_deepstack_python_through_the_relay_finds_the_people(relay: RelayServer, served_tenant, sample_images) -> None:
+    client = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=served_tenant.secret, min_confidence=0.4)
     preds = client.detect(sample_images["bus.jpg"])
     assert [p["label"] for p in preds] == ["Normal"] * 4
     assert [p["confidence"] for p in preds] == sorted((p["confidence"] for p in preds), reverse=True)
@@ -103,20 +84,20 @@ def test_deepstack_python_through_the_relay_finds_the_people(relay: RelayServer,
     assert all(isinstance(v, int) for p in preds for v in got[preds.index(p)])
 
 
-def test_min_confidence_filters_through_the_relay(relay: RelayServer, tenant, sample_images) -> None:
-    low = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=tenant.secret, min_confidence=0.3)
-    high = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=tenant.secret, min_confidence=0.65)
+def test_min_confidence_filters_through_the_relay(relay: RelayServer, served_tenant, sample_images) -> None:
+    low = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=served_tenant.secret, min_confidence=0.3)
+    high = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=served_tenant.secret, min_confidence=0.65)
     assert len(low.detect(sample_images["bus.jpg"])) == 4
     kept = high.detect(sample_images["bus.jpg"])
     assert 1 <= len(kept) < 3 and all(p["confidence"] >= 0.65 for p in kept)
 
 
-def test_codeproject_client_with_the_key_in_the_url(relay: RelayServer, tenant, sample_images) -> None:
-    client = cpai.CodeProjectAIObject(ip=f"key:{tenant.secret}@127.0.0.1", port=port(relay), min_confidence=0.4)
+def test_codeproject_client_with_the_key_in_the_url(relay: RelayServer, served_tenant, sample_images) -> None:
+    client = cpai.CodeProjectAIObject(ip=f"key:{served_tenant.secret}@127.0.0.1", port=port(relay), min_confidence=0.4)
     preds = client.detect(sample_images["bus.jpg"])
     assert [p["label"] for p in preds] == ["Normal"] * 4
     r = requests.post(
-        f"{relay.url}/v1/vision/detection", files={"image": sample_images["zidane.jpg"]}, headers=tenant.headers
+        f"{relay.url}/v1/vision/detection", files={"image": sample_images["zidane.jpg"]}, headers=served_tenant.headers
     )
     body = r.json()
     assert r.status_code == 200 and body["count"] == 2 and body["message"] == "Found Normal, Normal"
@@ -125,7 +106,7 @@ def test_codeproject_client_with_the_key_in_the_url(relay: RelayServer, tenant, 
     uuid.UUID(body["requestId"])  # the event's id: GET /v1/events/{id} shows it
 
 
-def test_a_wrong_key_is_the_clients_own_error(relay: RelayServer, tenant, sample_images) -> None:
+def test_a_wrong_key_is_the_clients_own_error(relay: RelayServer, served_tenant, sample_images) -> None:
     bad = "ik_0123456789abcdef_" + "x" * 43
     with pytest.raises(ds.DeepstackException, match="status code: 401"):
         ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=bad).detect(sample_images["zidane.jpg"])
@@ -139,17 +120,19 @@ def test_a_wrong_key_is_the_clients_own_error(relay: RelayServer, tenant, sample
     assert r.status_code == 401 and r.json()["success"] is False and r.json()["error"]
 
 
-def test_a_non_image_is_the_clients_own_error(relay: RelayServer, tenant) -> None:
+def test_a_non_image_is_the_clients_own_error(relay: RelayServer, served_tenant) -> None:
     with pytest.raises(ds.DeepstackException, match="status code: 400"):
-        ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=tenant.secret).detect(b"not a picture")
+        ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=served_tenant.secret).detect(b"not a picture")
     with pytest.raises(cpai.CodeProjectAIException, match="400"):
-        cpai.CodeProjectAIObject(ip=f"key:{tenant.secret}@127.0.0.1", port=port(relay)).detect(b"\x89PNG\r\n\x1a\n")
-    r = requests.post(f"{relay.url}/v1/vision/detection", data={"api_key": tenant.secret})
+        cpai.CodeProjectAIObject(ip=f"key:{served_tenant.secret}@127.0.0.1", port=port(relay)).detect(
+            b"\x89PNG\r\n\x1a\n"
+        )
+    r = requests.post(f"{relay.url}/v1/vision/detection", data={"api_key": served_tenant.secret})
     assert (r.status_code, r.json()["error"]) == (400, "No valid image file found")
     r = requests.post(
         f"{relay.url}/v1/vision/detection",
         files={"image": blank_jpeg()},
-        data={"api_key": tenant.secret, "min_confidence": "2"},
+        data={"api_key": served_tenant.secret, "min_confidence": "2"},
     )
     assert (r.status_code, r.json()["error"]) == (400, "min_confidence cannot be greater than 1")
 
@@ -171,15 +154,15 @@ def test_stored_and_listed_like_any_event_on_the_pro_lane_and_never_charged(
     assert _sql(relay_db, "SELECT * FROM usage WHERE tenant_id = $1", uuid.UUID(tenant.id)) == []
 
 
-def test_custom_models_list_and_run(relay: RelayServer, tenant, sample_images) -> None:
-    listed = requests.post(f"{relay.url}/v1/vision/custom/list", data={"api_key": tenant.secret}).json()
+def test_custom_models_list_and_run(relay: RelayServer, served_tenant, sample_images) -> None:
+    listed = requests.post(f"{relay.url}/v1/vision/custom/list", data={"api_key": served_tenant.secret}).json()
     assert listed["success"] is True and len(listed["models"]) == 1
     name = listed["models"][0]
-    client = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=tenant.secret, custom_model=name)
+    client = ds.DeepstackObject(ip="127.0.0.1", port=port(relay), api_key=served_tenant.secret, custom_model=name)
     assert len(client.detect(sample_images["bus.jpg"])) == 4
     with pytest.raises(ds.DeepstackException, match="status code: 400"):
         ds.DeepstackObject(
-            ip="127.0.0.1", port=port(relay), api_key=tenant.secret, custom_model="nothing-like-it"
+            ip="127.0.0.1", port=port(relay), api_key=served_tenant.secret, custom_model="nothing-like-it"
         ).detect(sample_images["bus.jpg"])
     assert requests.get(f"{relay.url}/v1/server/status/ping").json() == {"success": True}
 
@@ -194,7 +177,9 @@ def _raw(url: str, method: str, path: str, body: bytes = b"", headers: dict | No
         conn.close()
 
 
-def test_every_answer_has_a_content_length_and_is_never_chunked(relay: RelayServer, tenant, sample_images) -> None:
+def test_every_answer_has_a_content_length_and_is_never_chunked(
+    relay: RelayServer, served_tenant, sample_images
+) -> None:
     boundary = "rawboundary42"
 
     def form(image: bytes, key: str) -> tuple[bytes, dict]:
@@ -209,8 +194,8 @@ def test_every_answer_has_a_content_length_and_is_never_chunked(relay: RelayServ
         return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
     cases = [
-        (*form(sample_images["zidane.jpg"], tenant.secret), 200),
-        (*form(b"junk", tenant.secret), 400),
+        (*form(sample_images["zidane.jpg"], served_tenant.secret), 200),
+        (*form(b"junk", served_tenant.secret), 400),
         (*form(sample_images["zidane.jpg"], "ik_nope_" + "y" * 40), 401),
         (b"", {}, 401),  # no key: the key is checked first, as DeepStack does
     ]
@@ -221,7 +206,7 @@ def test_every_answer_has_a_content_length_and_is_never_chunked(relay: RelayServ
         assert int(resp_headers["content-length"]) == len(content)
         assert resp_headers["content-type"] == "application/json"
     for method, path in (("GET", "/v1/server/status/ping"), ("POST", "/v1/vision/custom/list")):
-        got, resp_headers, content = _raw(relay.url, method, path, b"", tenant.headers)
+        got, resp_headers, content = _raw(relay.url, method, path, b"", served_tenant.headers)
         assert got == 200 and "transfer-encoding" not in resp_headers
         assert int(resp_headers["content-length"]) == len(content)
 

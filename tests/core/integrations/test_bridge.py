@@ -22,18 +22,9 @@ from insane.devkit import models
 from insane.devkit.client import enroll_worker, make_tenant
 from insane.devkit.relay import RelayServer, fresh_database, relay_settings, run_sync
 from insane.devkit.worker import make_worker
-from tests.core.integrations.conftest import (
-    Mosquitto,
-    MqttProbe,
-    bridge_settings,
-    frigate_id,
-    frigate_message,
-    jpeg,
-    publish,
-    tracked,
-    until,
-)
+from tests.core.integrations.bridge_kit import bridge_settings, frigate_id, frigate_message, jpeg, tracked
 from tests.core.integrations.frigate_standin import FrigateStandIn
+from tests.core.integrations.mosquitto import Mosquitto, MqttProbe, publish, until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -102,7 +93,7 @@ def rows_per_key(db_url: str, tenant_id: str) -> dict[str, tuple[int, int, str |
 
 
 async def test_a_frigate_event_is_reviewed_and_the_verdict_comes_back_as_a_sub_label_and_on_mqtt(
-    relay, relay_db, tenant, broker: Mosquitto, tmp_path: Path, fall_model_onnx: Path, sample_images
+    relay, relay_db, fresh_tenant, broker: Mosquitto, tmp_path: Path, fall_model_onnx: Path, sample_images
 ) -> None:
     photos = sample_images
     people = [photos["bus.jpg"], photos["zidane.jpg"]]
@@ -110,7 +101,7 @@ async def test_a_frigate_event_is_reviewed_and_the_verdict_comes_back_as_a_sub_l
         tmp_path,
         broker,
         relay.url,
-        tenant.secret,
+        fresh_tenant.secret,
         frigate_moments=6,
         frigate_labels=["person", "car"],
         # The test model is the fall model: its classes are people standing (Normal) or fallen (Fall).
@@ -148,7 +139,7 @@ async def test_a_frigate_event_is_reviewed_and_the_verdict_comes_back_as_a_sub_l
     assert v["latency_s"] > 0 and v["summary"].startswith(("Normal", "Fall"))
     config = json.loads(probe.last("homeassistant/binary_sensor/insane/front_door_Normal/config"))
     assert config["state_topic"] == "insane/front_door/Normal" and config["device"]["name"] == "front_door"
-    rows = rows_per_key(relay_db, tenant.id)
+    rows = rows_per_key(relay_db, fresh_tenant.id)
     assert rows == {
         f"frigate:{person}": (1, 6, "person"),
         f"frigate:{car}": (1, 6, "car"),
@@ -231,7 +222,7 @@ def relay_on_port(settings, port: int = 0) -> RelayServer:
 
 
 async def test_a_stop_keeps_the_events_it_holds_and_the_next_start_posts_them(
-    relay, relay_db, tenant, broker: Mosquitto, tmp_path: Path, monkeypatch
+    relay, relay_db, fresh_tenant, broker: Mosquitto, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setattr(bridge_module, "STOP_GRACE_S", 1.0)  # the relay is down: no use waiting 10 s
     with FrigateStandIn({"front_door": [jpeg(seed=i) for i in range(3)]}) as frigate:
@@ -239,7 +230,7 @@ async def test_a_stop_keeps_the_events_it_holds_and_the_next_start_posts_them(
             tmp_path,
             broker,
             "http://127.0.0.1:9",  # no relay there
-            tenant.secret,
+            fresh_tenant.secret,
             frigate_url=frigate.url,
             frigate_moments=50,
             frigate_frame_interval_s=0.1,
@@ -261,15 +252,15 @@ async def test_a_stop_keeps_the_events_it_holds_and_the_next_start_posts_them(
             await publish(broker, "frigate/events", frigate_message("update", tracked(in_hand)))
             await asyncio.sleep(0.3)
             assert in_hand not in bridge.collectors  # already collected: not collected again
-    rows = rows_per_key(relay_db, tenant.id)
+    rows = rows_per_key(relay_db, fresh_tenant.id)
     assert rows[f"frigate:{finished}"][0] == rows[f"frigate:{in_hand}"][0] == 1
 
 
 async def test_garbage_on_the_events_topic_is_logged_and_changes_nothing(
-    relay, tenant, broker: Mosquitto, tmp_path: Path, caplog
+    relay, fresh_tenant, broker: Mosquitto, tmp_path: Path, caplog
 ) -> None:
     with FrigateStandIn({"front_door": [jpeg()]}) as frigate:
-        settings = bridge_settings(tmp_path, broker, relay.url, tenant.secret, frigate_url=frigate.url)
+        settings = bridge_settings(tmp_path, broker, relay.url, fresh_tenant.secret, frigate_url=frigate.url)
         async with running_bridge(settings) as bridge:
             for payload in (b"\xff\xfe", b"{}", json.dumps({"type": "new", "after": tracked("../x")}).encode()):
                 await publish(broker, "frigate/events", payload)

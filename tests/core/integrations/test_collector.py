@@ -9,7 +9,7 @@ import httpx
 from core.integrations.collector import Collector
 from core.integrations.frigate_api import FrigateApi
 from core.integrations.frigate_events import CameraRule, parse_event
-from tests.core.integrations.conftest import frigate_message, jpeg, tracked
+from tests.core.integrations.bridge_kit import frigate_message, jpeg, tracked
 from tests.core.integrations.frigate_standin import FrigateStandIn
 
 EVENT = "1700000000.000001-abcdef"

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from core.integrations.spool import Spool
 from insane.devkit import INSANE
-from tests.core.integrations.conftest import Mosquitto, frigate_id, frigate_message, jpeg, publish, tracked
+from tests.core.integrations.bridge_kit import frigate_id, frigate_message, jpeg, tracked
 from tests.core.integrations.frigate_standin import FrigateStandIn
+from tests.core.integrations.mosquitto import Mosquitto, publish
 
 
 def env(**values: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from core.integrations.frigate_api import FrigateApi, FrigateError
-from tests.core.integrations.conftest import jpeg
+from tests.core.integrations.bridge_kit import jpeg
 from tests.core.integrations.frigate_standin import FrigateStandIn
 
 EVENT = "1607123955.475377-mxklsc"

@@ -8,7 +8,7 @@ import pytest
 
 from core.integrations.frigate_events import BadEvent, Rules, idempotency_key, parse_event
 from core.settings import load_settings
-from tests.core.integrations.conftest import frigate_message, tracked
+from tests.core.integrations.bridge_kit import frigate_message, tracked
 
 # The example of Frigate's MQTT documentation (integrations/mqtt, frigate/events), as published.
 DOCUMENTED = """{

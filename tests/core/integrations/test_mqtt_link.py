@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from core.integrations.mqtt_link import MqttConfig, MqttLink
-from tests.core.integrations.conftest import Mosquitto, MqttProbe, publish, until
+from tests.core.integrations.mosquitto import Mosquitto, MqttProbe, publish, until
 
 
 def config(broker: Mosquitto, name: str, **kw) -> MqttConfig:

@@ -16,7 +16,8 @@ import pytest
 from core.integrations.publisher import MqttPublisher
 from insane.devkit.client import enroll_worker, event_body, result_for
 from insane.devkit.relay import RelayServer, run_sync
-from tests.core.integrations.conftest import Mosquitto, MqttProbe, bridge_settings, publish
+from tests.core.integrations.bridge_kit import bridge_settings
+from tests.core.integrations.mosquitto import Mosquitto, MqttProbe, publish
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -70,14 +71,14 @@ def cam() -> str:
 
 
 async def test_a_verdict_is_published_with_discovery_and_its_labels_go_off_after_the_delay(
-    relay, tenant, broker: Mosquitto, tmp_path: Path
+    relay, fresh_tenant, broker: Mosquitto, tmp_path: Path
 ) -> None:
     worker, camera = enroll_worker(relay.url), cam()
-    settings = bridge_settings(tmp_path, broker, relay.url, tenant.secret)
+    settings = bridge_settings(tmp_path, broker, relay.url, fresh_tenant.secret)
     async with MqttProbe(broker) as probe, running(settings):
         assert await probe.wait_for("insane/status") == b"online"
         event_id = await asyncio.to_thread(
-            review, relay, tenant, worker, camera, [("person", 3, 0.91), ("car", 1, 0.4)]
+            review, relay, fresh_tenant, worker, camera, [("person", 3, 0.91), ("car", 1, 0.4)]
         )
         verdict = json.loads(await probe.wait_for(f"insane/{camera}/verdict"))
         await probe.wait_for(f"insane/{camera}/person", b"ON")
@@ -97,13 +98,13 @@ async def test_a_verdict_is_published_with_discovery_and_its_labels_go_off_after
 
 
 async def test_home_assistant_finds_every_entity_from_the_retained_discovery_topics(
-    relay, tenant, broker: Mosquitto, tmp_path: Path
+    relay, fresh_tenant, broker: Mosquitto, tmp_path: Path
 ) -> None:
     worker, front, yard = enroll_worker(relay.url), cam(), cam()
-    settings = bridge_settings(tmp_path, broker, relay.url, tenant.secret, mqtt_labels=["person", "dog"])
+    settings = bridge_settings(tmp_path, broker, relay.url, fresh_tenant.secret, mqtt_labels=["person", "dog"])
     async with MqttProbe(broker, ("insane/#",)) as probe, running(settings):
-        await asyncio.to_thread(review, relay, tenant, worker, front, [("person", 2, 0.8), ("chair", 1, 0.5)])
-        await asyncio.to_thread(review, relay, tenant, worker, yard, [("dog", 1, 0.7)])
+        await asyncio.to_thread(review, relay, fresh_tenant, worker, front, [("person", 2, 0.8), ("chair", 1, 0.5)])
+        await asyncio.to_thread(review, relay, fresh_tenant, worker, yard, [("dog", 1, 0.7)])
         await probe.wait_for(f"insane/{yard}/verdict")
         # Home Assistant connects later and reads what is retained, as it does after a restart.
         async with MqttProbe(broker, ("homeassistant/#", "insane/#")) as ha:
@@ -133,17 +134,17 @@ async def test_home_assistant_finds_every_entity_from_the_retained_discovery_top
 
 
 async def test_a_restart_resumes_from_the_cursor_and_fires_no_alarm_twice(
-    relay, tenant, broker: Mosquitto, tmp_path: Path, caplog
+    relay, fresh_tenant, broker: Mosquitto, tmp_path: Path, caplog
 ) -> None:
     caplog.set_level(logging.INFO, "core.integrations.verdicts")
     worker, a, b, c = enroll_worker(relay.url), cam(), cam(), cam()
-    settings = bridge_settings(tmp_path, broker, relay.url, tenant.secret, mqtt_off_delay_s=30.0)
+    settings = bridge_settings(tmp_path, broker, relay.url, fresh_tenant.secret, mqtt_off_delay_s=30.0)
     async with MqttProbe(broker, ("insane/#",)) as probe:
         async with running(settings):
-            first = await asyncio.to_thread(review, relay, tenant, worker, a, [("person", 1, 0.9)])
+            first = await asyncio.to_thread(review, relay, fresh_tenant, worker, a, [("person", 1, 0.9)])
             await probe.wait_for(f"insane/{a}/person", b"ON")
         # Stored while nothing was publishing.
-        missed = [await asyncio.to_thread(review, relay, tenant, worker, x, [("person", 1, 0.9)]) for x in (b, c)]
+        missed = [await asyncio.to_thread(review, relay, fresh_tenant, worker, x, [("person", 1, 0.9)]) for x in (b, c)]
         async with running(settings) as again:
             await probe.wait_for(f"insane/{c}/person", b"ON")
             await asyncio.sleep(1.0)  # time for any repeat to show up
@@ -160,13 +161,13 @@ async def test_a_restart_resumes_from_the_cursor_and_fires_no_alarm_twice(
 
 
 async def test_a_result_older_than_the_off_delay_is_history_not_an_alarm(
-    relay, tenant, broker: Mosquitto, tmp_path: Path
+    relay, fresh_tenant, broker: Mosquitto, tmp_path: Path
 ) -> None:
     worker, camera = enroll_worker(relay.url), cam()
-    settings = bridge_settings(tmp_path, broker, relay.url, tenant.secret)
+    settings = bridge_settings(tmp_path, broker, relay.url, fresh_tenant.secret)
     async with running(settings):
         pass  # a cursor to resume from
-    old = await asyncio.to_thread(review, relay, tenant, worker, camera, [("person", 2, 0.8)])
+    old = await asyncio.to_thread(review, relay, fresh_tenant, worker, camera, [("person", 2, 0.8)])
 
     async def age() -> None:
         conn = await asyncpg.connect(relay.settings.database_url)
@@ -184,16 +185,16 @@ async def test_a_result_older_than_the_off_delay_is_history_not_an_alarm(
 
 
 async def test_a_broker_restart_is_ridden_out_and_discovery_comes_back(
-    relay, tenant, broker: Mosquitto, tmp_path: Path
+    relay, fresh_tenant, broker: Mosquitto, tmp_path: Path
 ) -> None:
     worker, camera = enroll_worker(relay.url), cam()
-    settings = bridge_settings(tmp_path, broker, relay.url, tenant.secret)
+    settings = bridge_settings(tmp_path, broker, relay.url, fresh_tenant.secret)
     async with running(settings) as publisher:
         async with MqttProbe(broker, ("insane/#",)) as probe:
-            await asyncio.to_thread(review, relay, tenant, worker, camera, [("person", 1, 0.9)])
+            await asyncio.to_thread(review, relay, fresh_tenant, worker, camera, [("person", 1, 0.9)])
             await probe.wait_for(f"insane/{camera}/verdict")
         await asyncio.to_thread(broker.stop)  # no persistence: every retained message is gone with it
-        later = await asyncio.to_thread(review, relay, tenant, worker, camera, [("dog", 1, 0.6)])
+        later = await asyncio.to_thread(review, relay, fresh_tenant, worker, camera, [("dog", 1, 0.6)])
         await asyncio.sleep(1.0)
         await asyncio.to_thread(broker.start)
         async with MqttProbe(broker, ("homeassistant/#", "insane/#")) as probe:
@@ -206,13 +207,13 @@ async def test_a_broker_restart_is_ridden_out_and_discovery_comes_back(
 
 
 async def test_home_assistant_coming_back_online_gets_the_discovery_again(
-    relay, tenant, broker: Mosquitto, tmp_path: Path
+    relay, fresh_tenant, broker: Mosquitto, tmp_path: Path
 ) -> None:
     worker, camera = enroll_worker(relay.url), cam()
-    settings = bridge_settings(tmp_path, broker, relay.url, tenant.secret)
+    settings = bridge_settings(tmp_path, broker, relay.url, fresh_tenant.secret)
     config = f"homeassistant/binary_sensor/insane/{camera}_person/config"
     async with MqttProbe(broker, ("homeassistant/#",)) as probe, running(settings):
-        await asyncio.to_thread(review, relay, tenant, worker, camera, [("person", 1, 0.9)])
+        await asyncio.to_thread(review, relay, fresh_tenant, worker, camera, [("person", 1, 0.9)])
         await probe.wait_for(config)
         await publish(broker, "homeassistant/status", "online")  # Home Assistant's birth message
         await probe.wait_for(config, count=2)

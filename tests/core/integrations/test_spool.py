@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from core.integrations.spool import Spool
-from tests.core.integrations.conftest import jpeg
+from tests.core.integrations.bridge_kit import jpeg
 
 
 def meta(n: int) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from core.integrations import sublabel
 from core.integrations.frigate_api import FrigateApi
 from core.integrations.sublabel import SubLabelWriter, sub_label
-from tests.core.integrations.conftest import jpeg
+from tests.core.integrations.bridge_kit import jpeg
 from tests.core.integrations.frigate_standin import FrigateStandIn
 
 EVENT = "1700000000.000001-abcdef"

@@ -15,7 +15,7 @@ from codeprojectai import core as cpai
 from deepstack import core as ds
 
 from insane.devkit.deepstack import WorkerThread, blank_jpeg
-from tests.core.lan.conftest import LanHarness
+from tests.core.lan.harness import lan_worker
 
 # Where the three people standing in Ultralytics' bus.jpg are (x1, y1, x2, y2), checked by eye. At its true
 # 3:4 aspect (a 640×480 input, as Ultralytics' predict) the model also finds the fourth, cut off at the left
@@ -184,7 +184,7 @@ def test_every_answer_has_a_content_length_and_is_never_chunked(lan: WorkerThrea
 
 def test_21_objects_above_threshold_give_at_most_20_predictions(crowd_model) -> None:
     jpeg = blank_jpeg()
-    with LanHarness(crowd_model) as lan:
+    with lan_worker(crowd_model) as lan:
         preds = ds.DeepstackObject(ip="127.0.0.1", port=lan.port, min_confidence=0.4).detect(jpeg)
         assert len(preds) == 20
         assert [p["label"] for p in preds] == ["person"] * 20
@@ -206,21 +206,21 @@ def test_21_objects_above_threshold_give_at_most_20_predictions(crowd_model) -> 
         assert above["count"] == 6 and above["message"] == "Found person, person, person..."
 
 
-def test_an_image_over_the_limit_is_413(person_model, sample_images) -> None:
-    with LanHarness(person_model, max_image_bytes=50_000) as lan:
+def test_an_image_over_the_limit_is_413(fall_model_onnx, sample_images) -> None:
+    with lan_worker(fall_model_onnx, max_image_bytes=50_000) as lan:
         r = requests.post(f"{lan.url}/v1/vision/detection", files={"image": sample_images["bus.jpg"]})
         assert r.status_code == 413 and r.json()["success"] is False
         assert "transfer-encoding" not in r.headers and r.headers["content-length"]
 
 
-def test_a_chunked_upload_is_cut_at_the_limit(person_model) -> None:
+def test_a_chunked_upload_is_cut_at_the_limit(fall_model_onnx) -> None:
     def chunks():
         yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
         for _ in range(40):
             yield b"\xff" * 10_000  # 400 kB with no Content-Length: cut at 50 kB + framing
         yield b"\r\n--b--\r\n"
 
-    with LanHarness(person_model, max_image_bytes=50_000) as lan:
+    with lan_worker(fall_model_onnx, max_image_bytes=50_000) as lan:
         r = requests.post(
             f"{lan.url}/v1/vision/detection",
             data=chunks(),
