@@ -27,9 +27,9 @@ from starlette.responses import JSONResponse
 
 from relay import tenants
 from relay.auth import check_admin
-from relay.db import DatabaseUnavailable, system_tx
+from relay.db import system_tx
 from relay.params import parse_body
-from relay.problems import Problem, unavailable
+from relay.problems import Problem
 from relay.routing import push_routing
 from relay.state import state
 
@@ -121,8 +121,6 @@ async def _run(request: Request, op, *args: Any) -> Any:
         raise Problem(422, "invalid-body", str(exc)) from None
     except tenants.TenantError as exc:
         raise Problem(409, "conflict", str(exc)) from None
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
     relay.forget_credentials()
     return result
 

@@ -22,7 +22,7 @@ from relay import blobs
 from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
 from relay.intake import Incoming, read_event
 from relay.params import decode_cursor, encode_cursor, query_choice, query_int, query_text, query_time
-from relay.problems import Problem, unavailable
+from relay.problems import Problem
 from relay.state import RelayState, Tenant, state
 from relay.views import event_view, summary
 from relay.waiting import WAITING_FOR, waiting_view
@@ -50,9 +50,9 @@ async def _admit(relay: RelayState, tenant: Tenant) -> None:
         await relay.limiter.script(keys=rate_keys, args=args, client=pipe)  # queued on the pipeline
     try:
         replies = await pipe.execute()
-    except (RedisError, OSError) as exc:
-        log.warning("queue unavailable: %s", exc)
-        raise _reject(relay, "queue-unavailable", unavailable("the queue")) from exc
+    except (RedisError, OSError):
+        relay.metrics.rejected.labels("queue-unavailable").inc()
+        raise  # the app answers 503 (relay.problems.DEPENDENCIES)
     if int(replies[0]) >= relay.settings.lane_backlog_max:
         raise _reject(
             relay,
@@ -118,7 +118,8 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
                 ),
             ) from None
         if isinstance(exc, UNAVAILABLE) or exc.sqlstate in ("57P01", "57P02", "57P03", "08006", "08003"):
-            raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
+            relay.metrics.rejected.labels("database-unavailable").inc()
+            raise DatabaseUnavailable(str(exc)) from exc
         if exc.sqlstate in FULL_SQLSTATES:
             log.error("the database cannot store event %s: %s", event_id, exc)
             raise _reject(
@@ -128,8 +129,8 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
             ) from exc
         raise
     except UNAVAILABLE as exc:
-        log.warning("database unavailable: %s", exc)
-        raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
+        relay.metrics.rejected.labels("database-unavailable").inc()
+        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
 
 
 def entry_json(tenant: Tenant, event_id: uuid.UUID, incoming: Incoming, created_at: datetime) -> str:
@@ -221,18 +222,12 @@ async def get_event(request: Request) -> JSONResponse:
     relay = state(request)
     tenant = await relay.tenant(request)
     event_id = _uuid_or_404(request.path_params["event_id"])
-    try:
-        async with tenant_tx(relay.pool, tenant.id) as conn:
-            view = await event_view(conn, tenant.id, event_id)
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
+    async with tenant_tx(relay.pool, tenant.id) as conn:
+        view = await event_view(conn, tenant.id, event_id)
     if view is None:
         raise Problem(404, "not-found", "no such event")
     if view["status"] == "queued":
-        try:
-            view["queue"] = await waiting_view(relay, tenant, event_id, view["lane"])
-        except DatabaseUnavailable as exc:
-            raise unavailable("the database") from exc
+        view["queue"] = await waiting_view(relay, tenant, event_id, view["lane"])
     return JSONResponse(view)
 
 
@@ -262,11 +257,8 @@ async def list_events(request: Request) -> JSONResponse:
         cursor[1] if cursor else None,
         limit + 1,
     )
-    try:
-        async with tenant_tx(relay.pool, tenant.id) as conn:
-            rows = await conn.fetch(sql, *args)
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
+    async with tenant_tx(relay.pool, tenant.id) as conn:
+        rows = await conn.fetch(sql, *args)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:

@@ -17,8 +17,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+
+from relay.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,29 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 
 def unavailable(what: str, retry_after: float = 5) -> Problem:
     return Problem(503, "unavailable", f"{what} is unavailable; retry later", retry_after=retry_after)
+
+
+# A dependency that fails under a request handler is a 503 with Retry-After, mapped here once for every
+# route (the app's exception handlers, and the DeepStack API's own error form): handlers let these raise,
+# and catch them only where they degrade instead (a cache, a position in the queue, a webhook nudge).
+# PostgreSQL's socket errors arrive as DatabaseUnavailable (relay.db.scoped_tx wraps them), so a bare
+# OSError under a handler is Redis's: redis-py raises some socket errors unwrapped.
+DEPENDENCIES: dict[type[Exception], str] = {
+    DatabaseUnavailable: "the database",
+    RedisError: "the queue",
+    OSError: "the queue",
+}
+
+
+def dependency_problem(request: Request, exc: BaseException) -> Problem:
+    """The 503 for a failed dependency (a key of :data:`DEPENDENCIES`, or a subclass of one), logged."""
+    what = next(DEPENDENCIES[cls] for cls in type(exc).__mro__ if cls in DEPENDENCIES)
+    log.warning("%s %s: %s is unavailable: %r", request.method, request.url.path, what, exc)
+    return unavailable(what)
+
+
+async def dependency_handler(request: Request, exc: Exception) -> Response:
+    return dependency_problem(request, exc).response(request.url.path)
 
 
 # --- the documentation pages: GET /problems and GET /problems/{slug} ---------------------------------------

@@ -18,8 +18,7 @@ from starlette.responses import JSONResponse
 
 from core import keys
 from core.streams import GROUP
-from relay.db import DatabaseUnavailable, tenant_tx
-from relay.problems import unavailable
+from relay.db import tenant_tx
 from relay.state import Tenant, state
 
 if TYPE_CHECKING:
@@ -115,8 +114,5 @@ async def list_own_workers(request: Request) -> JSONResponse:
     """GET /v1/workers: the tenant's own (dedicated) workers, with their last heartbeat."""
     relay = state(request)
     tenant = await relay.tenant(request)
-    try:
-        workers = await _own_workers(relay, tenant)
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
+    workers = await _own_workers(relay, tenant)
     return JSONResponse({"routing": tenant.routing, "workers": workers})
