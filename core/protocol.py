@@ -38,6 +38,7 @@ from pydantic import (
 
 Lane = Literal["pro", "standard"]
 LANES: tuple[Lane, ...] = ("pro", "standard")  # leasing order: Pro first
+LANE_RANK: dict[str, int] = {lane: rank for rank, lane in enumerate(LANES)}  # sort key: Pro (0) first
 MAX_INDEX = 100_000  # moment indexes, class ids, counts: far above any real event, far below int overflow
 MAX_PIXELS_SIDE = 1 << 20
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]  # a metric or stage name

@@ -26,6 +26,11 @@ from pydantic_settings import SettingsError as PydanticSettingsError
 
 APP_NAME = "insane"
 ENV_PREFIX = "INSANE_"
+MAX_MOMENTS = 64  # moments an event may have (INSANE_MAX_MOMENTS)
+# K, the moments reviewed per event, per lane: at most (Pro: every moment an event may have), and the floor
+# the auto-throttle never shrinks it below (core/worker/throttle.py). The settings' defaults and the worker's.
+K_MAX: dict[str, int] = {"pro": MAX_MOMENTS, "standard": 32}
+K_FLOOR: dict[str, int] = {"pro": 8, "standard": 4}
 
 
 class SettingsError(Exception):
@@ -95,7 +100,7 @@ class Settings(BaseSettings):
     )
     requeue_after_s: float = Field(300.0, gt=0, description="seconds without a result before an event is re-queued")
     reconcile_interval_s: float = Field(30.0, gt=0, description="seconds between reconciler passes")
-    max_moments: int = Field(64, ge=1, le=1000, description="moments per event, 1 to 1000")
+    max_moments: int = Field(MAX_MOMENTS, ge=1, le=1000, description="moments per event, 1 to 1000")
     max_image_bytes: int = Field(8_000_000, ge=1000, description="bytes per uploaded JPEG")
     max_request_bytes: int = Field(64_000_000, ge=1000, description="bytes per events request")
     max_image_pixels: int = Field(40_000_000, ge=1, description="pixels per image")
@@ -183,10 +188,14 @@ class Settings(BaseSettings):
         500.0, gt=0, le=60000, description="milliseconds one batch should take; the batch size adapts to it"
     )
     worker_decode_threads: int = Field(2, ge=1, le=64, description="threads decoding JPEGs, 1 to 64")
-    worker_k_max: int = Field(64, ge=1, le=1000, description="moments reviewed per event at most (Pro lane)")
-    worker_k_max_standard: int = Field(32, ge=1, le=1000, description="moments reviewed per event at most (standard)")
-    worker_k_floor: int = Field(8, ge=1, le=1000, description="K never shrinks below this on the Pro lane")
-    worker_k_floor_standard: int = Field(4, ge=1, le=1000, description="K never shrinks below this on standard")
+    worker_k_max: int = Field(K_MAX["pro"], ge=1, le=1000, description="moments reviewed per event at most (Pro lane)")
+    worker_k_max_standard: int = Field(
+        K_MAX["standard"], ge=1, le=1000, description="moments reviewed per event at most (standard)"
+    )
+    worker_k_floor: int = Field(K_FLOOR["pro"], ge=1, le=1000, description="K never shrinks below this on the Pro lane")
+    worker_k_floor_standard: int = Field(
+        K_FLOOR["standard"], ge=1, le=1000, description="K never shrinks below this on standard"
+    )
     worker_drain_target_s: float = Field(
         60.0, gt=0, description="seconds of backlog before K shrinks (queue depth × moments ÷ images/s)"
     )
