@@ -5,7 +5,7 @@ Both sides import these models, so a change here is a change to the contract: up
 
 Worker API (all but ``enroll`` take ``Authorization: Bearer <worker token>``):
 
-    POST /v1/workers/enroll       EnrollRequest   -> EnrollResponse
+    POST /v1/worker/enroll        EnrollRequest   -> EnrollResponse  (also at its first path, /v1/workers/enroll)
     POST /v1/worker/lease         LeaseRequest    -> LeaseResponse   (long-poll up to wait_s)
     GET  /v1/worker/blobs/{blob}  -> image/jpeg   (only to the worker holding a lease on its event)
     POST /v1/worker/results       ResultsPost     -> ResultsResponse (stored durably, then acked)

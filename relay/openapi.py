@@ -162,6 +162,11 @@ def _ok(name: str, code: int = 200, desc: str = "OK") -> dict[str, Any]:
     return {str(code): {"description": desc, "content": {"application/json": {"schema": _ref(name)}}}}
 
 
+ENROLL = {
+    "summary": "Exchange a one-time code for a worker token",
+    "requestBody": _json_body("EnrollRequest"),
+    "responses": {**_ok("EnrollResponse"), **_problems(403, 413, 422, 503)},
+}
 BEARER = [{"apiKey": []}]
 WORKER = [{"workerToken": []}]
 ADMIN = [{"adminToken": []}]
@@ -344,11 +349,12 @@ def build() -> dict[str, Any]:
                 "responses": {**_ok("OwnWorkers"), **_problems(401, 503)},
             }
         },
+        "/v1/worker/enroll": {"post": ENROLL},
         "/v1/workers/enroll": {
             "post": {
-                "summary": "Exchange a one-time code for a worker token",
-                "requestBody": _json_body("EnrollRequest"),
-                "responses": {**_ok("EnrollResponse"), **_problems(403, 413, 422, 503)},
+                **ENROLL,
+                "description": "The first path of POST /v1/worker/enroll, kept for workers that still use it",
+                "deprecated": True,
             }
         },
         "/v1/worker/lease": {
