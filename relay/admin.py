@@ -19,7 +19,7 @@ Bodies are the pydantic models below (also in /openapi.json); the token is check
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
@@ -74,7 +74,7 @@ class PortsSet(_Body):
 
 
 class RoutingSet(_Body):
-    routing: Literal["own", "shared", "own-then-shared"] | None = Field(
+    routing: tenants.Routing | None = Field(
         description="own: only the tenant's dedicated workers; shared: the operator's pool; own-then-shared: its "
         "own first, the pool after shared_after_s; null: automatic (own once it has a dedicated worker)"
     )

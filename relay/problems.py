@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -103,6 +104,24 @@ TYPES: dict[str, ProblemType] = {
     ),
     "internal-error": ProblemType("Internal error", "The relay failed; the error is in its log."),
 }
+
+
+class ProblemDetails(BaseModel):
+    """The body of every problem+json answer (RFC 9457), as :meth:`Problem.response` writes it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(
+        json_schema_extra={"format": "uri-reference"},
+        description=f"{TYPE_BASE}<slug>, documented by GET on that path of this relay",
+    )
+    title: str
+    status: int
+    detail: str
+    instance: str | None = Field(None, description="the path of the request that failed")
+    errors: list[dict[str, str]] | None = Field(
+        None, description="invalid-event: up to 20 of the body's errors, each {loc, msg}"
+    )
 
 
 class Problem(Exception):
