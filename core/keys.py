@@ -79,6 +79,9 @@ def done_channel(tenant_id: str) -> str:
     return f"{PREFIX}:done:{tenant_id}"
 
 
+DONE_PATTERN = done_channel("*")  # every tenant's done channel: PSUBSCRIBE of a relay's result waiter
+
+
 RECONCILER_LOCK = f"{PREFIX}:reconciler"
 CENSUS_LOCK = f"{PREFIX}:census"
 LEGACY_LOCK = f"{PREFIX}:legacy-lanes"

@@ -34,7 +34,7 @@ from uuid import UUID
 import httpx
 
 from core.imageinfo import CorruptImage, ImageError, check_pixels, probe
-from core.protocol import LeasedEvent, MomentRef
+from core.protocol import LANE_RANK, LeasedEvent, MomentRef
 from core.ssrf import PIN_EXTENSION, GuardedTransport, ResolveError, SsrfBlocked, SsrfGuard
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 HEADER_PROBE_BYTES = 1024  # probe the image header once this much has arrived
 HEADER_SEARCH_LIMIT = 256 << 10  # past this, stop re-probing while streaming (a JPEG's EXIF may be long)
-_LANE_RANK = {"pro": 0, "standard": 1}
 _BLOB_HOST = "(relay blobs)"
 
 Key = tuple[UUID, int]
@@ -232,7 +231,7 @@ class Preloader:
 
     def _add_job(self, event: LeasedEvent, moment: MomentRef) -> _Job:
         event_seq = self._event_seq.setdefault(event.event_id, len(self._event_seq))
-        order = (_LANE_RANK[event.lane], event.created_at.timestamp(), event_seq, moment.index)
+        order = (LANE_RANK[event.lane], event.created_at.timestamp(), event_seq, moment.index)
         job = _Job((event.event_id, moment.index), event, moment, _host_of(moment), order)
         self._jobs[job.key] = job
         heapq.heappush(self._heap, job.heap_entry(next(self._seq)))

@@ -5,7 +5,7 @@ Both sides import these models, so a change here is a change to the contract: up
 
 Worker API (all but ``enroll`` take ``Authorization: Bearer <worker token>``):
 
-    POST /v1/workers/enroll       EnrollRequest   -> EnrollResponse
+    POST /v1/worker/enroll        EnrollRequest   -> EnrollResponse  (also at its first path, /v1/workers/enroll)
     POST /v1/worker/lease         LeaseRequest    -> LeaseResponse   (long-poll up to wait_s)
     GET  /v1/worker/blobs/{blob}  -> image/jpeg   (only to the worker holding a lease on its event)
     POST /v1/worker/results       ResultsPost     -> ResultsResponse (stored durably, then acked)
@@ -38,6 +38,7 @@ from pydantic import (
 
 Lane = Literal["pro", "standard"]
 LANES: tuple[Lane, ...] = ("pro", "standard")  # leasing order: Pro first
+LANE_RANK: dict[str, int] = {lane: rank for rank, lane in enumerate(LANES)}  # sort key: Pro (0) first
 MAX_INDEX = 100_000  # moment indexes, class ids, counts: far above any real event, far below int overflow
 MAX_PIXELS_SIDE = 1 << 20
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]  # a metric or stage name

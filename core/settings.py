@@ -20,12 +20,17 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 APP_NAME = "insane"
 ENV_PREFIX = "INSANE_"
+MAX_MOMENTS = 64  # moments an event may have (INSANE_MAX_MOMENTS)
+# K, the moments reviewed per event, per lane: at most (Pro: every moment an event may have), and the floor
+# the auto-throttle never shrinks it below (core/worker/throttle.py). The settings' defaults and the worker's.
+K_MAX: dict[str, int] = {"pro": MAX_MOMENTS, "standard": 32}
+K_FLOOR: dict[str, int] = {"pro": 8, "standard": 4}
 
 
 class SettingsError(Exception):
@@ -59,7 +64,11 @@ class CameraOverride(BaseModel):
 class Settings(BaseSettings):
     """Every knob of the relay, the worker and the tray app, with its expected form."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+    # env_prefix_target="all": a renamed setting's old name (a validation alias) is read as INSANE_<OLD NAME>
+    # from the environment and as <old name> from the TOML file, like every other setting.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_prefix_target="all", extra="forbid", validate_default=True
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="one of DEBUG, INFO, WARNING, ERROR"
@@ -95,7 +104,7 @@ class Settings(BaseSettings):
     )
     requeue_after_s: float = Field(300.0, gt=0, description="seconds without a result before an event is re-queued")
     reconcile_interval_s: float = Field(30.0, gt=0, description="seconds between reconciler passes")
-    max_moments: int = Field(64, ge=1, le=1000, description="moments per event, 1 to 1000")
+    max_moments: int = Field(MAX_MOMENTS, ge=1, le=1000, description="moments per event, 1 to 1000")
     max_image_bytes: int = Field(8_000_000, ge=1000, description="bytes per uploaded JPEG")
     max_request_bytes: int = Field(64_000_000, ge=1000, description="bytes per events request")
     max_image_pixels: int = Field(40_000_000, ge=1, description="pixels per image")
@@ -183,10 +192,20 @@ class Settings(BaseSettings):
         500.0, gt=0, le=60000, description="milliseconds one batch should take; the batch size adapts to it"
     )
     worker_decode_threads: int = Field(2, ge=1, le=64, description="threads decoding JPEGs, 1 to 64")
-    worker_k_max: int = Field(64, ge=1, le=1000, description="moments reviewed per event at most (Pro lane)")
-    worker_k_max_standard: int = Field(32, ge=1, le=1000, description="moments reviewed per event at most (standard)")
-    worker_k_floor: int = Field(8, ge=1, le=1000, description="K never shrinks below this on the Pro lane")
-    worker_k_floor_standard: int = Field(4, ge=1, le=1000, description="K never shrinks below this on standard")
+    worker_k_max_pro: int = Field(
+        K_MAX["pro"],
+        ge=1,
+        le=1000,
+        validation_alias=AliasChoices("worker_k_max_pro", "worker_k_max"),  # renamed: the old name still works
+        description="moments reviewed per event at most (Pro lane; INSANE_WORKER_K_MAX, its old name, still works)",
+    )
+    worker_k_max_standard: int = Field(
+        K_MAX["standard"], ge=1, le=1000, description="moments reviewed per event at most (standard)"
+    )
+    worker_k_floor: int = Field(K_FLOOR["pro"], ge=1, le=1000, description="K never shrinks below this on the Pro lane")
+    worker_k_floor_standard: int = Field(
+        K_FLOOR["standard"], ge=1, le=1000, description="K never shrinks below this on standard"
+    )
     worker_drain_target_s: float = Field(
         60.0, gt=0, description="seconds of backlog before K shrinks (queue depth × moments ÷ images/s)"
     )
@@ -354,7 +373,31 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Init arguments (command-line flags) beat the environment, which beats the TOML file.
-        return (init_settings, env_settings, _TomlSource(settings_cls))
+        return tuple(_ByName(s) for s in (init_settings, env_settings, _TomlSource(settings_cls)))
+
+
+class _ByName(PydanticBaseSettingsSource):
+    """Another source, with a value given under a setting's old name moved to its name: the order of the
+    sources then decides between the old name in one and the new name in another, as for any setting (left
+    as they are, both keys would reach validation, and the one the alias did not pick is an unknown key)."""
+
+    def __init__(self, source: PydanticBaseSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self.source = source
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = dict(self.source())
+        for name, field in self.settings_cls.model_fields.items():
+            given = [n for n in _names(name, field) if n in values]
+            if given:
+                chosen = values[given[0]]  # within one source the new name comes first
+                for key in given:
+                    del values[key]
+                values[name] = chosen
+        return values
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -386,13 +429,22 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(self.data)
 
 
+def _names(name: str, field: Any) -> list[str]:
+    """A setting's name, then the old names it is still read by (its validation alias choices)."""
+    alias = field.validation_alias
+    return [str(choice) for choice in alias.choices] if isinstance(alias, AliasChoices) else [name]
+
+
 def _describe(settings_cls: type[Settings], error: dict[str, Any], toml_keys: set[str]) -> str:
     name = str(error["loc"][0]) if error["loc"] else "?"
     field = settings_cls.model_fields.get(name)
     if field is None:
         return f"config file: unknown setting {name!r}"
-    env_name = f"{ENV_PREFIX}{name.upper()}"
-    where = env_name if env_name in os.environ or name not in toml_keys else f"{name} (config file)"
+    names = _names(name, field)
+    in_env = [n for n in names if f"{ENV_PREFIX}{n.upper()}" in os.environ]
+    in_toml = [n for n in names if n in toml_keys]
+    env_name = f"{ENV_PREFIX}{(in_env or names)[0].upper()}"  # the environment beats the TOML file
+    where = f"{in_toml[0]} (config file)" if in_toml and not in_env else env_name
     value = error.get("input")
     if isinstance(value, SecretStr) or "SecretStr" in str(field.annotation):
         value = "********"

@@ -19,7 +19,7 @@ Bodies are the pydantic models below (also in /openapi.json); the token is check
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
@@ -27,9 +27,9 @@ from starlette.responses import JSONResponse
 
 from relay import tenants
 from relay.auth import check_admin
-from relay.db import DatabaseUnavailable, system_tx
+from relay.db import system_tx
 from relay.params import parse_body
-from relay.problems import Problem, unavailable
+from relay.problems import Problem
 from relay.routing import push_routing
 from relay.state import state
 
@@ -74,7 +74,7 @@ class PortsSet(_Body):
 
 
 class RoutingSet(_Body):
-    routing: Literal["own", "shared", "own-then-shared"] | None = Field(
+    routing: tenants.Routing | None = Field(
         description="own: only the tenant's dedicated workers; shared: the operator's pool; own-then-shared: its "
         "own first, the pool after shared_after_s; null: automatic (own once it has a dedicated worker)"
     )
@@ -121,8 +121,6 @@ async def _run(request: Request, op, *args: Any) -> Any:
         raise Problem(422, "invalid-body", str(exc)) from None
     except tenants.TenantError as exc:
         raise Problem(409, "conflict", str(exc)) from None
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
     relay.forget_credentials()
     return result
 

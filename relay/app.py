@@ -24,7 +24,15 @@ from core.ssrf import SsrfGuard
 from core.wakeups import WorkSignals
 from relay import admin, db, events, legacy, ops, reconciler, sse, vision, waiting, webhooks, workers
 from relay.metrics import RelayMetrics
-from relay.problems import Problem, http_exception_handler, problem_handler, problem_index, problem_page
+from relay.problems import (
+    DEPENDENCIES,
+    Problem,
+    dependency_handler,
+    http_exception_handler,
+    problem_handler,
+    problem_index,
+    problem_page,
+)
 from relay.ratelimit import RateLimiter
 from relay.state import RelayState
 
@@ -46,7 +54,8 @@ ROUTES = [
     Route("/v1/vision/custom/list", vision.custom_list, methods=["POST", "GET"]),
     Route("/v1/vision/custom/{model}", vision.custom, methods=["POST"]),
     Route("/v1/server/status/ping", vision.ping, methods=["GET"]),
-    Route("/v1/workers/enroll", workers.enroll, methods=["POST"]),
+    Route("/v1/worker/enroll", workers.enroll, methods=["POST"]),
+    Route("/v1/workers/enroll", workers.enroll, methods=["POST"]),  # its first path, kept for older workers
     Route("/v1/worker/lease", workers.lease, methods=["POST"]),
     Route("/v1/worker/blobs/{blob}", workers.blob, methods=["GET"]),
     Route("/v1/worker/results", workers.results, methods=["POST"]),
@@ -69,6 +78,16 @@ ROUTES = [
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Problem(500, "internal-error", "the relay failed; the error is logged").response(request.url.path)
+
+
+# Our typed errors, Starlette's own and a failed dependency (503 with Retry-After) as problem+json; the rest a
+# logged 500. Handlers raise these and never map them themselves.
+EXCEPTION_HANDLERS = {
+    Problem: problem_handler,
+    HTTPException: http_exception_handler,
+    **dict.fromkeys(DEPENDENCIES, dependency_handler),
+    Exception: _server_error,
+}
 
 
 def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, background: bool = True) -> Starlette:
@@ -117,7 +136,7 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
     app = Starlette(
         routes=ROUTES,
         lifespan=lifespan,
-        exception_handlers={Problem: problem_handler, HTTPException: http_exception_handler, Exception: _server_error},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.webhook_guard = guard  # set_webhook checks URLs by the rules delivery applies
     return app

@@ -22,9 +22,9 @@ from relay import blobs
 from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
 from relay.intake import Incoming, read_event
 from relay.params import decode_cursor, encode_cursor, query_choice, query_int, query_text, query_time
-from relay.problems import Problem, unavailable
+from relay.problems import Problem
 from relay.state import RelayState, Tenant, state
-from relay.views import event_view, summary
+from relay.views import STATUSES, EventAccepted, EventList, EventSummary, event_view, json_response
 from relay.waiting import WAITING_FOR, waiting_view
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ QUOTA_SQLSTATE = "IQ001"
 ACCEPT_SQL = "SELECT * FROM accept_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 # Insufficient resources (disk full, out of memory, a configured limit): the store cannot take it now.
 FULL_SQLSTATES = ("53100", "53200", "53400")
-STATUSES = ("queued", "done", "failed")
 
 
 def _reject(relay: RelayState, reason: str, problem: Problem) -> Problem:
@@ -50,9 +49,9 @@ async def _admit(relay: RelayState, tenant: Tenant) -> None:
         await relay.limiter.script(keys=rate_keys, args=args, client=pipe)  # queued on the pipeline
     try:
         replies = await pipe.execute()
-    except (RedisError, OSError) as exc:
-        log.warning("queue unavailable: %s", exc)
-        raise _reject(relay, "queue-unavailable", unavailable("the queue")) from exc
+    except (RedisError, OSError):
+        relay.metrics.rejected.labels("queue-unavailable").inc()
+        raise  # the app answers 503 (relay.problems.DEPENDENCIES)
     if int(replies[0]) >= relay.settings.lane_backlog_max:
         raise _reject(
             relay,
@@ -118,7 +117,8 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
                 ),
             ) from None
         if isinstance(exc, UNAVAILABLE) or exc.sqlstate in ("57P01", "57P02", "57P03", "08006", "08003"):
-            raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
+            relay.metrics.rejected.labels("database-unavailable").inc()
+            raise DatabaseUnavailable(str(exc)) from exc
         if exc.sqlstate in FULL_SQLSTATES:
             log.error("the database cannot store event %s: %s", event_id, exc)
             raise _reject(
@@ -128,8 +128,8 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
             ) from exc
         raise
     except UNAVAILABLE as exc:
-        log.warning("database unavailable: %s", exc)
-        raise _reject(relay, "database-unavailable", unavailable("the database")) from exc
+        relay.metrics.rejected.labels("database-unavailable").inc()
+        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
 
 
 def entry_json(tenant: Tenant, event_id: uuid.UUID, incoming: Incoming, created_at: datetime) -> str:
@@ -170,17 +170,10 @@ async def post_event(request: Request) -> JSONResponse:
     if not row["created"]:
         # A retry: its first request stored the event and its images in one statement, so there is
         # nothing to restore even if that request died before it reached Redis.
-        return JSONResponse(
-            {
-                "id": str(event_id),
-                "status": row["status"],
-                "lane": row["lane"],
-                "queue_position": None,
-                "replayed": True,
-            },
-            status_code=200,
-            headers=location,
+        replayed = EventAccepted(
+            id=event_id, status=row["status"], lane=row["lane"], queue_position=None, replayed=True
         )
+        return json_response(replayed, 200, location, exclude={"waiting_for"})
     position = None
     try:
         _, position = await relay.queue.enqueue(
@@ -196,18 +189,15 @@ async def post_event(request: Request) -> JSONResponse:
         # Stored but not queued: the reconciler queues it after requeue_after_s. 202 stays true.
         log.warning("event %s stored but not queued (%s); the reconciler will queue it", event_id, exc)
     relay.metrics.accepted.labels(tenant.lane).inc()
-    return JSONResponse(
-        {
-            "id": str(event_id),
-            "status": "queued",
-            "lane": tenant.lane,
-            "queue_position": position,
-            "waiting_for": WAITING_FOR[tenant.routing],
-            "replayed": False,
-        },
-        status_code=202,
-        headers=location,
+    accepted = EventAccepted(
+        id=event_id,
+        status="queued",
+        lane=tenant.lane,
+        queue_position=position,
+        waiting_for=WAITING_FOR[tenant.routing],
+        replayed=False,
     )
+    return json_response(accepted, 202, location)
 
 
 def _uuid_or_404(value: str) -> uuid.UUID:
@@ -221,19 +211,13 @@ async def get_event(request: Request) -> JSONResponse:
     relay = state(request)
     tenant = await relay.tenant(request)
     event_id = _uuid_or_404(request.path_params["event_id"])
-    try:
-        async with tenant_tx(relay.pool, tenant.id) as conn:
-            view = await event_view(conn, tenant.id, event_id)
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
+    async with tenant_tx(relay.pool, tenant.id) as conn:
+        view = await event_view(conn, tenant.id, event_id)
     if view is None:
         raise Problem(404, "not-found", "no such event")
-    if view["status"] == "queued":
-        try:
-            view["queue"] = await waiting_view(relay, tenant, event_id, view["lane"])
-        except DatabaseUnavailable as exc:
-            raise unavailable("the database") from exc
-    return JSONResponse(view)
+    if view.status != "queued":
+        return json_response(view, exclude={"queue"})
+    return json_response(view.model_copy(update={"queue": await waiting_view(relay, tenant, event_id, view.lane)}))
 
 
 async def list_events(request: Request) -> JSONResponse:
@@ -262,14 +246,11 @@ async def list_events(request: Request) -> JSONResponse:
         cursor[1] if cursor else None,
         limit + 1,
     )
-    try:
-        async with tenant_tx(relay.pool, tenant.id) as conn:
-            rows = await conn.fetch(sql, *args)
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
+    async with tenant_tx(relay.pool, tenant.id) as conn:
+        rows = await conn.fetch(sql, *args)
     page = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]
         next_cursor = encode_cursor(last["created_at"], last["id"])
-    return JSONResponse({"events": [summary(r) for r in page], "next_cursor": next_cursor})
+    return json_response(EventList(events=[EventSummary.of(r) for r in page], next_cursor=next_cursor))

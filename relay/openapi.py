@@ -1,10 +1,12 @@
-"""The OpenAPI 3.1 document served at /openapi.json, built from the same models the handlers use."""
+"""The OpenAPI 3.1 document served at /openapi.json: the routes written out, every JSON body's schema generated
+from the pydantic models the handlers read and answer with (pydantic's models_json_schema)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import models_json_schema
 
 from core.lan.wire import DetectionResponse, ErrorResponse, ModelList
 from core.protocol import (
@@ -19,120 +21,47 @@ from core.protocol import (
     ResultsPost,
     ResultsResponse,
 )
-from relay.admin import BODIES as ADMIN_BODIES
+from relay import admin
 from relay.intake import EventIn
+from relay.problems import ProblemDetails
+from relay.views import EventAccepted, EventList, EventStatus, EventView, OwnWorkers
 
 REF = "#/components/schemas/{model}"
 
-PROBLEM = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {
-            "type": "string",
-            "format": "uri-reference",
-            "description": "/problems/<slug>, documented by GET on that path of this relay",
-        },
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-    },
-}
-NULLABLE_STR = {"type": ["string", "null"]}
-SUMMARY_PROPS = {
-    "id": {"type": "string", "format": "uuid"},
-    "camera": {"type": "string"},
-    "time": {"type": "string"},
-    "hint": NULLABLE_STR,
-    "status": {"enum": ["queued", "done", "failed"]},
-    "lane": {"enum": ["pro", "standard"]},
-    "n_moments": {"type": "integer"},
-    "error": NULLABLE_STR,
-    "created_at": {"type": "string"},
-    "done_at": NULLABLE_STR,
-    "verdict": {"type": ["array", "null"]},
-}
-EVENT_SUMMARY = {"type": "object", "required": list(SUMMARY_PROPS), "properties": SUMMARY_PROPS}
-EVENT_VIEW = {
-    "type": "object",
-    "required": [*SUMMARY_PROPS, "moments", "k", "timings_ms", "model", "provider"],
-    "properties": {
-        **SUMMARY_PROPS,
-        "moments": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "index": {"type": "integer"},
-                    "url": NULLABLE_STR,
-                    "uploaded": {"type": "boolean"},
-                    "reviewed": {"type": "boolean"},
-                    "detections": {"type": "array"},
-                    "width": {"type": ["integer", "null"]},
-                    "height": {"type": ["integer", "null"]},
-                    "error": NULLABLE_STR,
-                },
-            },
-        },
-        "k": {"type": ["integer", "null"]},
-        "queue": {
-            "type": "object",
-            "description": "only while queued: where the event waits, and for whom",
-            "properties": {
-                "position": {"type": ["integer", "null"]},
-                "state": {"type": "string"},
-                "routing": {"enum": ["own", "shared", "own-then-shared"]},
-                "waiting_for": {"type": "string"},
-                "your_workers_online": {"type": "integer"},
-                "your_workers_last_seen": NULLABLE_STR,
-                "note": {"type": "string"},
-            },
-        },
-        "timings_ms": {"type": ["object", "null"]},
-        "model": NULLABLE_STR,
-        "provider": NULLABLE_STR,
-    },
-}
-ACCEPTED = {
-    "type": "object",
-    "required": ["id", "status", "lane", "queue_position", "replayed"],
-    "properties": {
-        "id": {"type": "string", "format": "uuid"},
-        "status": {"type": "string"},
-        "lane": {"enum": ["pro", "standard"]},
-        "queue_position": {"type": ["integer", "null"], "description": "among the tenant's own events in its lane"},
-        "waiting_for": {"type": "string", "description": "your workers, the shared pool, or both in turn"},
-        "replayed": {"type": "boolean"},
-    },
-}
-OWN_WORKERS = {
-    "type": "object",
-    "required": ["routing", "workers"],
-    "properties": {
-        "routing": {"enum": ["own", "shared", "own-then-shared"]},
-        "workers": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string", "format": "uuid"},
-                    "name": {"type": "string"},
-                    "online": {"type": "boolean"},
-                    "last_seen": NULLABLE_STR,
-                    "paused": {"type": "boolean"},
-                    "provider": {"type": "string"},
-                    "model": {"type": "string"},
-                    "revoked": {"type": "boolean"},
-                },
-            },
-        },
-    },
-}
+# Every JSON body the document names, requests and answers: their schemas are generated from these models
+# (tests/relay/test_openapi.py holds every $ref to them). Only the multipart forms below are written out.
+MODELS: list[type[BaseModel]] = [
+    ProblemDetails,
+    EventIn,
+    EventAccepted,
+    EventList,
+    EventView,
+    OwnWorkers,
+    EnrollRequest,
+    EnrollResponse,
+    LeaseRequest,
+    LeaseResponse,
+    ResultsPost,
+    ResultsResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    DeadLetterRequest,
+    DeadLetterResponse,
+    *admin.BODIES,
+    DetectionResponse,
+    ErrorResponse,
+    ModelList,
+]
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF.format(model=name)}
+def schemas() -> dict[str, Any]:
+    """The components' schemas: each of :data:`MODELS` and every model they use, from pydantic."""
+    _, top = models_json_schema([(model, "validation") for model in MODELS], ref_template=REF)
+    return top["$defs"]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
 
 
 def _problems(*codes: int) -> dict[str, Any]:
@@ -149,19 +78,24 @@ def _problems(*codes: int) -> dict[str, Any]:
         503: "Overloaded or a dependency is down (Retry-After)",
     }
     return {
-        str(c): {"description": text[c], "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+        str(c): {"description": text[c], "content": {"application/problem+json": {"schema": _ref(ProblemDetails)}}}
         for c in codes
     }
 
 
-def _json_body(name: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-def _ok(name: str, code: int = 200, desc: str = "OK") -> dict[str, Any]:
-    return {str(code): {"description": desc, "content": {"application/json": {"schema": _ref(name)}}}}
+def _ok(model: type[BaseModel], code: int = 200, desc: str = "OK") -> dict[str, Any]:
+    return {str(code): {"description": desc, "content": {"application/json": {"schema": _ref(model)}}}}
 
 
+ENROLL = {
+    "summary": "Exchange a one-time code for a worker token",
+    "requestBody": _json_body(EnrollRequest),
+    "responses": {**_ok(EnrollResponse), **_problems(403, 413, 422, 503)},
+}
 BEARER = [{"apiKey": []}]
 WORKER = [{"workerToken": []}]
 ADMIN = [{"adminToken": []}]
@@ -180,7 +114,7 @@ VISION_FORM = {
 def _vision_errors(*codes: int) -> dict[str, Any]:
     """The DeepStack API answers errors in its own form ({success: false, error}), not problem+json."""
     return {
-        str(c): {"description": "an error", "content": {"application/json": {"schema": _ref("ErrorResponse")}}}
+        str(c): {"description": "an error", "content": {"application/json": {"schema": _ref(ErrorResponse)}}}
         for c in codes
     }
 
@@ -190,13 +124,13 @@ def _vision_paths() -> dict[str, Any]:
         "summary": "DeepStack / CodeProject.AI object detection of one JPEG (a 1-moment Pro-lane event)",
         "security": BEARER,
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": VISION_FORM}}},
-        "responses": {**_ok("DetectionResponse"), **_vision_errors(400, 401, 413, 429, 500, 503, 504)},
+        "responses": {**_ok(DetectionResponse), **_vision_errors(400, 401, 413, 429, 500, 503, 504)},
     }
     model = {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
     listing = {
         "summary": "The models the online workers run",
         "security": BEARER,
-        "responses": {**_ok("ModelList"), **_vision_errors(401, 503)},
+        "responses": {**_ok(ModelList), **_vision_errors(401, 503)},
     }
     return {
         "/v1/vision/detection": {"post": detect},
@@ -209,45 +143,12 @@ def _vision_paths() -> dict[str, Any]:
 
 
 def build() -> dict[str, Any]:
-    schemas: dict[str, Any] = {
-        "Problem": PROBLEM,
-        "EventSummary": EVENT_SUMMARY,
-        "EventView": EVENT_VIEW,
-        "EventAccepted": ACCEPTED,
-        "OwnWorkers": OWN_WORKERS,
-    }
-    models: list[type[BaseModel]] = [
-        EventIn,
-        EnrollRequest,
-        EnrollResponse,
-        LeaseRequest,
-        LeaseResponse,
-        ResultsPost,
-        ResultsResponse,
-        Heartbeat,
-        HeartbeatResponse,
-        DeadLetterRequest,
-        DeadLetterResponse,
-        *ADMIN_BODIES,
-        DetectionResponse,
-        ErrorResponse,
-        ModelList,
-    ]
-    for model in models:
-        schema = model.model_json_schema(ref_template=REF)
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    schemas["EventList"] = {
-        "type": "object",
-        "required": ["events", "next_cursor"],
-        "properties": {"events": {"type": "array", "items": _ref("EventSummary")}, "next_cursor": NULLABLE_STR},
-    }
     event_id = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
     q = [
         {"name": n, "in": "query", "required": False, "schema": s}
         for n, s in (
             ("camera", {"type": "string"}),
-            ("status", {"enum": ["queued", "done", "failed"]}),
+            ("status", TypeAdapter(EventStatus).json_schema()),
             ("since", {"type": "string", "format": "date-time"}),
             ("until", {"type": "string", "format": "date-time"}),
             ("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
@@ -286,13 +187,13 @@ def build() -> dict[str, Any]:
                 "requestBody": {
                     "required": True,
                     "content": {
-                        "application/json": {"schema": _ref("EventIn")},
+                        "application/json": {"schema": _ref(EventIn)},
                         "multipart/form-data": {"schema": multipart},
                     },
                 },
                 "responses": {
-                    **_ok("EventAccepted", 202, "Stored and queued"),
-                    **_ok("EventAccepted", 200, "A retry of an event already stored"),
+                    **_ok(EventAccepted, 202, "Stored and queued"),
+                    **_ok(EventAccepted, 200, "A retry of an event already stored"),
                     **_problems(400, 401, 413, 415, 422, 429, 503),
                 },
             },
@@ -300,7 +201,7 @@ def build() -> dict[str, Any]:
                 "summary": "List events",
                 "security": BEARER,
                 "parameters": q,
-                "responses": {**_ok("EventList"), **_problems(400, 401, 503)},
+                "responses": {**_ok(EventList), **_problems(400, 401, 503)},
             },
         },
         "/v1/events/stream": {
@@ -334,29 +235,30 @@ def build() -> dict[str, Any]:
                 "summary": "One event with its result",
                 "security": BEARER,
                 "parameters": [event_id],
-                "responses": {**_ok("EventView"), **_problems(401, 404, 503)},
+                "responses": {**_ok(EventView), **_problems(401, 404, 503)},
             }
         },
         "/v1/workers": {
             "get": {
                 "summary": "Your own workers (dedicated to you) and their last heartbeat",
                 "security": BEARER,
-                "responses": {**_ok("OwnWorkers"), **_problems(401, 503)},
+                "responses": {**_ok(OwnWorkers), **_problems(401, 503)},
             }
         },
+        "/v1/worker/enroll": {"post": ENROLL},
         "/v1/workers/enroll": {
             "post": {
-                "summary": "Exchange a one-time code for a worker token",
-                "requestBody": _json_body("EnrollRequest"),
-                "responses": {**_ok("EnrollResponse"), **_problems(403, 413, 422, 503)},
+                **ENROLL,
+                "description": "The first path of POST /v1/worker/enroll, kept for workers that still use it",
+                "deprecated": True,
             }
         },
         "/v1/worker/lease": {
             "post": {
                 "summary": "Long-poll for work",
                 "security": WORKER,
-                "requestBody": _json_body("LeaseRequest"),
-                "responses": {**_ok("LeaseResponse"), **_problems(401, 413, 422, 503)},
+                "requestBody": _json_body(LeaseRequest),
+                "responses": {**_ok(LeaseResponse), **_problems(401, 413, 422, 503)},
             }
         },
         "/v1/worker/blobs/{blob}": {
@@ -374,24 +276,24 @@ def build() -> dict[str, Any]:
             "post": {
                 "summary": "Store results, then ack their leases",
                 "security": WORKER,
-                "requestBody": _json_body("ResultsPost"),
-                "responses": {**_ok("ResultsResponse"), **_problems(401, 413, 422, 503)},
+                "requestBody": _json_body(ResultsPost),
+                "responses": {**_ok(ResultsResponse), **_problems(401, 413, 422, 503)},
             }
         },
         "/v1/worker/heartbeat": {
             "post": {
                 "summary": "Report the worker's state and metrics",
                 "security": WORKER,
-                "requestBody": _json_body("Heartbeat"),
-                "responses": {**_ok("HeartbeatResponse"), **_problems(401, 413, 422, 503)},
+                "requestBody": _json_body(Heartbeat),
+                "responses": {**_ok(HeartbeatResponse), **_problems(401, 413, 422, 503)},
             }
         },
         "/v1/worker/dead-letter": {
             "post": {
                 "summary": "Dead-letter held entries past the delivery limit, or malformed (LAN workers)",
                 "security": WORKER,
-                "requestBody": _json_body("DeadLetterRequest"),
-                "responses": {**_ok("DeadLetterResponse"), **_problems(401, 413, 422, 503)},
+                "requestBody": _json_body(DeadLetterRequest),
+                "responses": {**_ok(DeadLetterResponse), **_problems(401, 413, 422, 503)},
             }
         },
     }
@@ -403,7 +305,7 @@ def build() -> dict[str, Any]:
         "info": {"title": "Insane AI Security relay", "version": "1"},
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": schemas(),
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "a tenant API key ik_<id>_<secret>"},
                 "workerToken": {"type": "http", "scheme": "bearer", "description": "a worker token iw_<id>_<secret>"},
@@ -433,7 +335,7 @@ def _admin_paths() -> dict[str, Any]:
     key_id = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
     any_json = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
 
-    def op(summary: str, body: str | None = None, params: tuple = (), code: int = 200) -> dict[str, Any]:
+    def op(summary: str, body: type[BaseModel] | None = None, params: tuple = (), code: int = 200) -> dict[str, Any]:
         out: dict[str, Any] = {
             "summary": summary,
             "security": ADMIN,
@@ -447,23 +349,23 @@ def _admin_paths() -> dict[str, Any]:
     return {
         "/admin/tenants": {
             "get": op("List tenants"),
-            "post": op("Create a tenant and its first API key (shown once)", "TenantCreate", code=201),
+            "post": op("Create a tenant and its first API key (shown once)", admin.TenantCreate, code=201),
         },
         "/admin/tenants/{tenant}/keys": {"post": op("A new API key for the tenant", params=(tenant,), code=201)},
-        "/admin/tenants/{tenant}/tier": {"put": op("Move the tenant to a tier", "TierSet", (tenant,))},
+        "/admin/tenants/{tenant}/tier": {"put": op("Move the tenant to a tier", admin.TierSet, (tenant,))},
         "/admin/tenants/{tenant}/webhook": {
-            "put": op("Set or remove the completion webhook (returns its signing secret)", "WebhookSet", (tenant,))
+            "put": op("Set or remove the completion webhook (returns its signing secret)", admin.WebhookSet, (tenant,))
         },
         "/admin/tenants/{tenant}/private-hosts": {
-            "put": op("Replace the private-host allow-list", "PrivateHostsSet", (tenant,))
+            "put": op("Replace the private-host allow-list", admin.PrivateHostsSet, (tenant,))
         },
         "/admin/tenants/{tenant}/ports": {
-            "put": op("Replace the ports allowed besides 80, 443 and 8080-8999", "PortsSet", (tenant,))
+            "put": op("Replace the ports allowed besides 80, 443 and 8080-8999", admin.PortsSet, (tenant,))
         },
         "/admin/tenants/{tenant}/routing": {
-            "put": op("Choose which workers may review the tenant's events", "RoutingSet", (tenant,))
+            "put": op("Choose which workers may review the tenant's events", admin.RoutingSet, (tenant,))
         },
         "/admin/keys/{key_id}": {"delete": op("Revoke an API key", params=(key_id,))},
-        "/admin/enroll-codes": {"post": op("A one-time worker enrollment code", "EnrollCodeCreate", code=201)},
+        "/admin/enroll-codes": {"post": op("A one-time worker enrollment code", admin.EnrollCodeCreate, code=201)},
         "/admin/workers": {"get": op("List workers")},
     }

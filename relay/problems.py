@@ -17,8 +17,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+
+from relay.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,24 @@ TYPES: dict[str, ProblemType] = {
 }
 
 
+class ProblemDetails(BaseModel):
+    """The body of every problem+json answer (RFC 9457), as :meth:`Problem.response` writes it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(
+        json_schema_extra={"format": "uri-reference"},
+        description=f"{TYPE_BASE}<slug>, documented by GET on that path of this relay",
+    )
+    title: str
+    status: int
+    detail: str
+    instance: str | None = Field(None, description="the path of the request that failed")
+    errors: list[dict[str, str]] | None = Field(
+        None, description="invalid-event: up to 20 of the body's errors, each {loc, msg}"
+    )
+
+
 class Problem(Exception):
     """An HTTP error with a registered type slug, a title, and optional extra members."""
 
@@ -160,6 +182,29 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 
 def unavailable(what: str, retry_after: float = 5) -> Problem:
     return Problem(503, "unavailable", f"{what} is unavailable; retry later", retry_after=retry_after)
+
+
+# A dependency that fails under a request handler is a 503 with Retry-After, mapped here once for every
+# route (the app's exception handlers, and the DeepStack API's own error form): handlers let these raise,
+# and catch them only where they degrade instead (a cache, a position in the queue, a webhook nudge).
+# PostgreSQL's socket errors arrive as DatabaseUnavailable (relay.db.scoped_tx wraps them), so a bare
+# OSError under a handler is Redis's: redis-py raises some socket errors unwrapped.
+DEPENDENCIES: dict[type[Exception], str] = {
+    DatabaseUnavailable: "the database",
+    RedisError: "the queue",
+    OSError: "the queue",
+}
+
+
+def dependency_problem(request: Request, exc: BaseException) -> Problem:
+    """The 503 for a failed dependency (a key of :data:`DEPENDENCIES`, or a subclass of one), logged."""
+    what = next(DEPENDENCIES[cls] for cls in type(exc).__mro__ if cls in DEPENDENCIES)
+    log.warning("%s %s: %s is unavailable: %r", request.method, request.url.path, what, exc)
+    return unavailable(what)
+
+
+async def dependency_handler(request: Request, exc: Exception) -> Response:
+    return dependency_problem(request, exc).response(request.url.path)
 
 
 # --- the documentation pages: GET /problems and GET /problems/{slug} ---------------------------------------

@@ -21,8 +21,7 @@ from redis.exceptions import RedisError
 from core import keys
 from core.queue import Queue
 from relay import tenants
-from relay.db import DatabaseUnavailable, system_tx
-from relay.problems import unavailable
+from relay.db import system_tx
 
 if TYPE_CHECKING:
     from relay.state import RelayState
@@ -33,11 +32,8 @@ log = logging.getLogger(__name__)
 async def push_routing(relay: RelayState, tenant_ids: list) -> dict:
     """Mirror the routing in effect for these tenants into Redis, where the pool's take reads it, and let
     their waiting work be looked at again. Returns {tenant id: (routing, shared_after_s)}."""
-    try:
-        async with system_tx(relay.pool) as conn:
-            effective = await tenants.effective_routing(conn, tenant_ids)
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
+    async with system_tx(relay.pool) as conn:
+        effective = await tenants.effective_routing(conn, tenant_ids)
     after = relay.settings.routing_shared_after_s
     try:
         await sync_routing(relay.redis, {str(t): tenants.routing_ms(r, a, after) for t, (r, a) in effective.items()})

@@ -37,7 +37,7 @@ from core import keys
 from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
 from relay.problems import Problem, unavailable
 from relay.state import RelayState, Tenant, state
-from relay.views import summary
+from relay.views import EventSummary, ResultMessage
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def decode_cursor(raw: str) -> tuple[datetime, uuid.UUID] | uuid.UUID:
 
 
 def _message(row: asyncpg.Record) -> str:
-    data = summary(row) | {"k": row["k"]}
+    data = ResultMessage(**dict(EventSummary.of(row)), k=row["k"]).model_dump(mode="json")
     return f"id: {encode_cursor(row['updated_at'], row['id'])}\nevent: result\ndata: {json.dumps(data)}\n\n"
 
 

@@ -1,7 +1,7 @@
 """What the relay's request handlers share: settings, pool, Redis, caches, metrics; and who is calling.
 
 relay = state(request)
-tenant = await relay.tenant(request)     # Tenant, or Problem(401)
+tenant = await relay.tenant(request)     # Tenant, or Problem(401) (DatabaseUnavailable: the app answers 503)
 worker = await relay.worker(request)     # WorkerIdentity, or Problem(401)
 """
 
@@ -28,7 +28,7 @@ from relay.auth import API_KEY_PREFIX, WORKER_PREFIX, CredentialCache, parse_sec
 from relay.blobs import Room
 from relay.db import DatabaseUnavailable, system_tx
 from relay.metrics import RelayMetrics
-from relay.problems import Problem, unavailable
+from relay.problems import Problem
 from relay.ratelimit import RateLimiter
 
 T = TypeVar("T")
@@ -126,11 +126,8 @@ class RelayState:
         secret = parse_secret(API_KEY_PREFIX, credential)
         cached = self.keys.get(secret.id)
         if cached is None:
-            try:
-                async with system_tx(self.pool) as conn:
-                    row = await tenants.lookup_key(conn, secret.id)
-            except DatabaseUnavailable as exc:
-                raise unavailable("the database") from exc
+            async with system_tx(self.pool) as conn:
+                row = await tenants.lookup_key(conn, secret.id)
             live = row is not None and row["revoked_at"] is None
             cached = (row["secret_sha256"] if live else None, _tenant(row))
             self.keys.put(secret.id, cached, found=live)
@@ -146,13 +143,13 @@ class RelayState:
             try:
                 async with system_tx(self.pool) as conn:
                     row = await tenants.lookup_worker(conn, secret.id)
-            except DatabaseUnavailable as exc:
+            except DatabaseUnavailable:
                 # While PostgreSQL is down a worker this process already knew keeps leasing, fetching
                 # blobs and renewing its leases (Redis only); otherwise its held leases would lapse and be
                 # reviewed twice once the database is back. A revocation waits for the database too.
                 cached = self.workers.get(secret.id, stale=True)
                 if cached is None:
-                    raise unavailable("the database") from exc
+                    raise
                 return self._check_worker(secret, cached)
             ok = row is not None and row["revoked_at"] is None
             cached = (

@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("tenant")
     pt.add_argument("ports", nargs="*", type=int, metavar="PORT", help="1 to 65535; none clears the list")
     pt.set_defaults(op=lambda a: ("set_ports", a.tenant, a.ports))
-    e = ops.add_parser("enroll-code", help="a one-time code a worker exchanges for its token (POST /v1/workers/enroll)")
+    e = ops.add_parser("enroll-code", help="a one-time code a worker exchanges for its token (POST /v1/worker/enroll)")
     e.add_argument("--tenant", help="make the worker dedicated to this tenant (default: a shared worker)")
     e.add_argument("--ttl", type=int, default=3600, help="seconds the code stays valid (default 3600)")
     e.set_defaults(op=lambda a: ("make_enroll_code", a.tenant, a.ttl))

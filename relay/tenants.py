@@ -13,7 +13,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, get_args
 
 import asyncpg
 
@@ -51,7 +51,8 @@ TIER_COLUMNS = (
     "t.name AS tier, t.lane, t.daily_deep_reviews, t.deep_min_moments, t.rate_per_s, t.burst, t.max_k, "
     "t.vision_rate_per_s, t.vision_burst"
 )
-ROUTINGS = ("own", "shared", "own-then-shared")
+Routing = Literal["own", "shared", "own-then-shared"]
+ROUTINGS: tuple[str, ...] = get_args(Routing)
 # The routing in effect: the tenant's own choice, else own once it has a dedicated worker, else shared.
 ROUTING_COLUMNS = (
     "COALESCE(n.routing, CASE WHEN EXISTS (SELECT 1 FROM workers w WHERE w.dedicated_tenant = n.id "

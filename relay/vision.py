@@ -41,7 +41,7 @@ from core.protocol import Detection
 from relay import events
 from relay.db import DatabaseUnavailable, system_tx, tenant_tx
 from relay.intake import EventIn, Incoming, check_jpeg
-from relay.problems import Problem
+from relay.problems import DEPENDENCIES, Problem, dependency_problem
 from relay.ratelimit import bucket_key, vision_bucket_key
 from relay.state import RelayState, Tenant, state
 from relay.waiter import ResultWaiter
@@ -74,18 +74,15 @@ class VisionState:
         at, models = self._models.get((tenant.id, shared_ok), (0.0, frozenset()))
         if time.monotonic() - at < MODELS_CACHE_S:
             return models
-        try:
-            async with system_tx(self.relay.pool) as conn:
-                rows = await conn.fetch(
-                    "SELECT DISTINCT model FROM workers WHERE revoked_at IS NULL AND NOT paused "
-                    "AND last_seen > now() - make_interval(secs => $1) "
-                    "AND (dedicated_tenant = $2 OR (dedicated_tenant IS NULL AND $3))",
-                    float(ONLINE_S),
-                    tenant.id,
-                    shared_ok,
-                )
-        except DatabaseUnavailable as exc:
-            raise WireError(503, "the database is unavailable; retry later", retry_after=5) from exc
+        async with system_tx(self.relay.pool) as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT model FROM workers WHERE revoked_at IS NULL AND NOT paused "
+                "AND last_seen > now() - make_interval(secs => $1) "
+                "AND (dedicated_tenant = $2 OR (dedicated_tenant IS NULL AND $3))",
+                float(ONLINE_S),
+                tenant.id,
+                shared_ok,
+            )
         models = frozenset(r["model"] for r in rows)
         if len(self._models) > 10_000:
             self._models.clear()
@@ -116,6 +113,10 @@ def _wire(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Reques
         except Problem as exc:
             error = WireError(exc.status, exc.detail, exc.retry_after)
             return _answer(error.body(), exc.status, error.headers())
+        except tuple(DEPENDENCIES) as exc:
+            problem = dependency_problem(request, exc)
+            error = WireError(problem.status, problem.detail, problem.retry_after)
+            return _answer(error.body(), problem.status, error.headers())
 
     return run
 
@@ -126,7 +127,7 @@ def _wire(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Reques
 async def enqueue(relay: RelayState, tenant: Tenant, event_id: uuid.UUID, jpeg: bytes, hint: str | None) -> None:
     """``relay.events.post_event``'s storage and queue steps for one uploaded JPEG: the event and its moment
     in PostgreSQL (``accept_event``, with no quota: never charged), then the blob and the entry in Redis, on
-    the Pro lane whatever the tenant's tier. Raises Problem (503 when PostgreSQL or Redis is down)."""
+    the Pro lane whatever the tenant's tier. Raises Problem, or DatabaseUnavailable when PostgreSQL is down."""
     pro = dataclasses.replace(tenant, lane="pro", daily_deep_reviews=None)
     incoming = Incoming(EventIn(camera=CAMERA, time=datetime.now(UTC), hint=hint), None, {uuid.uuid4().hex: jpeg})
     row = await events._store(relay, pro, incoming, event_id)
@@ -141,9 +142,9 @@ async def enqueue(relay: RelayState, tenant: Tenant, event_id: uuid.UUID, jpeg: 
             relay.settings.blob_ttl_s,
         )
     except (RedisError, OSError) as exc:
-        # Stored but not queued: the reconciler queues it later, too late for this answer.
+        # Stored but not queued: the reconciler queues it later, too late for this answer (503).
         log.warning("DeepStack-API event %s stored but not queued: %s", event_id, exc)
-        raise WireError(503, "the queue is unavailable; retry later", retry_after=5) from exc
+        raise
     relay.metrics.accepted.labels(pro.lane).inc()
 
 
@@ -155,13 +156,10 @@ async def _admit(relay: RelayState, tenant: Tenant) -> None:
     buckets = [(vision_bucket_key(str(tenant.id)), tenant.vision_rate_per_s, tenant.vision_burst)]
     if tenant.rate_per_s:
         buckets.append((bucket_key(str(tenant.id)), tenant.rate_per_s, tenant.burst))
-    try:
-        depth = await relay.redis.xlen(keys.stream(str(tenant.id), "pro"))
-        if depth >= relay.settings.lane_backlog_max:
-            raise WireError(503, f"your priority lane has {depth} events waiting; retry later", retry_after=30)
-        allowed, retry_after = await relay.limiter.take_all(buckets)
-    except (RedisError, OSError) as exc:
-        raise WireError(503, "the queue is unavailable; retry later", retry_after=5) from exc
+    depth = await relay.redis.xlen(keys.stream(str(tenant.id), "pro"))
+    if depth >= relay.settings.lane_backlog_max:
+        raise WireError(503, f"your priority lane has {depth} events waiting; retry later", retry_after=30)
+    allowed, retry_after = await relay.limiter.take_all(buckets)
     if not allowed:
         relay.metrics.rejected.labels("vision-rate").inc()
         raise WireError(

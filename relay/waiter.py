@@ -22,9 +22,10 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from core import keys
+
 log = logging.getLogger(__name__)
 
-PATTERN = "insane:done:*"
 RETRY_S = 1.0
 
 
@@ -63,7 +64,7 @@ class ResultWaiter:
         while not self._closed:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.psubscribe(PATTERN)
+                await pubsub.psubscribe(keys.DONE_PATTERN)
                 self._subscribed.set()
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)

@@ -124,7 +124,8 @@ async def _deliver(relay: RelayState, client: httpx.AsyncClient, guard: SsrfGuar
     else:
         async with tenant_tx(relay.pool, row["tenant_id"]) as conn:
             view = await event_view(conn, row["tenant_id"], row["event_id"])
-        body = json.dumps({"type": "event.completed", "event": view}).encode()
+        event = view.model_dump(mode="json", exclude={"queue"}) if view is not None else None
+        body = json.dumps({"type": "event.completed", "event": event}).encode()
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(row["webhook_secret"], body),

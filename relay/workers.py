@@ -38,7 +38,7 @@ from core.wakeups import POOL
 from relay import blobs, tenants
 from relay.db import DatabaseUnavailable, system_tx
 from relay.params import parse_body
-from relay.problems import Problem, unavailable
+from relay.problems import Problem
 from relay.reconciler import dead_letter
 from relay.routing import push_routing
 from relay.state import WorkerIdentity, state
@@ -55,11 +55,8 @@ def _model_response(model: BaseModel, status: int = 200, exclude: set[str] | Non
 async def enroll(request: Request) -> Response:
     relay = state(request)
     body = await parse_body(request, EnrollRequest)
-    try:
-        async with system_tx(relay.pool) as conn:
-            got = await tenants.enroll(conn, body.code, body.name)
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
+    async with system_tx(relay.pool) as conn:
+        got = await tenants.enroll(conn, body.code, body.name)
     if got is None:
         raise Problem(403, "invalid-enroll-code", "unknown, used or expired enrollment code")
     log.info("worker %s enrolled as %r", got["worker_id"], body.name)
@@ -73,14 +70,10 @@ async def lease(request: Request) -> Response:
     relay = state(request)
     worker = await relay.worker(request)
     body = await parse_body(request, LeaseRequest)
-    try:
-        # A shutdown ends the long-poll with no events; the worker asks the next relay.
-        got = await relay.unless_draining(_take(relay, worker, body), Take())
-        events = await _hand_out(relay, worker, got.entries)
-        depth = got.depth if worker.dedicated_tenant is not None else await relay.queue.pool_depth()
-    except (RedisError, OSError) as exc:
-        log.warning("lease for worker %s failed: %r", worker.consumer, exc)
-        raise unavailable("the queue") from exc
+    # A shutdown ends the long-poll with no events; the worker asks the next relay.
+    got = await relay.unless_draining(_take(relay, worker, body), Take())
+    events = await _hand_out(relay, worker, got.entries)
+    depth = got.depth if worker.dedicated_tenant is not None else await relay.queue.pool_depth()
     return _model_response(LeaseResponse(events=events, queue_depth=depth))
 
 
@@ -139,19 +132,11 @@ async def blob(request: Request) -> Response:
     blob_id = request.path_params["blob"]
     if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
         raise Problem(404, "not-found", "no such blob")
-    try:
-        holder = await relay.redis.get(keys.hold(blob_id))
-    except (RedisError, OSError) as exc:
-        raise unavailable("the blob store") from exc
+    holder = await relay.redis.get(keys.hold(blob_id))
     consumer, _, tenant = (holder or b"").decode().partition("|")
-    try:
-        if consumer != worker.consumer:
-            tenant = await _given(relay, worker, blob_id, request.query_params.get("lease"))
-        data = await blobs.load(relay, tenant, blob_id) if tenant else None
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
-    except (RedisError, OSError) as exc:
-        raise unavailable("the queue") from exc
+    if consumer != worker.consumer:
+        tenant = await _given(relay, worker, blob_id, request.query_params.get("lease"))
+    data = await blobs.load(relay, tenant, blob_id) if tenant else None
     if data is None:
         log.info("refused blob %s to worker %s: not stored, or not its event's", blob_id, worker.consumer)
         raise Problem(404, "not-found", "no such blob, or its event was not given to this worker")
@@ -313,19 +298,13 @@ async def results(request: Request) -> Response:
                 # still taken (the move recorded that delivery); there is no entry left to ack.
                 r = r.model_copy(update={"lease_id": None})
         results.append(r)
-    try:
-        delivered = await _deliveries(relay, worker, results)
-    except (RedisError, OSError) as exc:
-        # Without the delivery records no result can be checked; the worker keeps them and retries.
-        raise unavailable("the queue") from exc
+    # Without the delivery records (Redis) no result can be checked, and without PostgreSQL none is stored:
+    # either way nothing is acked (503); the worker keeps its results and retries.
+    delivered = await _deliveries(relay, worker, results)
     outcomes = []
-    try:
-        async with system_tx(relay.pool) as conn:
-            for r in results:
-                outcomes.append((r, *await _store_one(conn, worker, r, delivered[r.event_id])))
-    except DatabaseUnavailable as exc:
-        # Nothing was acked: the worker keeps its results and retries.
-        raise unavailable("the database") from exc
+    async with system_tx(relay.pool) as conn:
+        for r in results:
+            outcomes.append((r, *await _store_one(conn, worker, r, delivered[r.event_id])))
     answer = await _announce_and_ack(relay, worker, outcomes)
     if answer.stored:
         relay.webhook_wakeup()
@@ -370,32 +349,24 @@ async def heartbeat(request: Request) -> Response:
     relay = state(request)
     worker = await relay.worker(request)
     body = await parse_body(request, Heartbeat)
-    try:
-        # Renew first: it needs only Redis, and a PostgreSQL outage must not get held leases reclaimed.
-        renewed = await relay.streams.renew(worker.consumer, body.leases) if body.leases else []
-        if renewed:
-            # A LAN worker's leases come from Redis itself: this is where the relay learns of them.
-            await _record_deliveries(relay, worker, [e for e in renewed if e])
-        if worker.dedicated_tenant is not None:
-            depth = await relay.streams.depth(str(worker.dedicated_tenant))
-        else:
-            depth = await relay.queue.pool_depth()
-    except (RedisError, OSError) as exc:
-        log.warning("lease for worker %s failed: %r", worker.consumer, exc)
-        raise unavailable("the queue") from exc
-    try:
-        async with system_tx(relay.pool) as conn:
-            await conn.execute(
-                "UPDATE workers SET last_seen = now(), paused = $2, provider = $3, model = $4, "
-                "metrics = $5 WHERE id = $1",
-                worker.id,
-                body.paused,
-                body.provider,
-                body.model,
-                dict(body.metrics, at=time.time()),
-            )
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
+    # Renew first: it needs only Redis, and a PostgreSQL outage must not get held leases reclaimed.
+    renewed = await relay.streams.renew(worker.consumer, body.leases) if body.leases else []
+    if renewed:
+        # A LAN worker's leases come from Redis itself: this is where the relay learns of them.
+        await _record_deliveries(relay, worker, [e for e in renewed if e])
+    if worker.dedicated_tenant is not None:
+        depth = await relay.streams.depth(str(worker.dedicated_tenant))
+    else:
+        depth = await relay.queue.pool_depth()
+    async with system_tx(relay.pool) as conn:
+        await conn.execute(
+            "UPDATE workers SET last_seen = now(), paused = $2, provider = $3, model = $4, metrics = $5 WHERE id = $1",
+            worker.id,
+            body.paused,
+            body.provider,
+            body.model,
+            dict(body.metrics, at=time.time()),
+        )
     return _model_response(
         HeartbeatResponse(queue_depth=depth, renewed=len(renewed), dedicated_tenant=worker.dedicated_tenant)
     )
@@ -414,28 +385,23 @@ async def dead_letter_held(request: Request) -> Response:
             raise Problem(422, "invalid-body", str(exc)) from None
     limit = relay.settings.max_deliveries
     moved = []
-    try:
-        for lease_id in body.lease_ids:
-            entry = await relay.streams.entry(lease_id)
-            held = await relay.streams.holder(lease_id)
-            if entry is None or held is None or held[0] != worker.consumer:
-                continue
-            try:
-                entry.leased()
-                malformed = False
-            except StreamError:
-                malformed = True
-            if not malformed and held[1] <= limit:
-                continue  # a worker may not dead-letter an entry that still has deliveries left
-            reason = (
-                f"malformed entry: {body.reason}"
-                if malformed
-                else f"delivered {held[1] - 1} times without a result ({body.reason})"
-            )
-            if await dead_letter(relay, entry, reason, worker.consumer, 0 if malformed else limit + 1):
-                moved.append(lease_id)
-    except (RedisError, OSError) as exc:
-        raise unavailable("the queue") from exc
-    except DatabaseUnavailable as exc:
-        raise unavailable("the database") from exc
+    for lease_id in body.lease_ids:
+        entry = await relay.streams.entry(lease_id)
+        held = await relay.streams.holder(lease_id)
+        if entry is None or held is None or held[0] != worker.consumer:
+            continue
+        try:
+            entry.leased()
+            malformed = False
+        except StreamError:
+            malformed = True
+        if not malformed and held[1] <= limit:
+            continue  # a worker may not dead-letter an entry that still has deliveries left
+        reason = (
+            f"malformed entry: {body.reason}"
+            if malformed
+            else f"delivered {held[1] - 1} times without a result ({body.reason})"
+        )
+        if await dead_letter(relay, entry, reason, worker.consumer, 0 if malformed else limit + 1):
+            moved.append(lease_id)
     return _model_response(DeadLetterResponse(moved=moved))

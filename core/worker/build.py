@@ -37,9 +37,9 @@ def worker_config(settings: Settings, *, pictures: bool = False) -> WorkerConfig
         latency_target_s=settings.worker_latency_target_ms / 1000.0,
         decode_threads=settings.worker_decode_threads,
         threads=settings.worker_threads,
-        k_max={"pro": settings.worker_k_max, "standard": settings.worker_k_max_standard},
+        k_max={"pro": settings.worker_k_max_pro, "standard": settings.worker_k_max_standard},
         k_floor={
-            "pro": min(settings.worker_k_floor, settings.worker_k_max),
+            "pro": min(settings.worker_k_floor, settings.worker_k_max_pro),
             "standard": min(settings.worker_k_floor_standard, settings.worker_k_max_standard),
         },
         drain_target_s=settings.worker_drain_target_s,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.settings import K_FLOOR, K_MAX
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -20,8 +22,8 @@ class WorkerConfig:
     decode_threads: int = 2
     threads: int = 1  # inference threads (reported in metrics; the detector was built with them)
     # Auto-throttle: K per lane shrinks when the backlog would take longer than drain_target_s to clear.
-    k_max: dict[str, int] = field(default_factory=lambda: {"pro": 64, "standard": 32})
-    k_floor: dict[str, int] = field(default_factory=lambda: {"pro": 8, "standard": 4})
+    k_max: dict[str, int] = field(default_factory=lambda: dict(K_MAX))
+    k_floor: dict[str, int] = field(default_factory=lambda: dict(K_FLOOR))
     drain_target_s: float = 60.0
     backfill: bool = True
     backfill_keep: int = 256  # shrunk events remembered for back-fill

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from core.protocol import EventResult, LeasedEvent, MomentRef, MomentResult
+from core.protocol import LANE_RANK, LANES, EventResult, LeasedEvent, MomentRef, MomentResult
 from core.worker.verdict import verdict
 
 
@@ -21,7 +21,7 @@ class Job:
     @property
     def priority(self) -> tuple:
         # Pro before standard, older events before newer, moments in order; back-fills after everything.
-        return (2 if self.backfill else (0 if self.event.lane == "pro" else 1), self.event.created_at.timestamp())
+        return (len(LANES) if self.backfill else LANE_RANK[self.event.lane], self.event.created_at.timestamp())
 
     def note(self, stage: str, seconds: float) -> None:
         # The slowest moment's time per stage: moments run concurrently, so a sum would overstate it.

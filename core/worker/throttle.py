@@ -16,11 +16,12 @@ import logging
 import math
 
 from core.protocol import LANES
+from core.settings import K_FLOOR, K_MAX
 
 log = logging.getLogger(__name__)
 
-# Shrink order: the lane whose K is cut first comes first.
-SHRINK_ORDER = ("standard", "pro")
+# Shrink order: the lane whose K is cut first comes first (the reverse of the leasing order).
+SHRINK_ORDER = LANES[::-1]
 
 
 def spread(n: int, k: int) -> list[int]:
@@ -41,8 +42,8 @@ def spread(n: int, k: int) -> list[int]:
 
 class Throttle:
     def __init__(self, k_max: dict[str, int], k_floor: dict[str, int], drain_target_s: float) -> None:
-        self.k_max = {lane: k_max.get(lane, 32) for lane in LANES}
-        self.k_floor = {lane: min(k_floor.get(lane, 1), self.k_max[lane]) for lane in LANES}
+        self.k_max = {lane: k_max.get(lane, K_MAX[lane]) for lane in LANES}
+        self.k_floor = {lane: min(k_floor.get(lane, K_FLOOR[lane]), self.k_max[lane]) for lane in LANES}
         self.drain_target_s = drain_target_s
         self.k = dict(self.k_max)
         # Moments per event seen recently, per lane (what a queued event will cost at full K).

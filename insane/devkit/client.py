@@ -84,7 +84,7 @@ def enroll_worker(
     """A worker token, by way of a one-time code: shared with the pool, or dedicated to ``tenant``."""
     r = httpx.post(f"{url}/admin/enroll-codes", json={"tenant": tenant}, headers=admin_headers(admin_token), timeout=30)
     r.raise_for_status()
-    r = httpx.post(f"{url}/v1/workers/enroll", json={"code": r.json()["code"], "name": name}, timeout=30)
+    r = httpx.post(f"{url}/v1/worker/enroll", json={"code": r.json()["code"], "name": name}, timeout=30)
     r.raise_for_status()
     body = r.json()
     return Creds(body["worker_id"], body["token"])

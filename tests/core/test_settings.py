@@ -80,6 +80,35 @@ def test_toml_value_error_names_the_file_key(monkeypatch: pytest.MonkeyPatch, tm
         load_settings()
 
 
+def test_worker_k_max_pro_is_still_read_by_its_old_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("worker_k_max = 40\n")
+    monkeypatch.setenv("INSANE_CONFIG", str(config))
+    assert load_settings().worker_k_max_pro == 40  # the old TOML key
+    monkeypatch.setenv("INSANE_WORKER_K_MAX", "30")
+    assert load_settings().worker_k_max_pro == 30  # the old variable, which beats the file as before
+    monkeypatch.setenv("INSANE_WORKER_K_MAX_PRO", "20")
+    assert load_settings().worker_k_max_pro == 20  # the new name wins over the old
+    assert load_settings(worker_k_max_pro=10).worker_k_max_pro == 10  # and a flag over both
+    monkeypatch.setenv("WORKER_K_MAX", "5")  # only INSANE_ variables are settings
+    monkeypatch.delenv("INSANE_WORKER_K_MAX_PRO")
+    monkeypatch.delenv("INSANE_WORKER_K_MAX")
+    assert load_settings().worker_k_max_pro == 40
+
+
+def test_a_bad_value_under_the_old_name_names_the_old_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("INSANE_WORKER_K_MAX", "0")
+    with pytest.raises(SettingsError, match=r"^INSANE_WORKER_K_MAX='0' is invalid"):
+        load_settings()
+    monkeypatch.delenv("INSANE_WORKER_K_MAX")
+    config = tmp_path / "config.toml"
+    config.write_text("worker_k_max = 0\n")
+    monkeypatch.setenv("INSANE_CONFIG", str(config))
+    with pytest.raises(SettingsError, match=r"^worker_k_max \(config file\)=0 is invalid"):
+        load_settings()
+    assert "INSANE_WORKER_K_MAX_PRO" in [row[0] for row in reference()]
+
+
 def test_relay_with_bad_setting_exits_2_with_one_line() -> None:
     env = dict(os.environ, INSANE_REDIS_URL="http://localhost:6379")
     result = subprocess.run([*INSANE, "relay", "--port", "0"], env=env, capture_output=True, text=True, timeout=60)

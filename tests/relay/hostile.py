@@ -171,6 +171,7 @@ def _result(known: Known) -> dict[str, Any]:
 # A valid JSON body per operation (method, path template).
 SEEDS: dict[tuple[str, str], Callable[[Known], dict[str, Any]]] = {
     ("POST", "/v1/events"): lambda k: event_body(2, hint="person", client_event_id=uuid.uuid4().hex),
+    ("POST", "/v1/worker/enroll"): lambda k: {"code": "c" * 12, "name": "garage-pc"},
     ("POST", "/v1/workers/enroll"): lambda k: {"code": "c" * 12, "name": "garage-pc"},
     ("POST", "/v1/worker/lease"): lambda k: {"max_events": 1, "wait_s": 0},
     ("POST", "/v1/worker/results"): _result,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,9 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi import formats
 
+from core.protocol import LANES
 from insane.devkit.client import ADMIN_TOKEN, enroll_worker, event_body, make_tenant
 from insane.devkit.relay import RelayServer
+from relay import openapi
 from relay.problems import TYPE_BASE, TYPES
+from relay.views import STATUSES, EventAccepted, EventList, EventView, OwnWorkers
 from tests.relay.hostile import (
     DIGITS,
     PATH_IDS,
@@ -288,3 +292,31 @@ def test_document_lists_every_route(relay: RelayServer) -> None:
             continue
         for method in route.methods - {"HEAD"}:
             assert (route.path, method) in routes, (route.path, method)
+
+
+def test_every_schema_the_document_names_is_generated_from_a_model() -> None:
+    doc = openapi.build()
+    named = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
+    assert named and named <= set(doc["components"]["schemas"])
+    summary = doc["components"]["schemas"]["EventSummary"]["properties"]
+    assert summary["lane"]["enum"] == list(LANES) and summary["status"]["enum"] == list(STATUSES)
+
+
+def test_the_events_api_answers_exactly_what_its_models_document(relay: RelayServer) -> None:
+    tenant = make_tenant(relay.url)
+    body, key = event_body(2), {"Idempotency-Key": uuid.uuid4().hex}
+    posted = httpx.post(f"{relay.url}/v1/events", json=body, headers=tenant.headers | key)
+    replayed = httpx.post(f"{relay.url}/v1/events", json=body, headers=tenant.headers | key)
+    event_id = posted.json()["id"]
+    answers = [
+        (EventAccepted, posted, set()),
+        (EventAccepted, replayed, {"waiting_for"}),  # a replay leaves it out
+        (EventView, httpx.get(f"{relay.url}/v1/events/{event_id}", headers=tenant.headers), set()),
+        (EventList, httpx.get(f"{relay.url}/v1/events", headers=tenant.headers), set()),
+        (OwnWorkers, httpx.get(f"{relay.url}/v1/workers", headers=tenant.headers), set()),
+    ]
+    assert [r.status_code for _, r, _ in answers] == [202, 200, 200, 200, 200]
+    for model, answer, left_out in answers:
+        got = answer.json()
+        assert model.model_validate(got).model_dump(mode="json", exclude=left_out) == got
+    assert answers[2][1].json()["queue"]["routing"] == "shared"  # queued: where it waits is part of the view

@@ -6,8 +6,16 @@ import ast
 from pathlib import Path
 
 import httpx
+import pytest
+import redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from insane.devkit.relay import RelayServer
+from relay.app import EXCEPTION_HANDLERS
+from relay.db import DatabaseUnavailable
 from relay.problems import TYPE_BASE, TYPES
 
 RELAY = Path(__file__).resolve().parents[2] / "relay"
@@ -57,3 +65,44 @@ def test_a_problem_names_its_page_and_nobody_elses_domain(relay: RelayServer) ->
     assert httpx.get(resolved).status_code == 200
     missing = httpx.get(f"{relay.url}/nowhere").json()
     assert missing["type"] == "/problems/not-found" and "insane.ai" not in str(missing)
+
+
+async def _call(endpoint, method: str, path: str) -> httpx.Response:
+    """One request to an app of that one route, with the relay's exception handlers."""
+    app = Starlette(routes=[Route(path, endpoint, methods=[method])], exception_handlers=EXCEPTION_HANDLERS)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
+        return await client.request(method, path)
+
+
+@pytest.mark.parametrize(
+    ("error", "what"),
+    [
+        (DatabaseUnavailable("connection refused"), "the database"),
+        (redis.exceptions.ConnectionError("Connection reset by peer"), "the queue"),
+        (redis.exceptions.TimeoutError("Timeout reading from socket"), "the queue"),
+        (ConnectionRefusedError(111, "Connection refused"), "the queue"),
+    ],
+)
+async def test_a_failed_dependency_under_any_route_is_a_503_with_retry_after(error: Exception, what: str) -> None:
+    async def failing(request: Request) -> Response:
+        raise error
+
+    r = await _call(failing, "POST", "/v1/worker/heartbeat")
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json() == {
+        "type": "/problems/unavailable",
+        "title": "Service unavailable",
+        "status": 503,
+        "detail": f"{what} is unavailable; retry later",
+        "instance": "/v1/worker/heartbeat",
+    }
+
+
+async def test_any_other_error_is_still_a_logged_500() -> None:
+    async def failing(request: Request) -> Response:
+        raise ValueError("a bug")
+
+    r = await _call(failing, "GET", "/x")
+    assert r.status_code == 500 and r.json()["type"] == "/problems/internal-error"

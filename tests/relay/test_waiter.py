@@ -6,6 +6,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
+from core import keys
 from insane.devkit.relay import fresh_redis_url, run_sync
 from relay.waiter import ResultWaiter
 
@@ -17,13 +18,13 @@ def test_a_published_result_wakes_exactly_its_request(services) -> None:
         try:
             a = await waiter.register("event-a")
             b = await waiter.register("event-b")
-            await redis.publish("insane:done:tenant-1", "event-a")
+            await redis.publish(keys.done_channel("tenant-1"), "event-a")
             await asyncio.wait_for(a, 5)
             await asyncio.sleep(0.05)
             assert not b.done()
             waiter.forget("event-b")
             assert b.cancelled() and waiter.waiting == 1
-            await redis.publish("insane:done:tenant-2", "event-b")  # forgotten: nobody to wake, no error
+            await redis.publish(keys.done_channel("tenant-2"), "event-b")  # forgotten: nobody to wake, no error
             await asyncio.sleep(0.05)
         finally:
             await waiter.aclose()

@@ -9,6 +9,7 @@ import uuid
 
 import asyncpg
 import httpx
+import pytest
 import redis
 
 from core import keys
@@ -65,12 +66,16 @@ async def send_webhooks(state, allow: frozenset[str]) -> int:
         return await webhooks.send_due(state, client, guard)
 
 
-def test_enroll_codes_are_one_time(relay: RelayServer) -> None:
+@pytest.mark.parametrize("path", ["/v1/worker/enroll", "/v1/workers/enroll"], ids=["path", "first-path"])
+def test_enroll_codes_are_one_time(relay: RelayServer, path: str) -> None:
     code = httpx.post(f"{relay.url}/admin/enroll-codes", json={}, headers=admin_headers()).json()["code"]
-    first = httpx.post(f"{relay.url}/v1/workers/enroll", json={"code": code, "name": "pc"})
+    first = httpx.post(f"{relay.url}{path}", json={"code": code, "name": "pc"})
     assert first.status_code == 200 and first.json()["token"].startswith("iw_")
-    again = httpx.post(f"{relay.url}/v1/workers/enroll", json={"code": code, "name": "pc"})
-    assert again.status_code == 403 and again.json()["type"].endswith("/invalid-enroll-code")
+    token = {"Authorization": f"Bearer {first.json()['token']}"}
+    assert httpx.post(f"{relay.url}/v1/worker/heartbeat", json={}, headers=token).status_code == 200
+    for again_at in ("/v1/worker/enroll", "/v1/workers/enroll"):  # one code, one worker, whichever path
+        again = httpx.post(f"{relay.url}{again_at}", json={"code": code, "name": "pc"})
+        assert again.status_code == 403 and again.json()["type"].endswith("/invalid-enroll-code")
     assert (
         httpx.post(
             f"{relay.url}/v1/worker/lease", json={}, headers={"Authorization": "Bearer iw_x_" + "y" * 40}
