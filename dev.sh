@@ -49,6 +49,8 @@ setup() {
   # (daemonless, as root; runc where crun cannot run here) on a Debian base made by debootstrap, since no
   # container registry is reachable.
   pkgs+=(docker-compose podman runc debootstrap)
+  # The chaos harness's balanced phase: two relays behind a real load balancer.
+  pkgs+=(haproxy)
   apt_install "${pkgs[@]}"
   if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --no-create-home postgres

@@ -15,11 +15,17 @@ injects its faults while they flow, and drains: it waits until every accepted ev
     postgres   stop PostgreSQL for a while: new events must get 503 + Retry-After, never 202
     poison     one event whose image kills every worker that decodes it
     relay      SIGKILL the relay while results flow and start it again on the same port
+    balanced   two relay processes behind HAProxy (cameras and workers see its one address): SIGKILL one
+               under load, start it again, SIGKILL the other, start it again
 
 Per phase it counts, from PostgreSQL: lost events (accepted and neither done nor failed), duplicate
 result rows, events failed other than the poison, 202 answers for events that are not stored, and
-re-queued events; from the relay's /metrics: results answered as duplicates (a second review of an
-event: the price of at-least-once delivery) and dead letters.
+re-queued events; from the relays' /metrics: results answered as duplicates (a second review of an
+event: the price of at-least-once delivery) and dead letters; from the cameras: every answer that
+made one retry, by status (or "transport" when no answer came).
+
+When the plan has the balanced phase, HAProxy (Debian's haproxy) fronts the relays for the whole run,
+so every phase goes through it; the second relay runs only in that phase.
 
 Everything is bounded: each phase by its event count and a drain deadline, every process is stopped
 on exit (and gets a parent-death signal, so even a killed harness takes its children with it).
@@ -37,6 +43,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +72,29 @@ raise SystemExit(uvloop.run(serve(load_settings(relay_migrate_on_start=True))))
 """
 
 
+# Round robin over the relays; a refused connection is retried on the other one (redispatch), never a
+# request that reached a relay: a POST is not replayed, the camera retries it with its Idempotency-Key.
+HAPROXY_CFG = """
+global
+  maxconn 2000
+defaults
+  mode http
+  option redispatch
+  retries 3
+  retry-on conn-failure
+  timeout connect 1s
+  timeout client 60s
+  timeout server 60s
+frontend front
+  bind 127.0.0.1:{front}
+  default_backend relays
+backend relays
+  balance roundrobin
+  option httpchk GET /healthz
+{servers}
+"""
+
+
 def _pdeathsig() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
     os.setpgid(0, 0)
@@ -85,14 +115,16 @@ class Chaos:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data folder inside
         self.services: EmbeddedServices | None = None
-        self.relay: subprocess.Popen | None = None
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.relays: dict[int, subprocess.Popen] = {}
+        self.relay_ports = {0: free_port(), 1: free_port()}
+        self.balancer: subprocess.Popen | None = None
+        self.front_port = free_port() if "balanced" in plan.phases else self.relay_ports[0]
+        self.url = f"http://127.0.0.1:{self.front_port}"  # what the cameras and the workers see
         self.workers: dict[int, subprocess.Popen] = {}
         self.tokens: dict[int, tuple[str, str]] = {}  # slot -> (worker id, token)
         self.crashes = 0
         self.expected_deaths: set[int] = set()  # pids the harness killed on purpose
-        self.metric_base = {"duplicate": 0.0, "dead": 0.0}
+        self.metric_base = {slot: {"duplicate": 0.0, "dead": 0.0} for slot in self.relay_ports}
         self.poison_log = self.dir / "poison.log"
         self.images = sample_jpegs(*plan.image_wh)
         # Servers restarted mid-run are forked by this one long-lived thread: a child's parent-death
@@ -102,14 +134,14 @@ class Chaos:
 
     # ----- processes ---------------------------------------------------------------------------
 
-    def _relay_env(self) -> dict[str, str]:
+    def _relay_env(self, slot: int) -> dict[str, str]:
         p = self.plan
         return dict(
             os.environ,
             INSANE_DATABASE_URL=self.services.database_url,
             INSANE_REDIS_URL=self.services.redis_url,
             INSANE_ADMIN_TOKEN=ADMIN_TOKEN,
-            INSANE_RELAY_PORT=str(self.port),
+            INSANE_RELAY_PORT=str(self.relay_ports[slot]),
             INSANE_LEASE_IDLE_S=str(p.lease_idle_s),
             INSANE_MAX_DELIVERIES=str(p.max_deliveries),
             INSANE_REQUEUE_AFTER_S=str(p.requeue_after_s),
@@ -119,12 +151,13 @@ class Chaos:
             INSANE_MAX_MOMENTS="64",
         )
 
-    def start_relay(self) -> None:
-        log = open(self.dir / "relay.log", "ab")  # noqa: SIM115 - the child writes to it for its life
+    def start_relay(self, slot: int = 0) -> None:
+        name = "relay.log" if slot == 0 else f"relay{slot}.log"
+        log = open(self.dir / name, "ab")  # noqa: SIM115 - the child writes to it for its life
         try:
-            self.relay = subprocess.Popen(
+            relay = self.relays[slot] = subprocess.Popen(
                 [sys.executable, "-c", RELAY_MAIN],
-                env=self._relay_env(),
+                env=self._relay_env(slot),
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -132,16 +165,45 @@ class Chaos:
             )
         finally:
             log.close()
-        line = self.relay.stdout.readline().decode()
+        line = relay.stdout.readline().decode()
         if "relay listening" not in line:
-            self.relay.kill()
-            raise RuntimeError(f"the relay did not start: {line!r}; see {self.dir / 'relay.log'}")
-        self.relay.stdout.close()
+            relay.kill()
+            raise RuntimeError(f"the relay did not start: {line!r}; see {self.dir / name}")
+        relay.stdout.close()
 
-    def kill_relay(self) -> None:
-        if self.relay is not None and self.relay.poll() is None:
-            self.relay.send_signal(signal.SIGKILL)
-            self.relay.wait(30)
+    def kill_relay(self, slot: int = 0) -> None:
+        relay = self.relays.get(slot)
+        if relay is not None and relay.poll() is None:
+            relay.send_signal(signal.SIGKILL)
+            relay.wait(30)
+
+    def start_balancer(self) -> None:
+        """HAProxy on the front port, round robin over both relays, health-checked every 300 ms: a dead
+        relay leaves the rotation within a second, and a refused connection is retried on the other."""
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        if not Path(haproxy).exists():
+            raise RuntimeError("the balanced phase needs HAProxy (Debian: apt-get install haproxy)")
+        servers = "\n".join(
+            f"  server relay{slot} 127.0.0.1:{port} check inter 300ms fall 1 rise 1"
+            for slot, port in self.relay_ports.items()
+        )
+        config = self.dir / "haproxy.cfg"
+        config.write_text(HAPROXY_CFG.format(front=self.front_port, servers=servers))
+        log = open(self.dir / "haproxy.log", "ab")  # noqa: SIM115
+        try:
+            self.balancer = subprocess.Popen(
+                [haproxy, "-db", "-f", str(config)], stdout=log, stderr=log, preexec_fn=_pdeathsig
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.front_port), 0.2):
+                return
+            if self.balancer.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"HAProxy did not start; see {self.dir / 'haproxy.log'}")
 
     def start_worker(self, slot: int) -> None:
         p = self.plan
@@ -194,10 +256,11 @@ class Chaos:
                 self.start_worker(slot)
 
     def stop_all(self) -> None:
-        for proc in [*self.workers.values(), self.relay]:
+        procs = [*self.workers.values(), *self.relays.values(), self.balancer]
+        for proc in procs:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
-        for proc in [*self.workers.values(), self.relay]:
+        for proc in procs:
             if proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(30)
@@ -221,20 +284,37 @@ class Chaos:
                 await asyncio.sleep(0.5)
         raise RuntimeError("PostgreSQL did not come back")
 
-    async def metrics(self) -> dict[str, float]:
+    async def relay_metrics(self, slot: int) -> dict[str, float]:
+        """One relay's counters since the run began: those of its earlier lives (the base) and of this one."""
+        base = self.metric_base[slot]
+        relay = self.relays.get(slot)
+        if relay is None or relay.poll() is not None:
+            return dict(base)
         async with httpx.AsyncClient(timeout=10) as client:
             for _ in range(100):
                 try:
-                    text = (await client.get(f"{self.url}/metrics")).text
+                    text = (await client.get(f"http://127.0.0.1:{self.relay_ports[slot]}/metrics")).text
                     break
                 except httpx.TransportError:
                     await asyncio.sleep(0.2)
             else:
-                raise RuntimeError("the relay's /metrics did not answer")
+                raise RuntimeError(f"relay {slot}'s /metrics did not answer")
         return {
-            "duplicate": self.metric_base["duplicate"] + _counter(text, "insane_results", 'outcome="duplicate"'),
-            "dead": self.metric_base["dead"] + _counter(text, "insane_dead_lettered"),
+            "duplicate": base["duplicate"] + _counter(text, "insane_results", 'outcome="duplicate"'),
+            "dead": base["dead"] + _counter(text, "insane_dead_lettered"),
         }
+
+    async def metrics(self) -> dict[str, float]:
+        totals = {"duplicate": 0.0, "dead": 0.0}
+        for slot in self.relay_ports:
+            for key, value in (await self.relay_metrics(slot)).items():
+                totals[key] += value
+        return totals
+
+    async def kill_relay_counted(self, slot: int) -> None:
+        """SIGKILL a relay, keeping its counters (read just before) as the base of its next life."""
+        self.metric_base[slot] = await self.relay_metrics(slot)
+        self.kill_relay(slot)
 
     # ----- cameras -----------------------------------------------------------------------------
 
@@ -256,11 +336,19 @@ class Chaos:
             try:
                 r = await client.post(f"{self.url}/v1/events", files=files, headers=headers)
             except httpx.TransportError:
+                phase.retried["transport"] = phase.retried.get("transport", 0) + 1
                 await asyncio.sleep(0.5)
                 continue
             if r.status_code in (200, 202):
                 accepted[key] = r.json()["id"]
                 return
+            if r.status_code in (429, 502, 503, 504):
+                phase.retried[str(r.status_code)] = phase.retried.get(str(r.status_code), 0) + 1
+            if r.status_code in (502, 504) and self.balancer is not None:
+                # The balancer's answer when the relay behind it died under the post (a relay never says
+                # 502 or 504 itself). The camera retries with the same Idempotency-Key.
+                await asyncio.sleep(0.5)
+                continue
             if r.status_code in (429, 503):
                 if r.status_code == 503:
                     phase.answers_503 += 1
@@ -396,38 +484,56 @@ class Chaos:
     async def restart_relay(self, phase: Phase, offer_s: float) -> None:
         """SIGKILL the relay between a result's commit and its ack. Redis pauses its writes (CLIENT PAUSE
         WRITE): a result's delivery check (a read) still passes and its row is committed, but the relay
-        then blocks on the announcement and the ack; once some results are stored that way, it dies."""
+        then blocks on the announcement and the ack; once some results are stored that way, it dies.
+        A pause that lands while no worker has a result in hand stores nothing: it is lifted after a few
+        seconds (before the workers' downloads run out of time) and tried again once results flow."""
         import redis.asyncio as aioredis
 
-        await asyncio.sleep(offer_s / 2)
+        await asyncio.sleep(offer_s / 4)
         count = "SELECT count(*) AS n FROM results"
-        for _ in range(300):  # wait (up to ~30 s) until results flow: stored ones a second ago and now
-            seen = (await self._query(count))[0]["n"]
-            await asyncio.sleep(0.1)
-            if (await self._query(count))[0]["n"] > seen:
-                break
-        last = await self.metrics()
         admin = aioredis.from_url(self.services.redis_url)
-        before = (await self._query(count))[0]["n"]
-        await admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        stored = 0
         try:
-            stored = 0
-            # Until a result is stored under the paused writes (up to ~20 s on a loaded machine): a longer
-            # pause would also run the workers' blob downloads (15 s deadline) out of time.
-            for _ in range(800):
-                stored = (await self._query(count))[0]["n"] - before
+            for _ in range(10):
+                for _ in range(300):  # until results flow (up to ~30 s): stored ones a moment ago and now
+                    seen = (await self._query(count))[0]["n"]
+                    await asyncio.sleep(0.1)
+                    if (await self._query(count))[0]["n"] > seen:
+                        break
+                before = (await self._query(count))[0]["n"]
+                await admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+                try:
+                    for _ in range(120):  # up to ~3 s
+                        stored = (await self._query(count))[0]["n"] - before
+                        if stored >= 1:
+                            await self.kill_relay_counted(0)
+                            break
+                        await asyncio.sleep(0.025)
+                finally:
+                    await admin.execute_command("CLIENT", "UNPAUSE")
                 if stored >= 1:
                     break
-                await asyncio.sleep(0.025)
-            self.kill_relay()
+                phase.notes.append("a write pause stored no result; tried again")
+            else:
+                await self.kill_relay_counted(0)
         finally:
-            await admin.execute_command("CLIENT", "UNPAUSE")
             await admin.aclose()
         phase.stored_not_acked = stored
-        self.metric_base = last
         await asyncio.sleep(1.0)
         await asyncio.get_running_loop().run_in_executor(self.forker, self.start_relay)
         phase.faults += 1
+
+    async def balanced_relays(self, phase: Phase, offer_s: float) -> None:
+        """Under load through HAProxy: SIGKILL relay 0, start it again, SIGKILL relay 1, start it again."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.forker, self.start_relay, 1)
+        await asyncio.sleep(offer_s / 5)
+        for slot in (0, 1):
+            await self.kill_relay_counted(slot)
+            phase.faults += 1
+            await asyncio.sleep(offer_s / 5)
+            await loop.run_in_executor(self.forker, self.start_relay, slot)
+            await asyncio.sleep(offer_s / 5)
 
     # ----- the whole run -----------------------------------------------------------------------
 
@@ -451,7 +557,9 @@ class Chaos:
         self.services.start()
         t0 = time.monotonic()
         try:
-            self.start_relay()
+            self.start_relay(0)
+            if self.front_port != self.relay_ports[0]:
+                self.start_balancer()
             await self._setup()
             for slot in range(p.workers):
                 self.start_worker(slot)
@@ -462,6 +570,7 @@ class Chaos:
                 "postgres": (p.pg_events, self.stop_postgres, None),
                 "poison": (p.poison_events, self.poison_fault, poison),
                 "relay": (p.relay_events, self.restart_relay, None),
+                "balanced": (p.balanced_events, self.balanced_relays, None),
             }
             phases = []
             for name in p.phases:
@@ -501,6 +610,10 @@ class Chaos:
                 "crashes",
             )
         }
+        totals["retried"] = {}
+        for ph in phases:
+            for status, n in ph.retried.items():
+                totals["retried"][status] = totals["retried"].get(status, 0) + n
         return {
             "plan": {k: v for k, v in asdict(p).items() if k != "model"} | {"model": Path(p.model).name},
             "phases": [asdict(ph) for ph in phases],

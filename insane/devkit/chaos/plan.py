@@ -25,13 +25,14 @@ class Plan:
     pg_down_s: float = 10.0
     poison_events: int = 200
     relay_events: int = 200
+    balanced_events: int = 300
     max_deliveries: int = 5
     lease_idle_s: float = 6.0  # the workers heartbeat (and renew their leases) every third of it
     requeue_after_s: float = 12.0
     reconcile_interval_s: float = 2.0
     drain_timeout_s: float = 180.0
     seed: int = 8
-    phases: tuple[str, ...] = ("workers", "redis", "postgres", "poison", "relay")
+    phases: tuple[str, ...] = ("workers", "redis", "postgres", "poison", "relay", "balanced")
 
     @classmethod
     def full(cls, model: str, **overrides) -> Plan:
@@ -51,7 +52,8 @@ class Plan:
             pg_events=15,
             pg_down_s=3.0,
             poison_events=6,
-            relay_events=15,
+            relay_events=40,
+            balanced_events=40,
             max_deliveries=3,
             lease_idle_s=3.0,
             requeue_after_s=5.0,
@@ -63,7 +65,14 @@ class Plan:
 
     @property
     def total_moments(self) -> int:
-        events = self.worker_events + self.redis_events + self.pg_events + self.poison_events + self.relay_events
+        events = (
+            self.worker_events
+            + self.redis_events
+            + self.pg_events
+            + self.poison_events
+            + self.relay_events
+            + self.balanced_events
+        )
         return events * self.moments + (3 if "poison" in self.phases else 0)
 
 
@@ -90,6 +99,7 @@ class Phase:
     poison_deliveries: int | None = None
     poison_status: str | None = None
     seconds: float = 0.0
+    retried: dict[str, int] = field(default_factory=dict)  # answers that made a camera retry, by status
     notes: list[str] = field(default_factory=list)
 
 
@@ -105,14 +115,22 @@ COLUMNS = [
     ("unstored_202", "202 unstored"),
     ("answers_503", "503s"),
     ("crashes", "crashes"),
+    ("retried", "cameras retried on"),
     ("seconds", "s"),
 ]
 
 
+def _cell(value: object) -> str:
+    if isinstance(value, dict):  # {"503": 31, "transport": 2} -> "503×31 transport×2"
+        return " ".join(f"{k}×{v}" for k, v in sorted(value.items())) or "-"
+    return str(value)
+
+
 def table(report: dict) -> str:
-    rows = [[ph["name"]] + [str(ph[key]) for key, _ in COLUMNS] for ph in report["phases"]]
+    rows = [[ph["name"]] + [_cell(ph[key]) for key, _ in COLUMNS] for ph in report["phases"]]
     totals = report["totals"]
-    rows.append(["total"] + [str(totals.get(key, report["seconds"] if key == "seconds" else "")) for key, _ in COLUMNS])
+    total = {**totals, "seconds": report["seconds"]}
+    rows.append(["total"] + [_cell(total.get(key, "")) for key, _ in COLUMNS])
     head = ["phase"] + [label for _, label in COLUMNS]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
