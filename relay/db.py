@@ -43,6 +43,15 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached or is shutting down."""
 
 
+# SQLSTATE class 53, insufficient resources: disk full (53100), out of memory (53200), too many
+# connections (53300), configuration limit exceeded (53400). The server is up but cannot take a write.
+FULL_CLASS = "53"
+
+
+class DatabaseFull(DatabaseUnavailable):
+    """PostgreSQL is up but out of space (or memory): nothing is stored until it has room again."""
+
+
 def app_url(settings: Settings) -> str:
     """The app role's URL: INSANE_APP_DATABASE_URL, else the owner's URL with the user set to insane_app."""
     if settings.app_database_url:
@@ -124,6 +133,10 @@ async def scoped_tx(pool: asyncpg.Pool, scope: str) -> AsyncIterator[asyncpg.Con
             yield conn
     except UNAVAILABLE as exc:
         raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+    except asyncpg.PostgresError as exc:
+        if (exc.sqlstate or "").startswith(FULL_CLASS):
+            raise DatabaseFull(str(exc) or type(exc).__name__) from exc
+        raise
 
 
 def tenant_tx(pool: asyncpg.Pool, tenant_id: UUID | str) -> contextlib.AbstractAsyncContextManager:

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from relay.db import DatabaseUnavailable
+from relay.db import DatabaseFull, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,9 @@ DEPENDENCIES: dict[type[Exception], str] = {
 
 def dependency_problem(request: Request, exc: BaseException) -> Problem:
     """The 503 for a failed dependency (a key of :data:`DEPENDENCIES`, or a subclass of one), logged."""
+    if isinstance(exc, DatabaseFull):
+        log.error("%s %s: the database is out of space: %s", request.method, request.url.path, exc)
+        return Problem(503, "overloaded", "the relay's database is out of space; retry later", retry_after=60)
     what = next(DEPENDENCIES[cls] for cls in type(exc).__mro__ if cls in DEPENDENCIES)
     log.warning("%s %s: %s is unavailable: %r", request.method, request.url.path, what, exc)
     return unavailable(what)

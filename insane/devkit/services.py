@@ -197,6 +197,10 @@ class EmbeddedServices:
         time.sleep(down_s)
         return self.start_postgres(port)
 
+    def postgres_owner(self) -> pwd.struct_passwd | None:
+        """The OS user PostgreSQL runs as when started by root (None: it runs as this process's user)."""
+        return _postgres_user() if os.geteuid() == 0 else None
+
     @contextlib.contextmanager
     def down(self, name: str, kill_signal: int = signal.SIGINT):
         """Stop ``"redis"`` or ``"postgres"`` for the body of the ``with``; start it again, on the same port

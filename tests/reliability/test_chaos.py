@@ -1,6 +1,6 @@
 """The fault harness, small: worker SIGKILLs, a Redis SIGKILL, a PostgreSQL outage, a poison event,
-a relay SIGKILL, and two relays behind HAProxy killed in turn, each against real processes; nothing
-accepted is lost or stored twice.
+a relay SIGKILL, a full disk under PostgreSQL's tables, and two relays behind HAProxy killed in turn,
+each against real processes; nothing accepted is lost or stored twice.
 
 The full run with published figures is ``python bench/chaos.py`` (see the README).
 """
@@ -63,6 +63,15 @@ def test_two_relays_behind_haproxy_lose_nothing_when_each_is_killed_in_turn(repo
     # Cameras saw one address throughout; what made them retry is reported, and nothing else failed.
     assert set(ph["retried"]) <= {"transport", "429", "502", "503", "504"}, ph["retried"]
     assert ph["server_errors"] == 0, ph["notes"]
+
+
+def test_a_full_disk_answers_503_never_202_and_recovers_by_itself(report: dict) -> None:
+    ph = phase(report, "disk")
+    assert ph["faults"] == 1 and ph["answers_503"] > 0 and ph["answers_503_without_retry_after"] == 0
+    assert ph["unstored_202"] == 0 and ph["lost"] == 0 and ph["unexpected_failed"] == 0
+    # Space came back: every event offered while the disk was full was stored on retry and reviewed.
+    assert ph["accepted"] == ph["submitted"]
+    assert ph["moment_errors"] == 0 and ph["moments_reviewed"] == ph["accepted"] * Plan.quick("").moments, ph
 
 
 def test_postgres_outage_answers_503_with_retry_after_and_never_202(report: dict) -> None:

@@ -15,6 +15,8 @@ injects its faults while they flow, and drains: it waits until every accepted ev
     postgres   stop PostgreSQL for a while: new events must get 503 + Retry-After, never 202
     poison     one event whose image kills every worker that decodes it
     relay      SIGKILL the relay while results flow and start it again on the same port
+    disk       the filesystem under PostgreSQL's tables (events, results, uploads) fills up: new events
+               get 503 + Retry-After, never 202; when space returns, everything flows again by itself
     balanced   two relay processes behind HAProxy (cameras and workers see its one address): SIGKILL one
                under load, start it again, SIGKILL the other, start it again
 
@@ -95,6 +97,30 @@ backend relays
 """
 
 
+def _fill(path: Path) -> None:
+    """Write zeros to ``path`` until its filesystem is full."""
+    chunk = b"\0" * (1 << 20)
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:  # ENOSPC (root's reserved blocks are 0 on the filesystem _loop_mount makes)
+            pass
+
+
+def _loop_mount(image: Path, at: Path, size: int) -> None:
+    """An ext4 of ``size`` bytes in the file ``image``, mounted at ``at`` (root and a loop device)."""
+    with open(image, "wb") as f:
+        f.truncate(size)
+    at.mkdir(exist_ok=True)
+    for cmd in (["mkfs.ext4", "-q", "-m", "0", str(image)], ["mount", "-o", "loop", str(image), str(at)]):
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the disk phase needs root and a loop device: {' '.join(cmd)}: {done.stderr}")
+
+
 def _pdeathsig() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
     os.setpgid(0, 0)
@@ -131,6 +157,8 @@ class Chaos:
         # signal fires when the thread that forked it ends, and this one lives as long as the harness.
         self.forker = concurrent.futures.ThreadPoolExecutor(1, "chaos-forker")
         self.db: asyncpg.Connection | None = None
+        self.small = self.dir / "small"  # the disk phase's small filesystem, mounted there
+        self.mounted = False
 
     # ----- processes ---------------------------------------------------------------------------
 
@@ -523,6 +551,38 @@ class Chaos:
         await asyncio.get_running_loop().run_in_executor(self.forker, self.start_relay)
         phase.faults += 1
 
+    async def fill_disk(self, phase: Phase, offer_s: float) -> None:
+        """Fill the small filesystem that holds the tables (see :meth:`small_disk`) with a ballast file,
+        hold it full for the plan's ``disk_full_s``, then delete the ballast."""
+        await asyncio.sleep(offer_s / 4)
+        ballast = self.small / "ballast"
+        await asyncio.to_thread(_fill, ballast)
+        phase.faults += 1
+        await asyncio.sleep(self.plan.disk_full_s)
+        ballast.unlink()
+
+    async def small_disk(self) -> None:
+        """A 96 MB ext4 on a loop device, mounted in the run's folder, and every table and index of the
+        database moved onto it (a tablespace). PostgreSQL's WAL stays on the big disk, so a full small
+        one fails writes with SQLSTATE 53100 instead of stopping the server."""
+        await asyncio.to_thread(_loop_mount, self.dir / "small.img", self.small, 96 << 20)
+        self.mounted = True
+        space = self.small / "pg"
+        space.mkdir()
+        owner = self.services.postgres_owner()
+        if owner is not None:
+            os.chown(space, owner.pw_uid, owner.pw_gid)
+        await self._query(f"CREATE TABLESPACE small LOCATION '{space}'")
+        await self._query("ALTER TABLE ALL IN TABLESPACE pg_default SET TABLESPACE small")
+        await self._query("ALTER INDEX ALL IN TABLESPACE pg_default SET TABLESPACE small")
+
+    def unmount_small_disk(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.small)], capture_output=True, check=False)
+            self.mounted = False
+        with contextlib.suppress(OSError):
+            (self.dir / "small.img").unlink()
+
     async def balanced_relays(self, phase: Phase, offer_s: float) -> None:
         """Under load through HAProxy: SIGKILL relay 0, start it again, SIGKILL relay 1, start it again."""
         loop = asyncio.get_running_loop()
@@ -570,11 +630,14 @@ class Chaos:
                 "postgres": (p.pg_events, self.stop_postgres, None),
                 "poison": (p.poison_events, self.poison_fault, poison),
                 "relay": (p.relay_events, self.restart_relay, None),
+                "disk": (p.disk_events, self.fill_disk, None),
                 "balanced": (p.balanced_events, self.balanced_relays, None),
             }
             phases = []
             for name in p.phases:
                 n, fault, extra = plan[name]
+                if name == "disk":
+                    await self.small_disk()
                 phase = await self.run_phase(name, n, fault, extra)
                 if name == "poison":
                     phase.poison_deliveries = self._poison_crashes()
@@ -588,6 +651,7 @@ class Chaos:
             self.stop_all()
             self.forker.submit(self.services.stop).result()
             self.forker.shutdown()
+            self.unmount_small_disk()
             shutil.rmtree(self.services.root, ignore_errors=True)  # the data; the logs stay
         totals = {
             key: sum(getattr(ph, key) for ph in phases)

@@ -26,13 +26,15 @@ class Plan:
     poison_events: int = 200
     relay_events: int = 200
     balanced_events: int = 300
+    disk_events: int = 200
+    disk_full_s: float = 8.0
     max_deliveries: int = 5
     lease_idle_s: float = 6.0  # the workers heartbeat (and renew their leases) every third of it
     requeue_after_s: float = 12.0
     reconcile_interval_s: float = 2.0
     drain_timeout_s: float = 180.0
     seed: int = 8
-    phases: tuple[str, ...] = ("workers", "redis", "postgres", "poison", "relay", "balanced")
+    phases: tuple[str, ...] = ("workers", "redis", "postgres", "poison", "relay", "disk", "balanced")
 
     @classmethod
     def full(cls, model: str, **overrides) -> Plan:
@@ -54,6 +56,8 @@ class Plan:
             poison_events=6,
             relay_events=40,
             balanced_events=40,
+            disk_events=30,
+            disk_full_s=3.0,
             max_deliveries=3,
             lease_idle_s=3.0,
             requeue_after_s=5.0,
@@ -71,6 +75,7 @@ class Plan:
             + self.pg_events
             + self.poison_events
             + self.relay_events
+            + self.disk_events
             + self.balanced_events
         )
         return events * self.moments + (3 if "poison" in self.phases else 0)
