@@ -12,15 +12,20 @@ insane/devkit/chaos/harness.py for what each does and counts):
     redis     3 SIGKILLs of Redis, each restarted from its append-only file (fsync every second)
     postgres  PostgreSQL down 10 s: new events must get 503 + Retry-After, never 202
     poison    one event whose image kills every worker that decodes it: N deliveries, one dead letter
-    relay     the relay SIGKILLed between results' commits and their acks (Redis frozen under it), started
-              again on the same port
+    relay     the relay SIGKILLed between results' commits and their acks (Redis's writes paused under
+              it), started again on the same port
+    disk      the filesystem under PostgreSQL's tables (a 96 MB loop mount) full for 8 s: 503, never 202
+    balanced  two relays behind HAProxy: one SIGKILLed under load and started again, then the other
+
+Needs root for the disk phase's loop mount, and HAProxy (Debian's haproxy) for the balanced phase.
 
 Columns: lost = accepted and never done or failed; dup rows = result rows beyond one per event;
 dup answers = results the relay answered as duplicates (a second review, or a worker re-posting
 after the relay died under its post; never a second row);
 re-queued = events the reconciler queued again; dead = dead letters; failed = events failed other
 than the poison; 202 unstored = accepted answers for events not in PostgreSQL; 503s = answers that
-made a camera retry. The model is YOLOv8n (random weights, 320×320: the work is real, the labels
+made a camera retry; cameras retried on = every answer that made one retry, by status ("transport": no
+answer came). The model is YOLOv8n (random weights, 320×320: the work is real, the labels
 are not the point) on 320×240 JPEGs, one inference thread per worker.
 """
 

@@ -236,10 +236,19 @@ async def lookup_key(conn: asyncpg.Connection, key_id: str) -> asyncpg.Record | 
     )
 
 
+def new_enroll_code() -> str:
+    """144 random bits, URL-safe, never starting with "-": ``insane worker --enroll -x…`` would read
+    such a code as an option (one code in 64 did)."""
+    while True:
+        code = secrets.token_urlsafe(18)
+        if not code.startswith("-"):
+            return code
+
+
 async def make_enroll_code(conn: asyncpg.Connection, tenant: str | None = None, ttl_s: int = 3600) -> dict[str, Any]:
     """A one-time code; with ``tenant`` the worker it enrolls serves that tenant only."""
     tenant_id = await _tenant_id(conn, tenant) if tenant else None
-    code = secrets.token_urlsafe(18)
+    code = new_enroll_code()
     await conn.execute(
         "INSERT INTO enroll_codes (code_sha256, dedicated_tenant, expires_at) "
         "VALUES ($1, $2, now() + make_interval(secs => $3))",

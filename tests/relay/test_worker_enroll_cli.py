@@ -38,3 +38,11 @@ def test_enroll_with_a_malformed_code_says_so(relay: RelayServer) -> None:
     done = _enroll(relay, "short")
     assert done.returncode == 2
     assert "does not look like an enrollment code" in done.stderr
+
+
+def test_no_enroll_code_reads_as_a_command_line_option() -> None:
+    from relay.tenants import new_enroll_code
+
+    codes = [new_enroll_code() for _ in range(2000)]  # without the check, ~31 of them start with "-"
+    assert not [c for c in codes if c.startswith("-")]
+    assert len(set(codes)) == len(codes) and {len(c) for c in codes} == {24}
