@@ -18,6 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import platformdirs
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -214,6 +215,11 @@ class Settings(BaseSettings):
     worker_fetch_timeout_s: float = Field(15.0, gt=0, le=300, description="seconds one image download may take")
     worker_fetch_concurrency: int = Field(16, ge=1, le=256, description="image downloads at once, in all")
     worker_fetch_per_host: int = Field(4, ge=1, le=64, description="image downloads at once from one host")
+    worker_dedicated_tenant: UUID | None = Field(
+        None,
+        description="the tenant id this worker is dedicated to, as enrollment said (honours that tenant's "
+        "private-host allow-list); the tray saves it when it enrolls",
+    )
     worker_pictures_other_tenants: bool = Field(
         False,
         description="true or false: keep and show pictures of other tenants' events in the dashboard "

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 WorkerFactory = Callable[[Settings, str | None], Worker]
 # Changing these needs a new worker (a new model session, thread pool or relay connection).
-RESTART_KEYS = ("relay_url", "model", "worker_threads")
+RESTART_KEYS = ("relay_url", "model", "worker_threads", "worker_dedicated_tenant")
 # Changing these restarts only the DeepStack API server (core/lan), not the worker.
 LAN_KEYS = ("serve_deepstack", "deepstack_api_key")
 
@@ -438,8 +438,16 @@ class Controller(QObject):
             dialog.set_enrolled(True)
             dialog.code.clear()
             dialog.show_result(True, "enrolled: the worker token is in the system keyring")
+        # The tenant a dedicated worker serves (None: shared) is saved with the token: the worker honours
+        # that tenant's private-host allow-list, and picture rules, only when it knows it.
+        changes: dict[str, Any] = {}
         if relay_url != self.settings.relay_url:
-            return await self.apply_settings({"relay_url": relay_url})
+            changes["relay_url"] = relay_url
+        dedicated = str(reply.dedicated_tenant) if reply.dedicated_tenant else None
+        if dedicated != (str(self.settings.worker_dedicated_tenant) if self.settings.worker_dedicated_tenant else None):
+            changes["worker_dedicated_tenant"] = dedicated
+        if changes:
+            return await self.apply_settings(changes)
         await self.restart_worker()
         return True
 

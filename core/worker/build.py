@@ -98,8 +98,10 @@ def build_worker(
     dedicated_tenant: UUID | None = None,
     pictures: bool = False,
 ) -> Worker:
-    """A ready-to-run worker (``pictures``: see :func:`worker_config`). Raises WorkerSetupError, or
-    core.detect's DetectorError/ModelNotFound."""
+    """A ready-to-run worker (``pictures``: see :func:`worker_config`; ``dedicated_tenant`` defaults to
+    the ``worker_dedicated_tenant`` setting). Raises WorkerSetupError, or core.detect's
+    DetectorError/ModelNotFound."""
+    dedicated_tenant = dedicated_tenant or settings.worker_dedicated_tenant
     detector = detector or build_detector(settings)
     try:
         source = build_source(settings, token)

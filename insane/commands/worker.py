@@ -132,7 +132,8 @@ def enroll_command(args: argparse.Namespace, settings) -> int:
     print(f"enrolled with {settings.relay_url} as worker {reply.worker_id}", file=sys.stderr)
     if reply.dedicated_tenant:
         print(
-            f"dedicated to tenant {reply.dedicated_tenant}: run with --dedicated-tenant {reply.dedicated_tenant}",
+            f"dedicated to tenant {reply.dedicated_tenant}: run with --dedicated-tenant {reply.dedicated_tenant} "
+            f"(or set INSANE_WORKER_DEDICATED_TENANT={reply.dedicated_tenant})",
             file=sys.stderr,
         )
     print("keep this token secret; the relay shows it only once:", file=sys.stderr)

@@ -271,3 +271,33 @@ def test_faster_int8_measures_switches_and_goes_back(qtbot, qapp, relay, tenant,
         await asyncio.wait_for(controller.finished(), 60)
 
     run_qt(qapp, scenario())
+
+
+def test_enrolling_a_dedicated_worker_saves_its_tenant(
+    qtbot, qapp, relay, tenant, shipped_fall_onnx: Path, app_env: Path
+) -> None:
+    """The tenant a dedicated code names is saved with the token, so the worker honours that tenant's
+    private-host allow-list (its own cameras on the LAN) and keeps its pictures."""
+    settings = load_settings(
+        relay_url=relay.url, model=str(shipped_fall_onnx), worker_threads=1, worker_lease_wait_s=1.0
+    )
+    controller = Controller(settings, use_tray=False)
+    qtbot.addWidget(controller.dashboard)
+    code = httpx.post(
+        f"{relay.url}/admin/enroll-codes", json={"tenant": tenant.id}, headers=admin_headers(), timeout=30
+    ).json()["code"]
+
+    async def scenario() -> None:
+        controller.show()
+        controller.open_settings()
+        started = asyncio.Event()
+        controller.worker_started.connect(started.set)
+        assert await controller.enroll(relay.url, code)
+        await asyncio.wait_for(started.wait(), 120)
+        assert str(controller.settings.worker_dedicated_tenant) == tenant.id
+        assert str(controller.worker._pictures.policy.dedicated_tenant) == tenant.id
+        controller.request_quit()
+        await asyncio.wait_for(controller.finished(), 60)
+
+    run_qt(qapp, scenario())
+    assert str(load_settings().worker_dedicated_tenant) == tenant.id  # in the config file the tray wrote
