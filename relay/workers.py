@@ -141,7 +141,7 @@ async def blob(request: Request) -> Response:
         log.info("refused blob %s to worker %s: not stored, or not its event's", blob_id, worker.consumer)
         raise Problem(404, "not-found", "no such blob, or its event was not given to this worker")
     # One line per picture served, naming whose picture went to which worker: the access log of blobs.
-    log.info("served blob %s of tenant %s to worker %s", blob_id, tenant, worker.consumer)
+    log.debug("served blob %s of tenant %s to worker %s", blob_id, tenant, worker.consumer)
     return Response(data, media_type="image/jpeg")
 
 
