@@ -165,9 +165,8 @@ async def _review(url: str, settings, args, photos: list[Path], camera) -> int:
         return 1
     for name, worker in zip(("shop-pc", "shared-1"), workers, strict=True):
         snap = worker.snapshot()
-        print(
-            f"worker:   {name}: {snap.model} on {snap.provider}, {snap.threads} thread{'' if snap.threads == 1 else 's'}"
-        )
+        threads = f"{snap.threads} thread" + ("" if snap.threads == 1 else "s")
+        print(f"worker:   {name}: {snap.model} on {snap.provider}, {threads}")
     tasks = [asyncio.create_task(worker.run()) for worker in workers]
     try:
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
