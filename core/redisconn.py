@@ -19,7 +19,15 @@ MAX_BLOCK_S = float(LeaseRequest.model_fields["wait_s"].metadata[-1].le)
 READ_TIMEOUT_S = MAX_BLOCK_S + 15.0
 
 
-def redis_client(url: str, **overrides: Any) -> aioredis.Redis:
+def redis_client(url: str, max_connections: int | None = None, wait_s: float = 5.0, **overrides: Any) -> aioredis.Redis:
+    """A client for ``url``. With ``max_connections``, a bounded pool that makes a command wait (up to
+    ``wait_s``) for a free connection when all are busy: redis-py's default pool raises at once instead
+    (MaxConnectionsError at 100), which turned a burst of a few hundred workers' leases into 503s."""
     options: dict[str, Any] = dict(socket_connect_timeout=5, socket_timeout=READ_TIMEOUT_S, health_check_interval=30)
     options.update(overrides)
-    return aioredis.from_url(url, **options)
+    if max_connections is None:
+        return aioredis.from_url(url, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=wait_s, **options)
+    client = aioredis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # aclose() closes the pool too, as from_url's clients do
+    return client

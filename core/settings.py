@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         None, description="a PostgreSQL URL, postgresql://user:password@host:port/database"
     )
     redis_url: str | None = Field(None, description="a Redis URL, redis://[:password@]host:port/db")
+    redis_max_connections: int = Field(
+        1000,
+        ge=4,
+        le=100_000,
+        description="Redis connections per relay process at most; past it a request waits up to 5 s for one",
+    )
     admin_token: SecretStr | None = Field(
         None, min_length=16, description="a secret of at least 16 characters for the admin API"
     )

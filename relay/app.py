@@ -101,7 +101,7 @@ def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, backg
         if settings.relay_migrate_on_start:
             await db.migrate(settings.database_url)
         pool = await db.create_pool(settings)
-        redis = redis_client(settings.redis_url)
+        redis = redis_client(settings.redis_url, max_connections=settings.redis_max_connections)
         client = webhooks.guarded_client(guard)
         tasks: list[asyncio.Task] = []
         try:
