@@ -35,6 +35,7 @@ UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,  # a connection the server left mid-operation (see connection())
     TimeoutError,
 )
 
@@ -126,9 +127,22 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
 
 
 @contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection that is closed, never given back, when asyncpg reports it broken: a server
+    that goes away mid-operation can leave one in a state it cannot leave ("cannot switch to state 12;
+    another operation (2) is in progress", MagicStack/asyncpg#1069), and every later user would fail."""
+    async with pool.acquire() as conn:
+        try:
+            yield conn
+        except asyncpg.exceptions.InternalClientError:
+            conn.terminate()
+            raise
+
+
+@contextlib.asynccontextmanager
 async def scoped_tx(pool: asyncpg.Pool, scope: str) -> AsyncIterator[asyncpg.Connection]:
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with connection(pool) as conn, conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', $1, true)", scope)
             yield conn
     except UNAVAILABLE as exc:

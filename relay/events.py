@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 
 from core import keys
 from relay import blobs
-from relay.db import UNAVAILABLE, DatabaseUnavailable, tenant_tx
+from relay.db import UNAVAILABLE, DatabaseUnavailable, connection, tenant_tx
 from relay.intake import Incoming, read_event
 from relay.params import decode_cursor, encode_cursor, query_choice, query_int, query_text, query_time
 from relay.problems import Problem
@@ -89,21 +89,22 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
     urls = list(body.moments) + [None] * len(incoming.blobs)
     blobs = [None] * len(body.moments) + list(incoming.blobs)
     try:
-        return await relay.pool.fetchrow(
-            ACCEPT_SQL,
-            tenant.id,
-            event_id,
-            body.camera,
-            body.time,
-            body.hint,
-            incoming.idem_key,
-            tenant.lane,
-            urls,
-            blobs,
-            tenant.daily_deep_reviews,
-            tenant.deep_min_moments,
-            list(incoming.blobs.values()),
-        )
+        async with connection(relay.pool) as conn:
+            return await conn.fetchrow(
+                ACCEPT_SQL,
+                tenant.id,
+                event_id,
+                body.camera,
+                body.time,
+                body.hint,
+                incoming.idem_key,
+                tenant.lane,
+                urls,
+                blobs,
+                tenant.daily_deep_reviews,
+                tenant.deep_min_moments,
+                list(incoming.blobs.values()),
+            )
     except asyncpg.PostgresError as exc:
         if exc.sqlstate == QUOTA_SQLSTATE:
             raise _reject(
