@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,7 +112,25 @@ class RelayProcess:
             self.stop()
             raise RevisionError(f"the relay of {self.source} did not start: {line!r} {self.log_tail()}")
         self.url = found[1]
+        self._wait_ready()
         return self
+
+    def _wait_ready(self, timeout_s: float = 60.0) -> None:
+        """The line above comes before the app's start (and migrations): wait until /readyz says 200."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RevisionError(f"the relay of {self.source} did not become ready: {self.log_tail()}")
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
