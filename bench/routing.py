@@ -15,8 +15,12 @@ tenants sending ``--heavy-share`` of them; ``--workers`` shared-pool workers, ea
 Figures per relay: queue time (accepted -> in a worker's hands) p50/p99, the lease call's round trip when
 it returned work, the relay process's CPU time per event (user + system, over the load and its drain), and
 fairness: among Guardian tenants, the spread (p50/p99/max) of each tenant's median queue time, and the
-light tenants' p99 beside the heavy tenants' p50. A phase that loses events, or gets errors, fails the run
-(exit 1) after the figures are printed.
+light tenants' p99 beside the heavy tenants' p50. A phase that loses events, or gets errors (a 503 on a
+lease included), fails the run (exit 1) after the figures are printed, with the relay's last log lines.
+
+Both relays' Redis clients are redis-py's default pool (100 connections, which fails a command at once
+when all are in use) unless ``--redis-max-connections`` puts a larger pool in their INSANE_REDIS_URL:
+a shared-lane relay holds one connection per waiting long-poll, so 200 workers exhaust the default.
 """
 
 from __future__ import annotations
@@ -203,7 +207,10 @@ async def run_phase(relay, args) -> dict:
     cpu, wall = relay.cpu_s() - cpu0, time.perf_counter() - t0
     stop.set()
     await asyncio.gather(*workers, return_exceptions=True)
-    return figures(phase, cpu, wall, args)
+    got = figures(phase, cpu, wall, args)
+    if not got["ok"]:
+        got["relay_log"] = relay.log_tail(8)[-3000:]
+    return got
 
 
 def _ms(value: float | None) -> float | None:
@@ -228,7 +235,8 @@ def figures(phase: Phase, cpu: float, wall: float, args) -> dict:
         "events_done": done,
         "events_lost": lost,
         "errors": phase.errors,
-        "events_per_s": round(done / wall, 1) if wall else 0.0,
+        "events_per_s": round(len(phase.posted) / args.seconds, 1),
+        "drain_s": round(max(0.0, wall - args.seconds), 1),
         "queue_p50_ms": _ms(percentile(waits, 50)),
         "queue_p99_ms": _ms(percentile(waits, 99)),
         "lease_rtt_p50_ms": _ms(percentile(phase.lease_rtt, 50)),
@@ -249,7 +257,8 @@ def figures(phase: Phase, cpu: float, wall: float, args) -> dict:
 
 
 ROWS = [
-    ("events done / s", "events_per_s", "hi"),
+    ("events posted / s", "events_per_s", "hi"),
+    ("drain after the load s", "drain_s", "lo"),
     ("queue time p50 ms", "queue_p50_ms", "lo"),
     ("queue time p99 ms", "queue_p99_ms", "lo"),
     ("lease round trip p50 ms", "lease_rtt_p50_ms", "lo"),
@@ -282,7 +291,8 @@ def table(result: dict) -> str:
     now, base = result["runs"]["now"], result["runs"].get(result["baseline"], {})
     lines = [
         f"{result['tenants']} tenants, {result['workers']} workers, {result['rate']} events/s for "
-        f"{result['seconds']} s, {result['moments']} moments, fake review {result['work_ms']} ms/event",
+        f"{result['seconds']} s, {result['moments']} moments, fake review {result['work_ms']} ms/event, "
+        f"Redis client pool {result['redis_max_connections'] or 'as deployed'}",
         f"{'':32}{'now':>12}{result['baseline']:>12}{'now/base':>10}",
     ]
     for label, path, _ in ROWS:
@@ -313,6 +323,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-ms", type=float, default=1500.0, help="a worker's fake review time per event")
     parser.add_argument("--max-events", type=int, default=2, help="events a worker asks for per lease")
     parser.add_argument("--posters", type=int, default=8, help="connections posting events")
+    parser.add_argument(
+        "--redis-max-connections",
+        type=int,
+        help="give both relays' Redis clients this pool size (in INSANE_REDIS_URL); default: as deployed",
+    )
     parser.add_argument("--drain-s", type=float, default=120.0, help="seconds to wait for the last results")
     args = parser.parse_args(argv)
     if args.quick:
@@ -329,12 +344,13 @@ def main(argv: list[str] | None = None) -> int:
 
     label = revision_label(args.baseline)
     settings = dict(lane_backlog_max="100000000", db_pool_size="40")
+    redis_query = f"max_connections={args.redis_max_connections}" if args.redis_max_connections else ""
     runs: dict[str, dict] = {}
     with EmbeddedServices(durable=True) as services:
         for name in ("now", label):
             try:
                 source = contextlib.nullcontext(ROOT) if name == "now" else checkout(args.baseline)
-                with source as tree, RelayProcess(services, tree, **settings) as relay:
+                with source as tree, RelayProcess(services, tree, redis_query, **settings) as relay:
                     runs[name] = asyncio.run(run_phase(relay, args))
             except (RevisionError, RuntimeError, OSError, asyncio.IncompleteReadError) as exc:
                 runs[name] = {"ok": False, "failure": f"{type(exc).__name__}: {exc}"[:600]}
@@ -347,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "work_ms": args.work_ms,
         "baseline": label,
         "durable": True,
+        "redis_max_connections": args.redis_max_connections,
         "cpus": os.cpu_count(),
         "runs": runs,
         "ratios": ratios(runs["now"], runs[label]),

@@ -68,9 +68,10 @@ def revision_label(commit: str, repo: Path = ROOT) -> str:
 class RelayProcess:
     """``insane relay`` from ``source`` (default: this checkout) in a child process, on fresh storage."""
 
-    def __init__(self, services, source: Path = ROOT, **settings: str) -> None:
+    def __init__(self, services, source: Path = ROOT, redis_query: str = "", **settings: str) -> None:
         self.services = services
         self.source = Path(source)
+        self.redis_query = redis_query  # redis-py client options in the URL, e.g. "max_connections=400"
         self.settings = settings  # extra INSANE_* settings, by lower-case name: lane_backlog_max="100000"
         self.url = ""
         self.database_url = ""
@@ -95,7 +96,7 @@ class RelayProcess:
         from insane.devkit.relay import fresh_database, fresh_redis_url
 
         self.database_url = fresh_database(self.services, migrate=False)
-        self.redis_url = fresh_redis_url(self.services)
+        self.redis_url = fresh_redis_url(self.services) + (f"?{self.redis_query}" if self.redis_query else "")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "insane", "relay", "--port", "0"],
             env=self.env(),
