@@ -206,7 +206,9 @@ async def run_phase(relay, args) -> dict:
         await asyncio.wait_for(phase.drained.wait(), args.drain_s)
     cpu, wall = relay.cpu_s() - cpu0, time.perf_counter() - t0
     stop.set()
-    await asyncio.gather(*workers, return_exceptions=True)
+    for outcome in await asyncio.gather(*workers, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            phase.error(f"worker died: {type(outcome).__name__}")
     got = figures(phase, cpu, wall, args)
     if not got["ok"]:
         got["relay_log"] = relay.log_tail(8)[-3000:]

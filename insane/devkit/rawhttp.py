@@ -32,6 +32,10 @@ class Connection:
     async def close(self) -> None:
         self.writer.close()
 
+    async def _reopen(self) -> None:
+        self.writer.close()
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 22)
+
     def head(self, method: str, path: str, length: int, content_type: str | None, auth: str | None) -> bytes:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {length}"]
         if content_type:
@@ -53,8 +57,19 @@ class Connection:
         """One request on this connection; returns (status, body)."""
         if json_body is not None:
             body, content_type = json.dumps(json_body).encode(), "application/json"
-        self.writer.write(self.head(method, path, len(body), content_type, auth) + body)
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        request = self.head(method, path, len(body), content_type, auth) + body
+        if self.reader.at_eof():
+            await self._reopen()  # the server closed it while idle (uvicorn's keep-alive timeout is 5 s)
+        self.writer.write(request)
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+            if getattr(exc, "partial", b""):
+                raise
+            # Closed as the request went out: the server never read it, so sending it again is safe.
+            await self._reopen()
+            self.writer.write(request)
+            head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
         for line in head.split(b"\r\n"):
