@@ -54,7 +54,6 @@ def checkout(commit: str, repo: Path = ROOT) -> Iterator[Path]:
             ["git", "-C", str(repo), "worktree", "remove", "--force", str(folder)], capture_output=True, check=False
         )
         shutil.rmtree(parent, ignore_errors=True)
-        subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True, check=False)
 
 
 def revision_label(commit: str, repo: Path = ROOT) -> str:
