@@ -45,6 +45,22 @@ local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {due, first[2] or '-1'}
 """
 
+# Put a served tenant back at its next due time; when that is now, at the tail of the tenants already
+# due (a microsecond past the last one), so that it never ties with those still waiting their turn:
+# Redis orders equal scores by member, and a tenant served in the millisecond it became due could
+# otherwise lap them. KEYS: the ready set; ARGV: the tenant, its next due time (Unix ms).
+_PUT_BACK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = tonumber(ARGV[2])
+if score <= now then
+  local tail = redis.call('ZREVRANGEBYSCORE', KEYS[1], now + 1, '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if tail[2] and tonumber(tail[2]) >= score then score = tonumber(tail[2]) + 0.001 end
+end
+redis.call('ZADD', KEYS[1], 'LT', score, ARGV[1])
+return tostring(score)
+"""
+
 MAX_ROUNDS = 4  # per lane and take: pops of due tenants that all turned out to have nothing ripe
 
 
@@ -70,6 +86,7 @@ class Queue:
         self.redis = redis
         self.streams = streams or Streams(redis)
         self._pop_due = redis.register_script(_POP_DUE)
+        self._put_back = redis.register_script(_PUT_BACK)
 
     async def enqueue(
         self,
@@ -135,7 +152,8 @@ class Queue:
     async def _turns(
         self, lane: Lane, tenants: list[str], consumer: str, want: int, min_idle_ms: int, take: Take
     ) -> int:
-        """One turn on each tenant (``want`` spread evenly), then each back in the set at its next due time."""
+        """One turn on each tenant (``want`` spread evenly), then each back in the set at its next due time
+        (behind the tenants already due: see _PUT_BACK)."""
         base, extra = divmod(want, len(tenants))
         pipe = self.redis.pipeline(transaction=False)
         for n, tenant in enumerate(tenants):
@@ -150,7 +168,7 @@ class Queue:
             take.entries += fresh
             took += len(fresh)
             if turn.next_due_ms is not None:
-                back.zadd(keys.READY[lane], {tenant: turn.next_due_ms}, lt=True)
+                await self._put_back(keys=[keys.READY[lane]], args=[tenant, turn.next_due_ms], client=back)
                 take.due(turn.next_due_ms)
         if len(back):
             await back.execute()
