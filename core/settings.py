@@ -25,13 +25,15 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, Vali
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from core.protocol import Lane
+
 APP_NAME = "insane"
 ENV_PREFIX = "INSANE_"
 MAX_MOMENTS = 64  # moments an event may have (INSANE_MAX_MOMENTS)
 # K, the moments reviewed per event, per lane: at most (Pro: every moment an event may have), and the floor
 # the auto-throttle never shrinks it below (core/worker/throttle.py). The settings' defaults and the worker's.
-K_MAX: dict[str, int] = {"pro": MAX_MOMENTS, "standard": 32}
-K_FLOOR: dict[str, int] = {"pro": 8, "standard": 4}
+K_MAX: dict[Lane, int] = {"pro": MAX_MOMENTS, "standard": 32}
+K_FLOOR: dict[Lane, int] = {"pro": 8, "standard": 4}
 
 
 class SettingsError(Exception):

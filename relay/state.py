@@ -19,6 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
+from core.protocol import Lane
 from core.queue import Queue
 from core.settings import Settings
 from core.streams import Streams
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Tenant:
     id: uuid.UUID
-    lane: str
+    lane: Lane  # the tiers table allows only these (CHECK in 001_init.sql)
     daily_deep_reviews: int | None
     deep_min_moments: int
     rate_per_s: float | None
