@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -131,3 +131,18 @@ class Detector(abc.ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+@runtime_checkable
+class RawModel(Protocol):
+    """A detector that also runs its bare model on a ready input batch, without decode or NMS (the ONNX
+    backend does; Ultralytics' does not): what batch tuning and the raw throughput figures time.
+
+        if isinstance(det, RawModel):
+            det.run(np.zeros((4, 3, *det.input_size), det.dtype))
+    """
+
+    input_size: tuple[int, int]
+    dtype: np.dtype
+
+    def run(self, tensor: np.ndarray) -> np.ndarray: ...

@@ -192,6 +192,7 @@ def bench_command(args: argparse.Namespace, settings) -> int:
     import cv2
     import numpy as np
 
+    from core.detect.base import RawModel
     from core.detect.speed import alternate, measure_pipeline, measure_raw
 
     prog = "insane bench" if args.command == "bench" else "insane model bench"
@@ -226,7 +227,7 @@ def bench_command(args: argparse.Namespace, settings) -> int:
     measures = {}
     for i, det in enumerate(dets):
         tensors = [det.prepare(j).tensor for j in jpegs]
-        if hasattr(det, "run"):
+        if isinstance(det, RawModel):
             measures[i, "raw"] = lambda d=det, t=tensors: measure_raw(d, t, args.batch, seconds)
         measures[i, "full"] = lambda d=det: measure_pipeline(d, jpegs, args.batch, seconds)
     try:
