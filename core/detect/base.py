@@ -106,6 +106,10 @@ class Detector(abc.ABC):
     input_size: tuple[int, int]  # (h, w): the fixed input, or the box each frame's own input fits in
     max_batch: int | None  # None: any batch size
 
+    @abc.abstractmethod
+    def __init__(self, config: BackendConfig) -> None:
+        """Load the model; ``config`` is an instance of the backend's own ``config_class``."""
+
     @property
     @abc.abstractmethod
     def provider(self) -> str: ...
