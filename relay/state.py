@@ -130,7 +130,7 @@ class RelayState:
             async with system_tx(self.pool) as conn:
                 row = await tenants.lookup_key(conn, secret.id)
             live = row is not None and row["revoked_at"] is None
-            cached = (row["secret_sha256"] if live else None, _tenant(row))
+            cached = (row["secret_sha256"] if row is not None and live else None, _tenant(row))
             self.keys.put(secret.id, cached, found=live)
         digest, tenant = cached
         if not verify(secret, digest):
@@ -152,11 +152,10 @@ class RelayState:
                 if cached is None:
                     raise
                 return self._check_worker(secret, cached)
-            ok = row is not None and row["revoked_at"] is None
-            cached = (
-                row["token_sha256"] if ok else None,
-                WorkerIdentity(row["id"], row["dedicated_tenant"]) if ok else None,
-            )
+            if row is not None and row["revoked_at"] is None:
+                ok, cached = True, (row["token_sha256"], WorkerIdentity(row["id"], row["dedicated_tenant"]))
+            else:
+                ok, cached = False, (None, None)
             self.workers.put(secret.id, cached, found=ok)
         return self._check_worker(secret, cached)
 
