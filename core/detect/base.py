@@ -105,6 +105,7 @@ class Detector(abc.ABC):
     labels: list[str]
     input_size: tuple[int, int]  # (h, w): the fixed input, or the box each frame's own input fits in
     max_batch: int | None  # None: any batch size
+    provider_note: str = ""  # a line saying which provider runs and why, where the backend has one
 
     @abc.abstractmethod
     def __init__(self, config: BackendConfig) -> None:

@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from core.detect.base import DetectorError, ModelNotFound
 from core.detect.download import DownloadError, HashMismatch, Progress, download, sha256_file
@@ -283,7 +283,7 @@ class ModelRegistry:
 
         return convert(Path(pt), self.cached(name or Path(pt).stem, "onnx"))
 
-    def import_file(self, path: Path, name: str | None = None) -> Path:
+    def import_file(self, path: Path | str, name: str | None = None) -> Path:
         """Check ``path`` is a model we can run and put it into the cache as NAME.onnx: an ONNX file is
         copied; an Ultralytics ``.pt`` checkpoint is converted (read without running anything in it)."""
         path = Path(path)
@@ -345,7 +345,15 @@ def _extract(archive: Path, member: str, target: Path, sha256: str, size: int) -
     return target
 
 
-def describe(path: Path) -> dict[str, object]:
+class ModelInfo(TypedDict):
+    labels: list[str]
+    input_shape: list[int | str]  # a str for a dynamic dimension ("batch", "height")
+    input_type: str
+    imgsz: str | None
+    output_shape: list[int | str]
+
+
+def describe(path: Path) -> ModelInfo:
     """Class names, input shape and dtype, read from an ONNX file's metadata."""
     import onnxruntime as ort
 
