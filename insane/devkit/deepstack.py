@@ -123,6 +123,7 @@ class WorkerThread:
             await self.server.stop()
         if self.worker is not None:
             await self.worker.stop(drain=False)
+        if self._run is not None:
             await self._run
 
     def __enter__(self) -> WorkerThread:
