@@ -574,7 +574,7 @@ class Chaos:
         self.mounted = True
         space = self.small / "pg"
         space.mkdir()
-        owner = self.services.postgres_owner()
+        owner = self._svc().postgres_owner()
         if owner is not None:
             os.chown(space, owner.pw_uid, owner.pw_gid)
         await self._query(f"CREATE TABLESPACE small LOCATION '{space}'")
@@ -658,7 +658,7 @@ class Chaos:
             self.forker.submit(self.services.stop).result()
             self.forker.shutdown()
             self.unmount_small_disk()
-            shutil.rmtree(self.services.root, ignore_errors=True)  # the data; the logs stay
+            shutil.rmtree(root, ignore_errors=True)  # the data; the logs stay
         totals = {
             key: sum(getattr(ph, key) for ph in phases)
             for key in (
