@@ -2,7 +2,7 @@
 # Developer entry point; every command installs what it needs first, so each works on a fresh machine.
 #   ./dev.sh demo    the product's main job on embedded defaults (throwaway Redis and PostgreSQL)
 #   ./dev.sh test    the test suite (extra arguments go to pytest)
-#   ./dev.sh lint    ruff
+#   ./dev.sh lint    ruff (lint and format check) and mypy (over the packages pyproject.toml names)
 #   ./dev.sh setup   only install (Debian packages where missing, the venv, the project)
 #   ./dev.sh bundle  the Linux desktop bundle (installer/linux/build.sh), without a model; its self-test
 #                    fetches a real checkpoint from a local HTTP server and converts it
@@ -182,13 +182,19 @@ inno() {
   echo "dev.sh: $(wine --version), ISCC in $dest/package/bin, $pyi for Windows in .cache/pyinstaller-win"
 }
 
+lint() {
+  "$VENV/bin/ruff" check .
+  "$VENV/bin/ruff" format --check .
+  "$VENV/bin/mypy"
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
   setup) setup "${1:-test}" ;;
   test) setup test; exec "$VENV/bin/python" -m pytest "$@" ;;
   demo) setup demo; exec "$VENV/bin/insane" demo "$@" ;;
-  lint) setup demo; exec "$VENV/bin/ruff" check . ;;
+  lint) setup demo; lint ;;
   bundle) bundle ;;
   openvino) openvino ;;
   inno) inno ;;

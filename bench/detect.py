@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Hashable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from core.detect import load_detector  # noqa: E402
+from core.detect.base import RawModel  # noqa: E402
 from core.detect.decode import available  # noqa: E402
 from core.detect.speed import alternate, measure_pipeline, measure_raw  # noqa: E402
 
@@ -53,6 +57,7 @@ def frames(size: tuple[int, int], n: int) -> list[bytes]:
     from insane.devkit.models import sample_images
 
     base = cv2.imdecode(np.frombuffer(sample_images()["frame1080.jpg"], np.uint8), cv2.IMREAD_COLOR)
+    assert base is not None  # the sample frame decodes
     w, h = size
     x = (base.shape[1] - w) // 2
     base = base[:h, x : x + w] if w <= base.shape[1] else cv2.resize(base, size)
@@ -108,16 +113,19 @@ def measure_shape(args, label: str, jpegs: list[bytes], decoders: list[str]) -> 
     dets = {d: load_detector({**base, "decoder": d}) for d in decoders}
     try:
         first = dets[decoders[0]]
+        assert isinstance(first, RawModel)  # an onnx config: the ONNX backend runs bare tensors
         tensors = [first.prepare(j).tensor for j in jpegs]
-        measures = {"raw": lambda: measure_raw(first, tensors, args.batch, args.seconds)}
+        measures: dict[Hashable, Callable[[], float]] = {
+            "raw": functools.partial(measure_raw, first, tensors, args.batch, args.seconds)
+        }
         for name, det in dets.items():
-            measures[name] = lambda d=det: measure_pipeline(d, jpegs, args.batch, args.seconds)
+            measures[name] = functools.partial(measure_pipeline, det, jpegs, args.batch, args.seconds)
         runs = alternate(measures, args.rounds)
         costs = {name: prepare_cost_ms(det, jpegs) for name, det in dets.items()}
     finally:
         for det in dets.values():
             det.close()
-    out = {
+    out: dict[str, Any] = {
         "input_shape": list(tensors[0].shape[1:]),
         "raw_img_s": statistics.median(runs["raw"]),
         "decoders": {},
@@ -137,6 +145,7 @@ def _on_provider(args: argparse.Namespace, jpegs: list[bytes]) -> dict[str, obje
     with load_detector({**cfg, "providers": [args.provider]}) as det:
         if det.provider != args.provider:
             raise SystemExit(f"bench/detect.py: {args.provider} did not load (running on {det.provider})")
+        assert isinstance(det, RawModel)  # an onnx config: the ONNX backend runs bare tensors
         tensors = [det.prepare(j).tensor for j in jpegs]
         raw = measure_raw(det, tensors, args.batch, args.seconds)
         pipe = measure_pipeline(det, jpegs, args.batch, args.seconds)
@@ -181,8 +190,8 @@ def main() -> int:
     ap.add_argument("--jpeg-dir", type=Path, help=argparse.SUPPRESS)  # the child's input
     args = ap.parse_args()
     if args.jpeg_dir is not None:  # the child: one provider, the parent's files, one JSON object
-        jpegs = [p.read_bytes() for p in sorted(args.jpeg_dir.glob("*.jpg"))]
-        print(json.dumps(_on_provider(args, jpegs)))
+        given = [p.read_bytes() for p in sorted(args.jpeg_dir.glob("*.jpg"))]
+        print(json.dumps(_on_provider(args, given)))
         return 0
 
     if args.onnx is None or (args.pt is None and not args.skip_ultralytics):
@@ -193,8 +202,8 @@ def main() -> int:
         args.pt = args.pt or models.yolov8n_pt(cache)
         args.onnx = args.onnx or models.export_onnx(args.pt, cache, 640)
     os.environ["YOLO_OFFLINE"] = "1"
-    decoders = [d for d in ("opencv", "simplejpeg", "pillow") if d in available()]
-    res: dict[str, object] = {
+    decoders: list[str] = [d for d in ("opencv", "simplejpeg", "pillow") if d in available()]
+    res: dict[str, Any] = {
         "model": args.onnx.name,
         "images": args.images,
         "batch": args.batch,
@@ -203,7 +212,7 @@ def main() -> int:
         "shapes": {},
         "decoder_install_mb": {d: round(dist_mb(DECODER_DISTS[d]), 1) for d in decoders},
     }
-    jpegs = {}
+    jpegs: dict[str, list[bytes]] = {}
     for label in args.shapes:
         jpegs[label] = frames(SHAPES[label], args.images)
         res["shapes"][label] = measure_shape(args, label, jpegs[label], decoders)

@@ -33,6 +33,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,7 +57,7 @@ def say(*parts: object) -> None:
     print("bench/gpu.py:", *parts, file=sys.stderr, flush=True)
 
 
-def gpu_info() -> dict[str, object]:
+def gpu_info() -> dict[str, Any]:
     """Whether an NVIDIA GPU is usable here, and what it is."""
     names = prov.nvidia_gpus()
     smi = shutil.which("nvidia-smi")
@@ -78,7 +79,7 @@ def gpu_info() -> dict[str, object]:
     return {"found": found, "names": names, "memory_mb": memory, "onnxruntime_offers": offered, "reason": reason}
 
 
-def nvidia_memory() -> list[dict[str, int]] | None:
+def nvidia_memory() -> list[dict[str, int | str]] | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.used,memory.total", "--format=csv,noheader,nounits"],
@@ -90,7 +91,7 @@ def nvidia_memory() -> list[dict[str, int]] | None:
         return None
     if out.returncode != 0:
         return None
-    rows = []
+    rows: list[dict[str, int | str]] = []
     for line in out.stdout.strip().splitlines():
         name, used, total = (c.strip() for c in line.split(","))
         rows.append({"name": name, "used_mb": int(used), "total_mb": int(total)})
@@ -268,7 +269,9 @@ async def _e2e(model: Path, use_gpu: bool, events: int, moments: int, threads: i
             try:
 
                 async def post(k: int) -> str:
-                    files = [("event", (None, json.dumps({"camera": "bench", "moments": []}), "application/json"))]
+                    files: list[tuple[str, tuple[str | None, str | bytes, str]]] = [
+                        ("event", (None, json.dumps({"camera": "bench", "moments": []}), "application/json"))
+                    ]
                     files += [("moment", (f"{i}.jpg", image, "image/jpeg")) for i in range(k)]
                     r = await client.post("/v1/events", files=files)
                     r.raise_for_status()

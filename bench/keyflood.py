@@ -193,6 +193,7 @@ async def key_lookups(database_url: str) -> int:
 def start(variant: str, env: dict[str, str]) -> tuple[subprocess.Popen, str, int]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", variant]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None  # PIPE
     line = proc.stdout.readline()
     if "listening on http://" not in line:
         proc.kill()

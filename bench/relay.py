@@ -129,6 +129,7 @@ async def load(
 
 def start(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str, int]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None  # PIPE
     line = proc.stdout.readline()
     if "listening on http://" not in line:
         proc.kill()

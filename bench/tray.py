@@ -102,6 +102,7 @@ def measure(model: str, idle_s: float) -> dict[str, object]:
             )
 
             def read() -> None:
+                assert child.stderr is not None  # PIPE
                 for line in child.stderr:
                     lines.put((time.perf_counter(), line.rstrip()))
 

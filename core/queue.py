@@ -216,7 +216,8 @@ class Queue:
                     counts["tenants"] += 1
             if len(fix):
                 await fix.execute()
-        await self.redis.hset(keys.DEPTH, mapping={**counts, "at": now})
+        # redis-py types mapping as Mapping[<union of field types>, ...]: no dict[str, int] fits its invariant key.
+        await self.redis.hset(keys.DEPTH, mapping={**counts, "at": now})  # type: ignore[dict-item]
         return counts
 
     async def pool_depth(self) -> dict[Lane, int]:

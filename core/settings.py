@@ -22,16 +22,19 @@ from uuid import UUID
 
 import platformdirs
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
+
+from core.protocol import Lane
 
 APP_NAME = "insane"
 ENV_PREFIX = "INSANE_"
 MAX_MOMENTS = 64  # moments an event may have (INSANE_MAX_MOMENTS)
 # K, the moments reviewed per event, per lane: at most (Pro: every moment an event may have), and the floor
 # the auto-throttle never shrinks it below (core/worker/throttle.py). The settings' defaults and the worker's.
-K_MAX: dict[str, int] = {"pro": MAX_MOMENTS, "standard": 32}
-K_FLOOR: dict[str, int] = {"pro": 8, "standard": 4}
+K_MAX: dict[Lane, int] = {"pro": MAX_MOMENTS, "standard": 32}
+K_FLOOR: dict[Lane, int] = {"pro": 8, "standard": 4}
 
 
 class SettingsError(Exception):
@@ -447,7 +450,7 @@ def _names(name: str, field: Any) -> list[str]:
     return [str(choice) for choice in alias.choices] if isinstance(alias, AliasChoices) else [name]
 
 
-def _describe(settings_cls: type[Settings], error: dict[str, Any], toml_keys: set[str]) -> str:
+def _describe(settings_cls: type[Settings], error: ErrorDetails, toml_keys: set[str]) -> str:
     name = str(error["loc"][0]) if error["loc"] else "?"
     field = settings_cls.model_fields.get(name)
     if field is None:
@@ -481,7 +484,7 @@ def load_settings(**overrides: Any) -> Settings:
         # A list or table setting given in the environment is JSON; pydantic-settings names the field.
         found = re.search(r'field "(\w+)"', str(exc))
         field = Settings.model_fields.get(found[1]) if found else None
-        if field is None:
+        if found is None or field is None:
             raise SettingsError(str(exc)) from None
         expected = f"; expected {field.description}" if field.description else ""
         raise SettingsError(f"{ENV_PREFIX}{found[1].upper()} is not valid JSON{expected}") from None

@@ -64,9 +64,16 @@ class ResolveError(Exception):
 
 
 class _TenantEvent(Protocol):
-    tenant_id: UUID
-    allow_private_hosts: Sequence[str]
-    allow_ports: Sequence[int]
+    """What the guard reads of an event (a frozen LeasedEvent is one: read-only members)."""
+
+    @property
+    def tenant_id(self) -> UUID: ...
+
+    @property
+    def allow_private_hosts(self) -> Sequence[str]: ...
+
+    @property
+    def allow_ports(self) -> Sequence[int]: ...
 
 
 # Categories an allow-listed host may resolve to. Everything else stays refused even then.
@@ -131,8 +138,8 @@ def refusal(ip: IPAddress, allowed: frozenset[str] = frozenset()) -> str | None:
         return "has an IPv6 zone identifier"
     if ip in _MAPPED:
         return f"is an IPv4-mapped IPv6 address (of {ip.ipv4_mapped})"
-    for network, category, label in _V6_RANGES:
-        if ip in network:
+    for network6, category, label in _V6_RANGES:
+        if ip in network6:
             return None if category in allowed else f"is {label}"
     if ip in _COMPATIBLE:
         return f"is an IPv4-compatible IPv6 address (of {ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)})"

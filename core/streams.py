@@ -65,7 +65,7 @@ def parse_lease_id(value: str) -> tuple[str, Lane, str]:
         or int(seq) >= 2**64
     ):  # what Redis takes as a stream id, no more
         raise StreamError(f"not a lease id: {value[:80]!r}")
-    return tenant, lane, entry_id  # type: ignore[return-value]
+    return tenant, lane, entry_id
 
 
 def is_legacy_lease_id(value: str) -> bool:
@@ -80,8 +80,13 @@ def entry_ms(entry_id: str) -> int:
     return int(entry_id.partition("-")[0])
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: object) -> str:
+    """A stream id or field as redis-py answers it: bytes (these clients do not decode responses), or str."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise StreamError(f"not a stream id or field: {value!r}")
 
 
 @dataclass(frozen=True)
@@ -439,12 +444,13 @@ class Streams:
         """Take one entry if it is still idle past ``min_idle_ms`` (so exactly one claimer wins)."""
         key = keys.stream(tenant_id, lane)
         raw = await self.redis.xclaim(key, GROUP, consumer, min_idle_ms, [entry_id])
-        found = [(eid, flds) for eid, flds in raw if flds is not None]
+        # Without JUSTID, XCLAIM answers (id, fields) pairs; fields are None for an entry deleted meanwhile.
+        found = [flds for item in raw if isinstance(item, tuple) and (flds := item[1]) is not None]
         if not found:
             return None
         rows = await self.redis.xpending_range(key, GROUP, min=entry_id, max=entry_id, count=1)
         deliveries = int(rows[0]["times_delivered"]) if rows else 1
-        return Entry(tenant_id, lane, entry_id, _fields(_flat(found[0][1])), deliveries)
+        return Entry(tenant_id, lane, entry_id, _fields(_flat(found[0])), deliveries)
 
     async def holder(self, value: str) -> tuple[str, int] | None:
         """(consumer, deliveries) of a pending entry, or None when it is not pending."""
@@ -465,10 +471,10 @@ class Streams:
         """The entry behind a lease id (with its delivery count), or None when it is gone."""
         tenant, lane, entry_id = parse_lease_id(value)
         rows = await self.redis.xrange(keys.stream(tenant, lane), min=entry_id, max=entry_id, count=1)
-        if not rows:
+        if not rows or (flds := rows[0][1]) is None:
             return None
         held = await self.holder(value)
-        return Entry(tenant, lane, entry_id, _fields(_flat(rows[0][1])), held[1] if held else 1)
+        return Entry(tenant, lane, entry_id, _fields(_flat(flds)), held[1] if held else 1)
 
     async def dead_letter(self, entry: Entry, reason: str, consumer: str, min_deliveries: int = 0) -> bool:
         """Move an entry to its tenant's dead-letter stream if it is still pending under ``consumer`` (and
@@ -488,9 +494,10 @@ class Streams:
         ids: set[str] = set()
         start = "-"
         for _ in range(limit // batch + 1):
-            rows = await self.redis.xrange(keys.stream(tenant_id, lane), min=start, max="+", count=batch)
+            rows = await self.redis.xrange(keys.stream(tenant_id, lane), min=start, max="+", count=batch) or []
             for _entry_id, flds in rows:
-                ids.add(_text(flds.get(b"id", flds.get("id", b""))))
+                if flds is not None:
+                    ids.add(_text(flds.get(b"id", flds.get("id", b""))))
             if len(rows) < batch:
                 break
             start = "(" + _text(rows[-1][0])
@@ -503,7 +510,10 @@ class Streams:
             pipe.set(keys.blob(tenant_id, blob_id), data, ex=ttl_s, nx=nx)
 
     async def get_blob(self, tenant_id: str, blob_id: str) -> bytes | None:
-        return await self.redis.get(keys.blob(tenant_id, blob_id))
+        data = await self.redis.get(keys.blob(tenant_id, blob_id))
+        if isinstance(data, str):  # a client made with decode_responses=True: never one of ours
+            raise StreamError("blobs need a Redis client that does not decode responses")
+        return data
 
 
 def _flat(fields: dict | Sequence[Any]) -> list[Any]:

@@ -28,13 +28,15 @@ log = logging.getLogger(__name__)
 
 def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
+    if not isinstance(app, QApplication):  # a QCoreApplication made before: it cannot show widgets
+        raise TypeError("a QCoreApplication already exists; the tray app needs a QApplication")
     app.setApplicationName("insane-ai-security")
     app.setApplicationDisplayName(APP_TITLE)
     app.setDesktopFileName("insane-ai-security")
     app.setWindowIcon(app_icon())
     # With a tray, closing the dashboard keeps the app running; Quit is explicit.
     app.setQuitOnLastWindowClosed(False)
-    return app  # type: ignore[return-value]
+    return app
 
 
 def run(settings: Settings, force_window: bool = False) -> int:

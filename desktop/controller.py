@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from PySide6.QtCore import QObject, Signal
 
 from core.detect import DetectorError
@@ -51,7 +52,7 @@ LAN_KEYS = ("serve_deepstack", "deepstack_api_key")
 
 def plain(value: Any) -> Any:
     """A setting's value as the dialog shows it (a secret's text)."""
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def default_worker_factory(settings: Settings, token: str | None) -> Worker:

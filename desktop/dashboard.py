@@ -205,7 +205,10 @@ class Dashboard(QMainWindow):
     def recent_rows(self) -> list[list[str]]:
         """The table's text, row by row (for tests and for copying)."""
         t = self.events_table
-        return [[t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())]
+        return [
+            [item.text() if (item := t.item(r, c)) is not None else "" for c in range(t.columnCount())]
+            for r in range(t.rowCount())
+        ]
 
     def selected_event(self) -> Any | None:
         items = self.events_table.selectedItems()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.detect.base import DetectorError, ModelNotFound
@@ -107,27 +107,38 @@ def fetch_in_console(registry: ModelRegistry, name: str, out=sys.stderr) -> Inst
     return _installed(name, path)
 
 
+@dataclass
+class _Fetch:
+    """What the download thread tells the dialog's timer."""
+
+    done: int = 0
+    total: int | None = None
+    converting: threading.Event = field(default_factory=threading.Event)
+    installed: Installed | None = None
+    error: DownloadError | DetectorError | None = None
+
+
 def fetch_in_dialog(registry: ModelRegistry, name: str, parent=None, linger_s: float = 20.0) -> Installed:
     """Download and convert ``name`` off the GUI thread behind a progress dialog with Cancel (raises
     :class:`Cancelled`), then say in the same window what was installed until OK or ``linger_s`` seconds."""
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QProgressDialog
 
-    state: dict[str, object] = {"done": 0, "total": None, "converting": False}
+    state = _Fetch()
     cancel = threading.Event()
     title = f"Downloading the detection model {name} (first run only)…"
 
     def progress(done: int, total: int | None) -> None:
-        state["done"], state["total"] = done, total
+        state.done, state.total = done, total
         if cancel.is_set():
             raise Cancelled("the model download was cancelled; it resumes on the next start")
 
     def work() -> None:
         try:
-            path = registry.download(name, progress=progress, on_convert=lambda: state.update(converting=True))
-            state["installed"] = _installed(name, path)
+            path = registry.download(name, progress=progress, on_convert=state.converting.set)
+            state.installed = _installed(name, path)
         except (DownloadError, DetectorError) as exc:
-            state["error"] = exc
+            state.error = exc
 
     dialog = QProgressDialog(title, "Cancel", 0, 1000, parent)
     dialog.setWindowTitle("Insane AI Security")
@@ -139,13 +150,13 @@ def fetch_in_dialog(registry: ModelRegistry, name: str, parent=None, linger_s: f
     thread = threading.Thread(target=work, name="insane-model-download", daemon=True)
 
     def tick() -> None:
-        total = state["total"]
-        if state["converting"]:
+        total = state.total
+        if state.converting.is_set():
             dialog.setValue(999)
             dialog.setLabelText(f"Converting the detection model {name} to ONNX on this PC…")
         elif isinstance(total, int) and total > 0:
-            dialog.setValue(min(999, int(1000 * int(state["done"]) / total)))
-            dialog.setLabelText(f"{title}\n{int(state['done']) / 1e6:.1f} of {total / 1e6:.1f} MB")
+            dialog.setValue(min(999, int(1000 * state.done / total)))
+            dialog.setLabelText(f"{title}\n{state.done / 1e6:.1f} of {total / 1e6:.1f} MB")
         if not thread.is_alive():
             loop.quit()
 
@@ -158,14 +169,15 @@ def fetch_in_dialog(registry: ModelRegistry, name: str, parent=None, linger_s: f
         loop.exec()
         thread.join()
         timer.stop()
-        if "installed" in state:
-            _say_done(dialog, state["installed"], linger_s)  # type: ignore[arg-type]
+        if state.installed is not None:
+            _say_done(dialog, state.installed, linger_s)
     finally:
         timer.stop()
         dialog.close()
-    if "error" in state:
-        raise state["error"]  # type: ignore[misc]
-    return state["installed"]  # type: ignore[return-value]
+    if state.error is not None:
+        raise state.error
+    assert state.installed is not None  # work() either installs or records the error
+    return state.installed
 
 
 def _say_done(dialog, installed: Installed, linger_s: float) -> None:

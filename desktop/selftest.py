@@ -42,6 +42,8 @@ def self_test(settings: Settings) -> int:
         from desktop.icons import KINDS, icon_for
 
         app = QApplication.instance() or QApplication([sys.argv[0]])
+        if not isinstance(app, QApplication):
+            raise TypeError("a QCoreApplication already exists; the self-test needs a QApplication")
         if any(icon_for(kind).isNull() for kind in KINDS):
             print("self-test: FAILED: the icons could not be drawn", file=sys.stderr)
             return 1
@@ -83,7 +85,7 @@ def self_test(settings: Settings) -> int:
         return 1
     detections = [d for d in candidates if d.confidence >= config.class_conf.get(d.label, threshold)]
     print(f"model: {detector.model_name} ({len(detector.labels)} classes), provider {detector.provider}")
-    if getattr(detector, "provider_note", None):
+    if detector.provider_note:
         print(detector.provider_note)
     print(f"image decoder: {get_decoder().name} (of {', '.join(available())})")
     print(

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -52,7 +53,7 @@ DEFAULT_LAN_ADDRESS = "127.0.0.1:32168"  # CodeProject.AI's port, on this PC onl
 def _secret(value: Any) -> str:
     if value is None:
         return ""
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 class SettingsDialog(QDialog):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.detect.providers import CPU, GPU_PREFERENCE, PROVIDERS, device_label, is_cpu
+from core.protocol import Lane
 
 APP_TITLE = "Insane AI Security"
 
@@ -48,7 +49,7 @@ def look_for(state: Any) -> Look:
     return _LOOKS.get(state_name(state), _LOOKS["error"])
 
 
-def total_queue(queue_depth: Mapping[str, int]) -> int:
+def total_queue(queue_depth: Mapping[Lane, int]) -> int:
     return sum(int(n) for n in queue_depth.values())
 
 

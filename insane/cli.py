@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging.config
 import sys
+from typing import Any
 
 from core.logs import log_config
 from core.settings import SettingsError, load_settings
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             # A side that is not installed (e.g. the relay extra on a desktop install) keeps its name
             # in --help and says what to install.
-            missing = exc.name
+            missing = exc.name or module
             p = sub.add_parser(name, help=f"(unavailable: {missing} is not installed)")
             p.set_defaults(func=_unavailable(name, missing))
     return parser
@@ -63,7 +64,7 @@ def _unavailable(name: str, missing: str):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    overrides = getattr(args, "settings_overrides", lambda a: {})(args)
+    overrides: dict[str, Any] = getattr(args, "settings_overrides", lambda a: {})(args)
     try:
         settings = load_settings(log_level=args.log_level, **overrides)
     except SettingsError as exc:

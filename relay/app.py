@@ -92,16 +92,17 @@ EXCEPTION_HANDLERS = {
 
 def create_app(settings: Settings, webhook_guard: SsrfGuard | None = None, background: bool = True) -> Starlette:
     """``background=False`` leaves out the reconciler and webhook loops (tests drive them by hand)."""
-    if not settings.database_url or not settings.redis_url:
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if not database_url or not redis_url:
         raise ValueError("the relay needs INSANE_DATABASE_URL and INSANE_REDIS_URL")
     guard = webhook_guard or SsrfGuard()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.relay_migrate_on_start:
-            await db.migrate(settings.database_url)
+            await db.migrate(database_url)
         pool = await db.create_pool(settings)
-        redis = redis_client(settings.redis_url, max_connections=settings.redis_max_connections)
+        redis = redis_client(redis_url, max_connections=settings.redis_max_connections)
         client = webhooks.guarded_client(guard)
         tasks: list[asyncio.Task] = []
         try:

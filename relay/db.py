@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from core.settings import Settings
 
@@ -127,7 +128,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
 
 
 @contextlib.asynccontextmanager
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[PoolConnectionProxy]:
     """A pooled connection that is closed, never given back, when asyncpg reports it broken: a server
     that goes away mid-operation can leave one in a state it cannot leave ("cannot switch to state 12;
     another operation (2) is in progress", MagicStack/asyncpg#1069), and every later user would fail."""
@@ -140,7 +141,7 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 
 
 @contextlib.asynccontextmanager
-async def scoped_tx(pool: asyncpg.Pool, scope: str) -> AsyncIterator[asyncpg.Connection]:
+async def scoped_tx(pool: asyncpg.Pool, scope: str) -> AsyncIterator[PoolConnectionProxy]:
     try:
         async with connection(pool) as conn, conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', $1, true)", scope)

@@ -11,6 +11,7 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -90,7 +91,7 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
     blobs = [None] * len(body.moments) + list(incoming.blobs)
     try:
         async with connection(relay.pool) as conn:
-            return await conn.fetchrow(
+            row = await conn.fetchrow(
                 ACCEPT_SQL,
                 tenant.id,
                 event_id,
@@ -105,6 +106,8 @@ async def _store(relay: RelayState, tenant: Tenant, incoming: Incoming, event_id
                 tenant.deep_min_moments,
                 list(incoming.blobs.values()),
             )
+        assert row is not None  # accept_event() returns one row or raises
+        return row
     except asyncpg.PostgresError as exc:
         if exc.sqlstate == QUOTA_SQLSTATE:
             raise _reject(
@@ -137,7 +140,7 @@ def entry_json(tenant: Tenant, event_id: uuid.UUID, incoming: Incoming, created_
     body = incoming.body
     moments = [{"index": i, "url": u} for i, u in enumerate(body.moments)]
     moments += [{"index": len(body.moments) + n, "blob": b} for n, b in enumerate(incoming.blobs)]
-    entry = {
+    entry: dict[str, Any] = {
         "event_id": str(event_id),
         "tenant_id": str(tenant.id),
         "lane": tenant.lane,

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -68,7 +69,7 @@ class Incoming:
         return len(self.body.moments) + len(self.blobs)
 
 
-def _bad(detail: str, slug: str = "invalid-event", status: int = 422, **extra: object) -> Problem:
+def _bad(detail: str, slug: str = "invalid-event", status: int = 422, **extra: Any) -> Problem:
     return Problem(status, slug, detail, **extra)
 
 

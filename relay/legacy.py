@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError, ResponseError
 
 from core import keys
-from core.protocol import LANES
+from core.protocol import LANES, Lane
+from core.streams import StreamError
 from relay import tenants
 from relay.db import DatabaseUnavailable, system_tx
 
@@ -30,8 +31,12 @@ log = logging.getLogger(__name__)
 PAGE = 1000
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise StreamError(f"not a stream id or field: {value!r}")
 
 
 async def _pending(relay: RelayState, key: str) -> dict[str, str]:
@@ -52,20 +57,20 @@ async def _pending(relay: RelayState, key: str) -> dict[str, str]:
         start = "(" + _text(rows[-1]["message_id"])
 
 
-async def _move_lane(relay: RelayState, lane: str) -> int:
+async def _move_lane(relay: RelayState, lane: Lane) -> int:
     key = keys.legacy_stream(lane)
     pending = await _pending(relay, key)
-    rows = []
+    rows: list[tuple[bytes | str | None, dict[bytes | str, bytes | str] | None]] = []
     start = "-"
     while True:
-        page = await relay.redis.xrange(key, min=start, max="+", count=PAGE)
+        page = await relay.redis.xrange(key, min=start, max="+", count=PAGE) or []
         rows += page
         if len(page) < PAGE:
             break
         start = "(" + _text(page[-1][0])
     found: list[tuple[str, str, str, str | None]] = []  # (tenant, event id, event json, consumer)
     for entry_id, fields in rows:
-        flat = {_text(k): _text(v) for k, v in fields.items()}
+        flat = {_text(k): _text(v) for k, v in (fields or {}).items()}
         try:
             tenant = str(uuid.UUID(json.loads(flat["event"])["tenant_id"]))
         except (KeyError, ValueError, TypeError):
@@ -79,7 +84,7 @@ async def _move_lane(relay: RelayState, lane: str) -> int:
         chosen = routing.get(uuid.UUID(tenant))
         if chosen is None:
             continue  # the tenant is gone, and its events with it
-        await relay.queue.enqueue(tenant, lane, event_id, event_json, tenants.routing_ms(*chosen, after))  # type: ignore[arg-type]
+        await relay.queue.enqueue(tenant, lane, event_id, event_json, tenants.routing_ms(*chosen, after))
         if consumer is not None:
             await relay.redis.sadd(keys.delivered(event_id), consumer)
             await relay.redis.expire(keys.delivered(event_id), relay.settings.delivery_record_s)

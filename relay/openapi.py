@@ -96,9 +96,9 @@ ENROLL = {
     "requestBody": _json_body(EnrollRequest),
     "responses": {**_ok(EnrollResponse), **_problems(403, 413, 422, 503)},
 }
-BEARER = [{"apiKey": []}]
-WORKER = [{"workerToken": []}]
-ADMIN = [{"adminToken": []}]
+BEARER: list[dict[str, list[str]]] = [{"apiKey": []}]
+WORKER: list[dict[str, list[str]]] = [{"workerToken": []}]
+ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 
 VISION_FORM = {
     "type": "object",

@@ -19,6 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
+from core.protocol import Lane
 from core.queue import Queue
 from core.settings import Settings
 from core.streams import Streams
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Tenant:
     id: uuid.UUID
-    lane: str
+    lane: Lane  # the tiers table allows only these (CHECK in 001_init.sql)
     daily_deep_reviews: int | None
     deep_min_moments: int
     rate_per_s: float | None
@@ -129,7 +130,7 @@ class RelayState:
             async with system_tx(self.pool) as conn:
                 row = await tenants.lookup_key(conn, secret.id)
             live = row is not None and row["revoked_at"] is None
-            cached = (row["secret_sha256"] if live else None, _tenant(row))
+            cached = (row["secret_sha256"] if row is not None and live else None, _tenant(row))
             self.keys.put(secret.id, cached, found=live)
         digest, tenant = cached
         if not verify(secret, digest):
@@ -151,11 +152,10 @@ class RelayState:
                 if cached is None:
                     raise
                 return self._check_worker(secret, cached)
-            ok = row is not None and row["revoked_at"] is None
-            cached = (
-                row["token_sha256"] if ok else None,
-                WorkerIdentity(row["id"], row["dedicated_tenant"]) if ok else None,
-            )
+            if row is not None and row["revoked_at"] is None:
+                ok, cached = True, (row["token_sha256"], WorkerIdentity(row["id"], row["dedicated_tenant"]))
+            else:
+                ok, cached = False, (None, None)
             self.workers.put(secret.id, cached, found=ok)
         return self._check_worker(secret, cached)
 

@@ -219,7 +219,9 @@ async def set_routing(
     return tenant_id
 
 
-async def effective_routing(conn: asyncpg.Connection, tenant_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple]:
+async def effective_routing(
+    conn: asyncpg.Connection, tenant_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, float | None]]:
     """{tenant id: (routing, shared_after_s)} in effect for these tenants."""
     rows = await conn.fetch("SELECT n.id, " + ROUTING_COLUMNS + " FROM tenants n WHERE n.id = ANY($1)", tenant_ids)
     return {r["id"]: (r["routing"], r["shared_after_s"]) for r in rows}

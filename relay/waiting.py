@@ -44,9 +44,9 @@ WAITING_FOR = {
 async def _position(relay: RelayState, tenant: Tenant, event_id: uuid.UUID, lane: str) -> tuple[int | None, str]:
     """(1-based position among the tenant's entries of that lane, "waiting" | "in review" | "not queued")."""
     key = keys.stream(str(tenant.id), lane)
-    rows = await relay.redis.xrange(key, min="-", max="+", count=SCAN_LIMIT)
+    rows = await relay.redis.xrange(key, min="-", max="+", count=SCAN_LIMIT) or []
     for n, (entry_id, fields) in enumerate(rows, start=1):
-        if fields.get(b"id", b"").decode() == str(event_id):
+        if entry_id is not None and fields is not None and fields.get(b"id") == str(event_id).encode():
             pending = await relay.redis.xpending_range(key, GROUP, min=entry_id, max=entry_id, count=1)
             return n, ("in review" if pending else "waiting")
     return None, "not queued"

@@ -133,7 +133,9 @@ async def blob(request: Request) -> Response:
     if len(blob_id) != 32 or not all(c in "0123456789abcdef" for c in blob_id):
         raise Problem(404, "not-found", "no such blob")
     holder = await relay.redis.get(keys.hold(blob_id))
-    consumer, _, tenant = (holder or b"").decode().partition("|")
+    held = holder.decode() if isinstance(holder, bytes) else holder or ""
+    consumer, _, held_for = held.partition("|")
+    tenant: str | None = held_for
     if consumer != worker.consumer:
         tenant = await _given(relay, worker, blob_id, request.query_params.get("lease"))
     data = await blobs.load(relay, tenant, blob_id) if tenant else None

@@ -12,7 +12,7 @@ of the registered configs, discriminated by ``type``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
 
@@ -29,10 +29,13 @@ from core.detect.onnx_backend import OnnxConfig
 from core.detect.registry import ModelRegistry
 from core.detect.ultralytics_backend import UltralyticsConfig
 
-DetectorConfig = Annotated[
-    Union[tuple(cls.config_class for cls in backends().values())],  # noqa: UP007  # built at run time
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:
+    DetectorConfig = BackendConfig  # what every member of the union below is
+else:
+    DetectorConfig = Annotated[
+        Union[tuple(cls.config_class for cls in backends().values())],  # noqa: UP007  # built at run time
+        Field(discriminator="type"),
+    ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(DetectorConfig)
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -105,6 +105,11 @@ class Detector(abc.ABC):
     labels: list[str]
     input_size: tuple[int, int]  # (h, w): the fixed input, or the box each frame's own input fits in
     max_batch: int | None  # None: any batch size
+    provider_note: str = ""  # a line saying which provider runs and why, where the backend has one
+
+    @abc.abstractmethod
+    def __init__(self, config: BackendConfig) -> None:
+        """Load the model; ``config`` is an instance of the backend's own ``config_class``."""
 
     @property
     @abc.abstractmethod
@@ -131,3 +136,18 @@ class Detector(abc.ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+@runtime_checkable
+class RawModel(Protocol):
+    """A detector that also runs its bare model on a ready input batch, without decode or NMS (the ONNX
+    backend does; Ultralytics' does not): what batch tuning and the raw throughput figures time.
+
+        if isinstance(det, RawModel):
+            det.run(np.zeros((4, 3, *det.input_size), det.dtype))
+    """
+
+    input_size: tuple[int, int]
+    dtype: np.dtype
+
+    def run(self, tensor: np.ndarray) -> np.ndarray: ...

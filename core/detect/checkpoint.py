@@ -83,6 +83,8 @@ class Module:
     """
 
     __slots__ = ("args", "state")
+    args: tuple[Any, ...]
+    state: dict[str, Any]
     cls = "?"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Module:
@@ -152,7 +154,7 @@ INERT_GLOBALS = frozenset(
         "types.SimpleNamespace",
     }
 )
-STORAGE_DTYPES = {
+STORAGE_DTYPES: dict[str, np.dtype] = {
     "DoubleStorage": np.dtype("f8"),
     "FloatStorage": np.dtype("f4"),
     "HalfStorage": np.dtype("f2"),

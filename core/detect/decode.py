@@ -32,7 +32,7 @@ from core.imageinfo import CorruptImage, ImageInfo, jpeg_orientation
 try:
     import cv2
 except ImportError:  # the desktop bundle
-    cv2 = None
+    cv2 = None  # type: ignore[assignment]  # None: not installed (available() asks)
 try:
     import simplejpeg
 except ImportError:
@@ -92,19 +92,19 @@ def _decode_pillow(data: bytes, info: ImageInfo, f: int) -> np.ndarray:
                 if im.size != (-(-info.width // f), -(-info.height // f)):
                     raise CorruptImage(f"JPEG scaled decode gave {im.size[0]}×{im.size[1]} at 1/{f}")
             im.load()
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            upright = ImageOps.exif_transpose(im)
+            if upright.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # A 16-bit grey PNG: OpenCV keeps the high byte.
-                grey = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
+                grey = (np.asarray(upright).astype(np.uint32) >> 8).astype(np.uint8)
                 return np.repeat(grey[:, :, None], 3, axis=2)
-            if im.mode == "CMYK":
+            if upright.mode == "CMYK":
                 # OpenCV's CMYK→BGR on the values libjpeg returns (Pillow inverts Adobe's; undo that).
-                cmyk = np.asarray(im).astype(np.int32)
-                if "adobe" in im.info:
+                cmyk = np.asarray(upright).astype(np.int32)
+                if "adobe" in upright.info:
                     cmyk = 255 - cmyk
                 k = cmyk[:, :, 3:]
                 return (k - (((255 - cmyk[:, :, 2::-1]) * k) >> 8)).astype(np.uint8)
-            rgb = np.asarray(im.convert("RGB"))
+            rgb = np.asarray(upright.convert("RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise _corrupt(info, data, exc) from exc
     return rgb[:, :, ::-1]  # BGR, as OpenCV returns it (a view)

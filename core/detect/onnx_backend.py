@@ -120,7 +120,6 @@ class OnnxDetector(Detector):
         self.input_size = self._letterbox.shape
         b = inp.shape[0]
         self.max_batch = b if isinstance(b, int) else None
-        self._fixed_batch = isinstance(b, int)
         self._decoder = get_decoder(config.decoder)
         try:
             self._thresholds = Thresholds(self.labels, config.conf, config.classes, config.class_conf)
@@ -144,7 +143,10 @@ class OnnxDetector(Detector):
         cfg = self.config
         fixed = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
         try:
-            own = tuple(int(v) for v in ast.literal_eval(meta["imgsz"])) if "imgsz" in meta else None
+            own: tuple[int, int] | None = None
+            if "imgsz" in meta:
+                h, w = (int(v) for v in ast.literal_eval(meta["imgsz"]))  # a pair, or ValueError
+                own = (h, w)
             stride = int(meta.get("stride", 32))
         except (ValueError, SyntaxError, TypeError) as exc:
             raise DetectorError(f"{self.path.name}: unreadable imgsz/stride in its metadata ({exc})") from exc
@@ -296,13 +298,13 @@ class OnnxDetector(Detector):
         return np.concatenate([f.result() for f in futures])
 
     def _run_one(self, session: Any, tensor: np.ndarray) -> np.ndarray:
-        if self._fixed_batch and len(tensor) != self.max_batch:
+        if (fixed := self.max_batch) is not None and len(tensor) != fixed:
             chunks = []
-            for i in range(0, len(tensor), self.max_batch):
-                part = tensor[i : i + self.max_batch]
+            for i in range(0, len(tensor), fixed):
+                part = tensor[i : i + fixed]
                 k = len(part)
-                if k < self.max_batch:
-                    part = np.concatenate([part, np.zeros((self.max_batch - k, *part.shape[1:]), part.dtype)])
+                if k < fixed:
+                    part = np.concatenate([part, np.zeros((fixed - k, *part.shape[1:]), part.dtype)])
                 chunks.append(self._session_run(session, part)[:k])
             out = np.concatenate(chunks)
         elif prov.PROVIDERS[self._provider][0] == prov.CPU and len(tensor) > 1:

@@ -74,9 +74,9 @@ class Letterbox:
         dw, dh = tw - new_w, th - new_h
         if self.auto:  # the smallest stride multiple that holds the resized frame
             dw, dh = dw % self.stride, dh % self.stride
-        dw, dh = dw / 2, dh / 2
-        top, bottom = round(dh - 0.1), round(dh + 0.1)
-        left, right = round(dw - 0.1), round(dw + 0.1)
+        half_w, half_h = dw / 2, dh / 2
+        top, bottom = round(half_h - 0.1), round(half_h + 0.1)
+        left, right = round(half_w - 0.1), round(half_w + 0.1)
         return (new_w, new_h), top, bottom, left, right
 
     def input_shape(self, h: int, w: int) -> tuple[int, int]:

@@ -98,7 +98,8 @@ def load_problem(ort_name: str, capi: Path | None = None) -> str | None:
         return f"{ort_name} is not in this onnxruntime ({path.name} is missing)"
     try:
         # Windows: LOAD_WITH_ALTERED_SEARCH_PATH, the search onnxruntime itself uses (its folder, then PATH).
-        ctypes.CDLL(str(path), **({"winmode": 0x8} if sys.platform == "win32" else {}))
+        # Elsewhere winmode is ignored.
+        ctypes.CDLL(str(path), winmode=0x8 if sys.platform == "win32" else None)
     except OSError as exc:
         return f"{ort_name.removesuffix('ExecutionProvider')} cannot load: {exc}{_needs(capi)}"
     return None

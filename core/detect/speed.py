@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from core.detect.base import Detector
+from core.detect.base import Detector, RawModel
 from core.detect.preprocess import to_input
 
 
@@ -28,14 +28,14 @@ def _timed(step: Callable[[], int], seconds: float, min_rounds: int = 3) -> floa
     return done / (time.perf_counter() - t0)
 
 
-def measure_raw(det: Detector, tensors: Sequence[np.ndarray], batch: int, seconds: float) -> float:
+def measure_raw(det: RawModel, tensors: Sequence[np.ndarray], batch: int, seconds: float) -> float:
     """The ceiling: the model alone on ready batch tensors (the backend's ``run``)."""
-    stacked = to_input(list(tensors), getattr(det, "dtype", np.float32))
+    stacked = to_input(list(tensors), det.dtype)
     chunks = [np.ascontiguousarray(stacked[i : i + batch]) for i in range(0, len(stacked), batch)]
 
     def step() -> int:
         for c in chunks:
-            det.run(c)  # type: ignore[attr-defined]
+            det.run(c)
         return len(stacked)
 
     return _timed(step, seconds)

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from core.detect.base import RawModel
+
 log = logging.getLogger(__name__)
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -44,7 +46,7 @@ def largest_batch(
     return best, timings
 
 
-def seconds_for(det: Any, batch: int, repeats: int = 3) -> float:
+def seconds_for(det: RawModel, batch: int, repeats: int = 3) -> float:
     """Median seconds of one ``det.run`` on a batch of zeros of the model's input (after one warm-up run)."""
     h, w = det.input_size
     tensor = np.zeros((batch, 3, h, w), det.dtype)

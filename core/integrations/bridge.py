@@ -54,6 +54,7 @@ class FrigateBridge:
         if settings.api_key is None:
             raise ValueError("set INSANE_API_KEY to the tenant's API key")
         self.settings = settings
+        self.api_key = settings.api_key
         self.folder = settings.bridge_state_dir / "frigate"
         self.state = StateFile(self.folder / "state.json")
         self.spool = Spool(self.folder / "spool", settings.bridge_spool_mb * 2**20)
@@ -73,7 +74,7 @@ class FrigateBridge:
         self.http = http or httpx.AsyncClient()
         password = settings.frigate_password.get_secret_value() if settings.frigate_password else None
         self.frigate = FrigateApi(self.http, settings.frigate_url, settings.frigate_username, password)
-        self.relay = RelayApi(self.http, settings.relay_url, settings.api_key.get_secret_value())
+        self.relay = RelayApi(self.http, settings.relay_url, self.api_key.get_secret_value())
         self.sub_labels = SubLabelWriter(self.frigate)
         self.seen: OrderedDict[str, None] = OrderedDict.fromkeys(self.state.data.get("seen_frigate", []))
         self.pending: dict[str, dict[str, Any]] = self.state.data.setdefault("pending", {})
@@ -241,7 +242,7 @@ class FrigateBridge:
 
     # Results ------------------------------------------------------------------------------------
     async def _follow(self) -> None:
-        key = self.settings.api_key.get_secret_value()
+        key = self.api_key.get_secret_value()
         cursor = self.state.data.get("cursor")
         async for result in follow_results(self.http, self.settings.relay_url, key, cursor, self.following):
             if result.event is not None:
@@ -330,7 +331,7 @@ class FrigateBridge:
 
 def _foreign(name: str | None) -> bool:
     """A sub-label someone else set (a face, a plate, a user), which the verdict must not replace."""
-    return bool(name) and "✓" not in name and name != "not confirmed"
+    return name is not None and name not in ("", "not confirmed") and "✓" not in name
 
 
 async def _first(*aws) -> None:

@@ -31,6 +31,7 @@ class MqttPublisher:
         if settings.api_key is None:
             raise ValueError("set INSANE_API_KEY to the tenant's API key")
         self.settings = settings
+        self.api_key = settings.api_key
         self.folder = settings.bridge_state_dir / "mqtt"
         self.state = StateFile(self.folder / "state.json")
         self.topics = Topics(settings.mqtt_topic_prefix, settings.mqtt_discovery_prefix)
@@ -57,7 +58,7 @@ class MqttPublisher:
             self._tasks.append(asyncio.create_task(self.verdicts.announce()))
 
     async def follow(self) -> None:
-        key = self.settings.api_key.get_secret_value()
+        key = self.api_key.get_secret_value()
         cursor = self.state.data.get("cursor")
         async for result in follow_results(self.http, self.settings.relay_url, key, cursor, self.following):
             if result.event is not None:

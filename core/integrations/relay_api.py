@@ -70,7 +70,9 @@ class RelayApi:
 
     async def post(self, meta: dict[str, Any], images: list[bytes]) -> Accepted | Retry | Rejected:
         event = {"camera": meta["camera"], "time": meta["time"], "hint": meta.get("hint")}
-        files = [("event", (None, json.dumps(event), "application/json"))]
+        files: list[tuple[str, tuple[str | None, str | bytes, str]]] = [
+            ("event", (None, json.dumps(event), "application/json"))
+        ]
         files += [("moment", (f"m{i:03d}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
         headers = {**self.auth, "Idempotency-Key": meta["idempotency_key"]}
         try:

@@ -22,9 +22,9 @@ async def until_stopped(stop: asyncio.Event, tasks: Iterable[asyncio.Task]) -> N
     finally:
         waiter.cancel()
     for task in done:
-        if task is not waiter and not task.cancelled() and task.exception() is not None:
-            log.error("%s stopped: %r", task.get_name(), task.exception())
-            raise task.exception()
+        if task is not waiter and not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("%s stopped: %r", task.get_name(), exc)
+            raise exc
 
 
 async def cancel(tasks: Iterable[asyncio.Task]) -> None:

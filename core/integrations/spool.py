@@ -48,6 +48,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# An entry's moments, as JPEG bytes. A name of its own: inside Spool, ``bytes`` is the property.
+Images = list[bytes]
+
+
 def _write(path: Path, data: bytes) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
@@ -97,7 +101,7 @@ class Spool:
     def entries(self) -> list[Entry]:
         return [self._entries[name] for name in sorted(self._entries)]
 
-    def _stage(self, name: str, meta: dict[str, Any], images: list[bytes]) -> tuple[Path, dict[str, Any], int]:
+    def _stage(self, name: str, meta: dict[str, Any], images: Images) -> tuple[Path, dict[str, Any], int]:
         tmp = self.folder / f".tmp-{name}"
         tmp.mkdir()
         meta = {**meta, "images": [f"m{i:03d}.jpg" for i in range(len(images))]}
@@ -107,7 +111,7 @@ class Spool:
         _write(tmp / "event.json", body)
         return tmp, meta, len(body) + sum(map(len, images))
 
-    def put(self, meta: dict[str, Any], images: list[bytes]) -> Entry:
+    def put(self, meta: dict[str, Any], images: Images) -> Entry:
         name = f"{time.time_ns():020d}-{next(self._seq):06d}"
         tmp, meta, size = self._stage(name, meta, images)
         final = self.folder / name
@@ -117,7 +121,7 @@ class Spool:
         self._bound(keep=name)
         return entry
 
-    def update(self, entry: Entry, meta: dict[str, Any], images: list[bytes]) -> Entry:
+    def update(self, entry: Entry, meta: dict[str, Any], images: Images) -> Entry:
         """Replace an entry's content (a snapshot fetched later), keeping its place in the queue."""
         name = entry.path.name
         tmp, meta, size = self._stage(name, meta, images)

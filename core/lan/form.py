@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
@@ -54,7 +54,7 @@ class _Capped(Request):
         super().__init__(request.scope, request.receive)
         self._limit = limit
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes, None]:
         seen = 0
         async for chunk in super().stream():
             seen += len(chunk)

@@ -101,9 +101,16 @@ class ModelList(BaseModel):
 
 
 class DetectionLike(Protocol):
-    label: str
-    confidence: float
-    box: tuple[float, float, float, float]
+    """What a wire prediction reads of a detection (read-only, as core.protocol.Detection is frozen)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+    @property
+    def box(self) -> tuple[float, float, float, float]: ...
 
 
 def parse_min_confidence(raw: str | None) -> float:

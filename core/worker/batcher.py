@@ -71,7 +71,7 @@ class Batcher:
         min_batch: int = 1,
     ) -> None:
         self.detector = detector
-        self.cap = max(1, min(max_batch, int(getattr(detector, "max_batch", max_batch) or max_batch)))
+        self.cap = max(1, min(max_batch, detector.max_batch or max_batch))
         self.max_wait_s = max_wait_s
         self.latency_target_s = latency_target_s
         # A detector that splits a batch over one session per core needs at least that many images to

@@ -122,11 +122,12 @@ def fit_to_device(settings: Settings, detector: DetectorPort, config: WorkerConf
     """On a GPU: the largest batch within the latency target (or worker_batch_size when
     worker_gpu_batch_max is 0), and enough decode threads to keep up with it. On the CPU: as configured."""
     from core.detect import providers, tuning
+    from core.detect.base import RawModel
 
-    if providers.is_cpu(detector.provider) or not hasattr(detector, "run"):
+    if providers.is_cpu(detector.provider) or not isinstance(detector, RawModel):
         return config
     limit = settings.worker_gpu_batch_max
-    if getattr(detector, "max_batch", None):
+    if detector.max_batch:
         limit = min(limit, detector.max_batch)
     if limit >= 1:
         batch, timings = tuning.largest_batch(lambda b: tuning.seconds_for(detector, b), config.latency_target_s, limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.protocol import Lane
 from core.settings import K_FLOOR, K_MAX
 
 
@@ -22,8 +23,8 @@ class WorkerConfig:
     decode_threads: int = 2
     threads: int = 1  # inference threads (reported in metrics; the detector was built with them)
     # Auto-throttle: K per lane shrinks when the backlog would take longer than drain_target_s to clear.
-    k_max: dict[str, int] = field(default_factory=lambda: dict(K_MAX))
-    k_floor: dict[str, int] = field(default_factory=lambda: dict(K_FLOOR))
+    k_max: dict[Lane, int] = field(default_factory=lambda: dict(K_MAX))
+    k_floor: dict[Lane, int] = field(default_factory=lambda: dict(K_FLOOR))
     drain_target_s: float = 60.0
     backfill: bool = True
     backfill_keep: int = 256  # shrunk events remembered for back-fill

@@ -25,7 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from core.imageinfo import ImageError, probe
-from core.protocol import LANES, EventResult, Heartbeat, LeasedEvent, MomentRef, MomentResult
+from core.protocol import LANES, EventResult, Heartbeat, Lane, LeasedEvent, MomentRef, MomentResult
 from core.worker.backoff import Backoff
 from core.worker.batcher import Batcher, InferenceError
 from core.worker.config import WorkerConfig
@@ -72,7 +72,7 @@ class Worker:
         self._preloader_factory = preloader_factory or default_preloader_factory
         self._metrics = WorkerMetrics(config.metrics_window_s, config.recent_events)
         self._throttle = Throttle(config.k_max, config.k_floor, config.drain_target_s)
-        self._queue_depth: dict[str, int] = {lane: 0 for lane in LANES}
+        self._queue_depth: dict[Lane, int] = {lane: 0 for lane in LANES}
         self._subscribers: list[Callable[[MetricsSnapshot], None]] = []
         self._errors: dict[str, str] = {}
         self._state = WorkerState.STARTING
@@ -462,7 +462,7 @@ class Worker:
 
     # ----- state -------------------------------------------------------------------------------
 
-    def _update_depth(self, depth: dict[str, int]) -> None:
+    def _update_depth(self, depth: dict[Lane, int]) -> None:
         if not depth:
             return
         self._queue_depth.update(depth)

@@ -31,7 +31,7 @@ from core.protocol import (
     ResultsResponse,
 )
 from core.worker.backoff import Backoff
-from core.worker.ports import RelayUnavailable, RequestRejected, TokenRejected
+from core.worker.ports import RelayUnavailable, RequestRejected, SourceError, TokenRejected
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +89,17 @@ class HttpLeaseSource:
             else:
                 if resp.status_code < 400:
                     return resp
-                failure = self._failure(method, path, resp)
-                if not isinstance(failure, RelayUnavailable):
-                    raise failure
+                rejected = self._failure(method, path, resp)
+                if not isinstance(rejected, RelayUnavailable):
+                    raise rejected
+                failure = rejected
             if attempt == attempts:
                 raise failure
             await asyncio.sleep(self._backoff.next(failure.retry_after))
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _failure(method: str, path: str, resp: httpx.Response) -> Exception:
+    def _failure(method: str, path: str, resp: httpx.Response) -> SourceError:
         detail = resp.text[:200].strip()
         what = f"{method} {path}: HTTP {resp.status_code}"
         if resp.status_code in (401, 403):

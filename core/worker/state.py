@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from uuid import UUID
 
-from core.protocol import ClassVerdict
+from core.protocol import ClassVerdict, Lane
 
 
 class WorkerState(StrEnum):
@@ -45,9 +45,9 @@ class MetricsSnapshot:
     images_per_s: float
     events_per_s: float
     latency_ms: dict[str, dict[str, float]]  # stage ("fetch", "decode", "infer", "event") -> {"p50", "p95", "p99"}
-    queue_depth: dict[str, int]  # lane -> entries waiting at the relay
+    queue_depth: dict[Lane, int]  # entries waiting at the relay
     batch_size: int
-    k: dict[str, int]  # current K per lane
+    k: dict[Lane, int]  # current K per lane
     provider: str
     model: str
     threads: int

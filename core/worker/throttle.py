@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
-from core.protocol import LANES
+from core.protocol import LANES, Lane
 from core.settings import K_FLOOR, K_MAX
 
 log = logging.getLogger(__name__)
@@ -41,28 +42,30 @@ def spread(n: int, k: int) -> list[int]:
 
 
 class Throttle:
-    def __init__(self, k_max: dict[str, int], k_floor: dict[str, int], drain_target_s: float) -> None:
+    def __init__(self, k_max: Mapping[Lane, int], k_floor: Mapping[Lane, int], drain_target_s: float) -> None:
         self.k_max = {lane: k_max.get(lane, K_MAX[lane]) for lane in LANES}
         self.k_floor = {lane: min(k_floor.get(lane, K_FLOOR[lane]), self.k_max[lane]) for lane in LANES}
         self.drain_target_s = drain_target_s
-        self.k = dict(self.k_max)
+        self.k: dict[Lane, int] = dict(self.k_max)
         # Moments per event seen recently, per lane (what a queued event will cost at full K).
-        self._moments = {lane: 20.0 for lane in LANES}
+        self._moments: dict[Lane, float] = {lane: 20.0 for lane in LANES}
 
-    def observe_event(self, lane: str, moments: int) -> None:
+    def observe_event(self, lane: Lane, moments: int) -> None:
         if lane in self._moments and moments > 0:
             self._moments[lane] = 0.8 * self._moments[lane] + 0.2 * moments
 
-    def cost(self, lane: str, k: int) -> float:
+    def cost(self, lane: Lane, k: int) -> float:
         """Images one queued event of this lane costs at K=k."""
         return min(float(k), self._moments[lane])
 
-    def drain_s(self, queue_depth: dict[str, int], images_per_s: float, k: dict[str, int] | None = None) -> float:
-        k = k or self.k
-        images = sum(queue_depth.get(lane, 0) * self.cost(lane, k[lane]) for lane in LANES)
+    def drain_s(
+        self, queue_depth: Mapping[Lane, int], images_per_s: float, k: Mapping[Lane, int] | None = None
+    ) -> float:
+        ks = k or self.k
+        images = sum(queue_depth.get(lane, 0) * self.cost(lane, ks[lane]) for lane in LANES)
         return images / images_per_s if images_per_s > 0 else (math.inf if images else 0.0)
 
-    def update(self, queue_depth: dict[str, int], images_per_s: float) -> dict[str, int]:
+    def update(self, queue_depth: Mapping[Lane, int], images_per_s: float) -> dict[Lane, int]:
         """Recompute K per lane from the backlog and the throughput; returns the new K."""
         if images_per_s <= 0:
             return dict(self.k)  # nothing measured yet: keep K
@@ -74,7 +77,7 @@ class Throttle:
             if depth and others + depth * self.cost(lane, want[lane]) > budget:
                 fit = math.floor(max(0.0, budget - others) / depth)
                 want[lane] = max(self.k_floor[lane], min(want[lane], fit))
-        new = {}
+        new: dict[Lane, int] = {}
         for lane in LANES:
             cur = self.k[lane]
             if want[lane] < cur:
@@ -88,5 +91,5 @@ class Throttle:
         self.k = new
         return dict(new)
 
-    def shrunk(self, lane: str, moments: int) -> bool:
+    def shrunk(self, lane: Lane, moments: int) -> bool:
         return self.k[lane] < moments

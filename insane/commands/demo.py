@@ -240,7 +240,7 @@ async def _follow(
             line = " | ".join(metrics_line(w.snapshot())[:78] for w in workers)
             print("\r\x1b[2K" + line[:160], end="", flush=True)
 
-    following = {p.id: tenants[p.tenant] for p in events}
+    following = {p.id: tenants[p.tenant] for p in events if p.id is not None}
     async for event_id, view in follow_events(client, following, timeout_s, every_s=0.25, tick=show_status):
         p = by_id[event_id]
         p.view = view

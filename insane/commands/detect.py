@@ -103,6 +103,9 @@ def _save(data: bytes, found, target: Path) -> None:
     import numpy as np
 
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:  # decoded for detection, but not by OpenCV: nothing to draw the boxes on
+        print(f"{target.name}: OpenCV cannot read this image; not saved", file=sys.stderr)
+        return
     for d in found:
         x1, y1, x2, y2 = (round(v) for v in d.box)
         cv2.rectangle(img, (x1, y1), (x2, y2), (0, 200, 255), 2)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from core.detect import DetectorError, detector_config_from_settings, load_detector
@@ -192,6 +194,7 @@ def bench_command(args: argparse.Namespace, settings) -> int:
     import cv2
     import numpy as np
 
+    from core.detect.base import RawModel
     from core.detect.speed import alternate, measure_pipeline, measure_raw
 
     prog = "insane bench" if args.command == "bench" else "insane model bench"
@@ -223,12 +226,12 @@ def bench_command(args: argparse.Namespace, settings) -> int:
     # machine's drift (other work, clocks, heat) falls on both alike; their ratio is taken per round.
     rounds = 1 if len(dets) == 1 else args.rounds
     seconds = args.seconds / rounds
-    measures = {}
+    measures: dict[Hashable, Callable[[], float]] = {}
     for i, det in enumerate(dets):
         tensors = [det.prepare(j).tensor for j in jpegs]
-        if hasattr(det, "run"):
-            measures[i, "raw"] = lambda d=det, t=tensors: measure_raw(d, t, args.batch, seconds)
-        measures[i, "full"] = lambda d=det: measure_pipeline(d, jpegs, args.batch, seconds)
+        if isinstance(det, RawModel):
+            measures[i, "raw"] = functools.partial(measure_raw, det, tensors, args.batch, seconds)
+        measures[i, "full"] = functools.partial(measure_pipeline, det, jpegs, args.batch, seconds)
     try:
         runs = alternate(measures, rounds)
     finally:

@@ -105,7 +105,9 @@ def event_request(event: Mapping[str, Any], uploads: Sequence[bytes] = ()) -> di
     """httpx's keyword arguments to POST ``event``: JSON, or multipart when it uploads its moments."""
     if not uploads:
         return {"json": dict(event)}
-    files = [("event", (None, json.dumps(event), "application/json"))]
+    files: list[tuple[str, tuple[str | None, str | bytes, str]]] = [
+        ("event", (None, json.dumps(event), "application/json"))
+    ]
     files += [("moment", (f"m{i}.jpg", data, "image/jpeg")) for i, data in enumerate(uploads)]
     return {"files": files}
 

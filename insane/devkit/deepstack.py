@@ -93,7 +93,7 @@ class WorkerThread:
 
     def __init__(self, model: Path, source: Any, lan: Any = None, **config: Any) -> None:
         self.model, self.source, self.lan_config = model, source, lan
-        options = dict(lease_wait_s=0.5, heartbeat_s=0.5, threads=2, retry_min_s=0.1, retry_max_s=0.5)
+        options: dict[str, Any] = dict(lease_wait_s=0.5, heartbeat_s=0.5, threads=2, retry_min_s=0.1, retry_max_s=0.5)
         options.update(config)
         self.options = options
         self.loop = asyncio.new_event_loop()
@@ -123,6 +123,7 @@ class WorkerThread:
             await self.server.stop()
         if self.worker is not None:
             await self.worker.stop(drain=False)
+        if self._run is not None:
             await self._run
 
     def __enter__(self) -> WorkerThread:

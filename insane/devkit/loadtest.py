@@ -185,7 +185,9 @@ class Relay:
 
     async def post(self, tenant: dict[str, str], frames: list[bytes], camera: str) -> str:
         event = {"camera": camera, "time": datetime.now(UTC).isoformat()}
-        files = [("event", (None, json.dumps(event), "application/json"))]
+        files: list[tuple[str, tuple[str | None, str | bytes, str]]] = [
+            ("event", (None, json.dumps(event), "application/json"))
+        ]
         files += [("moment", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(frames)]
         return (await self._json("POST", "/v1/events", files=files, headers={"Authorization": tenant["auth"]}))["id"]
 
@@ -307,7 +309,7 @@ def _figures(views, worker: WorkerProcess, t0: float, jobs: int, rate: float, dr
             "p95_s": _p(lat, 95),
             "k_min": min((v["k"] or 0 for v in mine), default=None),
         }
-    timeline = []
+    timeline: list[dict[str, Any]] = []
     for at, snap in worker.snapshots:
         if at < t0 - 1:
             continue

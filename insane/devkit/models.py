@@ -273,6 +273,7 @@ def sample_images() -> dict[str, bytes]:
     zidane = asset_path("zidane.jpg").read_bytes()
     a = cv2.imdecode(np.frombuffer(zidane, np.uint8), cv2.IMREAD_COLOR)
     b = cv2.imdecode(np.frombuffer(bus, np.uint8), cv2.IMREAD_COLOR)
+    assert a is not None and b is not None  # the Ultralytics samples decode
     frame = cv2.resize(a, (1920, 1080), interpolation=cv2.INTER_LINEAR)
     small = cv2.resize(b, (600, 800), interpolation=cv2.INTER_AREA)
     frame[140:940, 1260:1860] = small

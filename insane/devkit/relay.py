@@ -178,6 +178,7 @@ class RelayServer:
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 60) -> Any:
         """Run ``await fn(relay_state, *args)`` on the server's thread and return its result (``with`` only)."""
+        assert self.loop is not None, "call() needs the relay running (use it in a with block)"
         future = asyncio.run_coroutine_threadsafe(fn(self.state, *args), self.loop)
         return future.result(timeout)
 
@@ -191,6 +192,7 @@ def start_relay_process(env: dict[str, str], *args: str) -> tuple[subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None and proc.stderr is not None  # both PIPE
     line = proc.stdout.readline()
     found = re.match(r"relay listening on (http://\S+)", line)
     if not found:

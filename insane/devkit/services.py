@@ -153,10 +153,15 @@ class EmbeddedServices:
             self.stop()
             raise
 
+    def _folder(self) -> Path:
+        if self.root is None:
+            raise RuntimeError("call start() first: the services have no folder yet")
+        return self.root
+
     def start_redis(self, port: int | None = None) -> Server:
         binary = find_redis_server()
         port = port or free_port()
-        folder = self.root / "redis"
+        folder = self._folder() / "redis"
         folder.mkdir(exist_ok=True)
         persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.durable else ["--appendonly", "no"]
         cmd = [
@@ -216,12 +221,13 @@ class EmbeddedServices:
     def start_postgres(self, port: int | None = None) -> Server:
         bin_dir = find_postgres_bin()
         port = port or free_port()
-        data = self.root / "pgdata"
+        root = self._folder()
+        data = root / "pgdata"
         as_user = _postgres_user() if os.geteuid() == 0 else None
         data.mkdir(mode=0o700, exist_ok=True)
         if as_user:
             os.chown(data, as_user.pw_uid, as_user.pw_gid)
-        log_path = self.root / "postgres.log"
+        log_path = root / "postgres.log"
         if (data / "PG_VERSION").exists():
             return self._run_postgres(bin_dir, data, port, log_path, as_user)
         initdb = [

@@ -25,7 +25,9 @@ def make_worker(
 ) -> Worker:
     """A worker on ``model`` (2 threads) leasing from ``url``; ``config`` overrides WorkerConfig fields."""
     settings = load_settings(worker_fetch_timeout_s=15.0)
-    cfg = dict(lease_wait_s=1.0, heartbeat_s=1.0, retry_min_s=0.1, retry_max_s=0.5, threads=2, stop_timeout_s=30.0)
+    cfg: dict[str, Any] = dict(
+        lease_wait_s=1.0, heartbeat_s=1.0, retry_min_s=0.1, retry_max_s=0.5, threads=2, stop_timeout_s=30.0
+    )
     cfg.update(config)
     detector = load_detector(OnnxConfig(type="onnx", path=str(model), threads=2))
     tenant = uuid.UUID(dedicated) if dedicated else None

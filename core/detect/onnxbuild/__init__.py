@@ -95,7 +95,7 @@ def build_onnx(ckpt: Checkpoint, imgsz: int | tuple[int, int] = 640) -> onnx.Mod
     graph.rename_output(x, "output0")
     nc = int(layers[-1].attrs["nc"])
     names = _names(model.attrs.get("names"), nc, ckpt.path.name)
-    shape = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    shape = (imgsz, imgsz) if isinstance(imgsz, int) else (imgsz[0], imgsz[1])
     images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])
     output = helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 4 + nc, "anchors"])
     return graph.model([images], [output], _metadata(ckpt, names, shape))
@@ -156,8 +156,10 @@ def _names(names: Any, nc: int, source: str) -> dict[int, str]:
 def _metadata(ckpt: Checkpoint, names: dict[int, str], shape: tuple[int, int]) -> dict[str, str]:
     """The keys and value forms Ultralytics' exporter writes (engine/exporter.py), as strings."""
     model = ckpt.model
-    yaml = model.attrs.get("yaml") if isinstance(model.attrs.get("yaml"), dict) else {}
-    source = yaml.get("yaml_file") if isinstance(yaml.get("yaml_file"), str) else ckpt.path.name
+    found = model.attrs.get("yaml")
+    yaml: dict[str, Any] = found if isinstance(found, dict) else {}
+    yaml_file = yaml.get("yaml_file")
+    source = yaml_file if isinstance(yaml_file, str) else ckpt.path.name
     title = PurePath(source).stem.replace("yolo", "YOLO")
     args = model.attrs.get("args")
     data = args.get("data") if isinstance(args, dict) else None

@@ -162,12 +162,16 @@ class Chaos:
 
     # ----- processes ---------------------------------------------------------------------------
 
+    def _svc(self) -> EmbeddedServices:
+        assert self.services is not None, "run() starts the services first"
+        return self.services
+
     def _relay_env(self, slot: int) -> dict[str, str]:
         p = self.plan
         return dict(
             os.environ,
-            INSANE_DATABASE_URL=self.services.database_url,
-            INSANE_REDIS_URL=self.services.redis_url,
+            INSANE_DATABASE_URL=self._svc().database_url,
+            INSANE_REDIS_URL=self._svc().redis_url,
             INSANE_ADMIN_TOKEN=ADMIN_TOKEN,
             INSANE_RELAY_PORT=str(self.relay_ports[slot]),
             INSANE_LEASE_IDLE_S=str(p.lease_idle_s),
@@ -193,6 +197,7 @@ class Chaos:
             )
         finally:
             log.close()
+        assert relay.stdout is not None  # PIPE
         line = relay.stdout.readline().decode()
         if "relay listening" not in line:
             relay.kill()
@@ -299,7 +304,7 @@ class Chaos:
         for _ in range(60):
             try:
                 if self.db is None or self.db.is_closed():
-                    self.db = await asyncpg.connect(self.services.database_url)
+                    self.db = await asyncpg.connect(self._svc().database_url)
                 return await self.db.fetch(sql, *args)
             except (
                 OSError,
@@ -356,7 +361,7 @@ class Chaos:
         accepted: dict[str, str],
     ) -> None:
         event = json.dumps({"camera": f"cam-{phase.name}", "time": "2026-11-29T00:00:00Z"})
-        files = [("event", (None, event, "application/json"))]
+        files: list[tuple[str, tuple[str | None, str | bytes, str]]] = [("event", (None, event, "application/json"))]
         files += [("moment", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
         headers = {"Authorization": f"Bearer {tenant}", "Idempotency-Key": key}
         deadline = time.monotonic() + 120
@@ -496,13 +501,13 @@ class Chaos:
         kills = self.plan.redis_kills
         for _ in range(kills):
             await asyncio.sleep(offer_s / (kills + 1))
-            await asyncio.get_running_loop().run_in_executor(self.forker, self.services.restart_redis)
+            await asyncio.get_running_loop().run_in_executor(self.forker, self._svc().restart_redis)
             phase.faults += 1
 
     async def stop_postgres(self, phase: Phase, offer_s: float) -> None:
         await asyncio.sleep(offer_s / 3)
         await asyncio.get_running_loop().run_in_executor(
-            self.forker, lambda: self.services.restart_postgres(self.plan.pg_down_s)
+            self.forker, lambda: self._svc().restart_postgres(self.plan.pg_down_s)
         )
         phase.faults += 1
 
@@ -519,7 +524,7 @@ class Chaos:
 
         await asyncio.sleep(offer_s / 4)
         count = "SELECT count(*) AS n FROM results"
-        admin = aioredis.from_url(self.services.redis_url)
+        admin = aioredis.from_url(self._svc().redis_url)
         stored = 0
         try:
             for _ in range(10):
@@ -569,7 +574,7 @@ class Chaos:
         self.mounted = True
         space = self.small / "pg"
         space.mkdir()
-        owner = self.services.postgres_owner()
+        owner = self._svc().postgres_owner()
         if owner is not None:
             os.chown(space, owner.pw_uid, owner.pw_gid)
         await self._query(f"CREATE TABLESPACE small LOCATION '{space}'")
@@ -612,8 +617,9 @@ class Chaos:
 
     async def run(self) -> dict:
         p = self.plan
-        self.services = EmbeddedServices(durable=True, root=self.dir / "services")
-        self.services.root.mkdir(exist_ok=True)
+        root = self.dir / "services"
+        self.services = EmbeddedServices(durable=True, root=root)
+        root.mkdir(exist_ok=True)
         self.services.start()
         t0 = time.monotonic()
         try:
@@ -652,7 +658,7 @@ class Chaos:
             self.forker.submit(self.services.stop).result()
             self.forker.shutdown()
             self.unmount_small_disk()
-            shutil.rmtree(self.services.root, ignore_errors=True)  # the data; the logs stay
+            shutil.rmtree(root, ignore_errors=True)  # the data; the logs stay
         totals = {
             key: sum(getattr(ph, key) for ph in phases)
             for key in (
@@ -698,11 +704,12 @@ class Chaos:
 
         from core import keys
 
-        client = aioredis.from_url(self.services.redis_url)
+        client = aioredis.from_url(self._svc().redis_url)
         try:
             ids = []
             async for key in client.scan_iter(keys.dead("*")):
-                ids += [f[b"id"].decode() for _, f in await client.xrange(key)]
+                rows = await client.xrange(key) or []
+                ids += [v.decode() for _, f in rows if f is not None and isinstance(v := f.get(b"id"), bytes)]
             return ids
         finally:
             await client.aclose()

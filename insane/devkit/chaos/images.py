@@ -19,8 +19,9 @@ def sample_jpegs(width: int, height: int, n: int = 4) -> list[bytes]:
     photos = models.sample_images()
     out = []
     for i, name in enumerate(["bus.jpg", "zidane.jpg"] * ((n + 1) // 2)):
-        img = cv2.imdecode(np.frombuffer(photos[name], np.uint8), cv2.IMREAD_COLOR)
-        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+        decoded = cv2.imdecode(np.frombuffer(photos[name], np.uint8), cv2.IMREAD_COLOR)
+        assert decoded is not None  # the Ultralytics samples decode
+        img = cv2.resize(decoded, (width, height), interpolation=cv2.INTER_AREA)
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 70 + i])
         assert ok
         out.append(buf.tobytes())

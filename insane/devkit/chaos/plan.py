@@ -8,6 +8,7 @@ counts of one phase, and the report as a table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Plan:
 
     @classmethod
     def quick(cls, model: str, **overrides) -> Plan:
-        values = dict(
+        values: dict[str, Any] = dict(
             model=model,
             workers=2,
             moments=3,
