@@ -32,6 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from insane.devkit.procs import start_listening, stop  # noqa: E402
+
 
 class LegacyCache:
     """The cache before this change, kept here as the baseline: misses cached, cleared whole when full."""
@@ -191,24 +193,7 @@ async def key_lookups(database_url: str) -> int:
 
 
 def start(variant: str, env: dict[str, str]) -> tuple[subprocess.Popen, str, int]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", variant]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout is not None  # PIPE
-    line = proc.stdout.readline()
-    if "listening on http://" not in line:
-        proc.kill()
-        raise SystemExit(f"relay did not start: {line!r}")
-    host, port = line.rsplit("//", 1)[1].strip().rsplit(":", 1)
-    return proc, host, int(port)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return start_listening([sys.executable, str(Path(__file__).resolve()), "--serve", variant], env)
 
 
 def run_variant(variant: str, env: dict[str, str], tenants: list[tuple[str, str]], args, database_url: str) -> dict:

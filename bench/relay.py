@@ -39,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from insane.devkit.procs import start_listening, stop  # noqa: E402
+
 BARE_APP = """
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -125,26 +127,6 @@ async def load(
         "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
     }
-
-
-def start(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str, int]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout is not None  # PIPE
-    line = proc.stdout.readline()
-    if "listening on http://" not in line:
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    host, port = line.rsplit("//", 1)[1].strip().rsplit(":", 1)
-    return proc, host, int(port)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def serve_bare() -> None:
@@ -499,14 +481,14 @@ def events_phase(services, args) -> dict:
     )
     key = json.loads(made.stdout)["api_key"]
 
-    relay, host, port = start([sys.executable, "-m", "insane", "relay", "--port", "0"], env)
+    relay, host, port = start_listening([sys.executable, "-m", "insane", "relay", "--port", "0"], env)
     try:
         asyncio.run(load(host, port, key, args.connections, args.warmup, 60, args.moments))
         asyncio.run(analyze(services.database_url))
         relay_run = asyncio.run(load(host, port, key, args.connections, args.requests, args.seconds, args.moments))
     finally:
         stop(relay)
-    bare, host, port = start([sys.executable, str(Path(__file__).resolve()), "--serve-bare"], env)
+    bare, host, port = start_listening([sys.executable, str(Path(__file__).resolve()), "--serve-bare"], env)
     try:
         asyncio.run(load(host, port, None, args.connections, 2000, 10, args.moments))
         bare_run = asyncio.run(load(host, port, None, args.connections, args.requests, args.seconds, args.moments))

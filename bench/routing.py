@@ -38,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -274,10 +275,11 @@ ROWS = [
 ]
 
 
-def _get(run: dict, path: str):
+def _get(run: dict, path: str) -> Any:
+    value: Any = run
     for part in path.split("."):
-        run = run.get(part) if isinstance(run, dict) else None
-    return run
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def ratios(now: dict, base: dict) -> dict:

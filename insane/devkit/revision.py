@@ -24,9 +24,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from insane.devkit import ROOT
 from insane.devkit.client import ADMIN_TOKEN
+from insane.devkit.procs import stop
 
 
 class RevisionError(RuntimeError):
@@ -96,7 +98,7 @@ class RelayProcess:
 
         self.database_url = fresh_database(self.services, migrate=False)
         self.redis_url = fresh_redis_url(self.services) + (f"?{self.redis_query}" if self.redis_query else "")
-        self._proc = subprocess.Popen(
+        proc = self._proc = subprocess.Popen(
             [sys.executable, "-m", "insane", "relay", "--port", "0"],
             env=self.env(),
             cwd=self.source,
@@ -105,23 +107,24 @@ class RelayProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        line = self._proc.stdout.readline()
+        assert proc.stdout is not None and proc.stderr is not None  # both are pipes
+        threading.Thread(target=self._drain_stderr, args=(proc.stderr,), daemon=True).start()
+        line = proc.stdout.readline()
         found = re.match(r"relay listening on (http://\S+)", line)
         if not found:
             self.stop()
             raise RevisionError(f"the relay of {self.source} did not start: {line!r} {self.log_tail()}")
         self.url = found[1]
-        self._wait_ready()
+        self._wait_ready(proc)
         return self
 
-    def _wait_ready(self, timeout_s: float = 60.0) -> None:
+    def _wait_ready(self, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
         """The line above comes before the app's start (and migrations): wait until /readyz says 200."""
         import httpx
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            if proc.poll() is not None:
                 break
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
@@ -135,8 +138,8 @@ class RelayProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _drain_stderr(self) -> None:
-        for line in self._proc.stderr:
+    def _drain_stderr(self, stderr: IO[str]) -> None:
+        for line in stderr:
             self._stderr.append(line.rstrip("\n"))
             del self._stderr[:-200]
 
@@ -153,12 +156,5 @@ class RelayProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if self._proc is not None:
+            stop(self._proc, grace_s=30)
