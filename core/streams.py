@@ -146,8 +146,11 @@ return {id, redis.call('XLEN', KEYS[1])}
 # One turn on one tenant's lanes (KEYS: the lane streams to read, in order, then the routing key).
 # ARGV: group, consumer, count, min idle ms (reclaim), pool ('1': the shared pool, which takes nothing
 # when the routing key is missing or -1, and only entries older than its delay; '0': the tenant's own
-# worker). Reclaims idle entries first (they are the oldest), then reads new ones. Returns
+# worker). Reclaims an idle entry first (the oldest), then reads new ones. Returns
 # {entries, lengths, next due ms or -1}; an entry is {lane position, id, fields, deliveries}.
+# One reclaim per lane and turn: an entry whose worker died may be the poison that killed it, and
+# reclaimed together, its batch-mates would die with it on every delivery until they too were
+# dead-lettered. Alone, a poison takes only itself to the dead-letter stream.
 _TAKE = """
 local group, consumer = ARGV[1], ARGV[2]
 local count, idle, pool = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
@@ -179,7 +182,7 @@ for li = 1, lanes do
   end
   if last then
     if #out < count then
-      local claimed = redis.call('XAUTOCLAIM', key, group, consumer, idle, '0-0', 'COUNT', count - #out)
+      local claimed = redis.call('XAUTOCLAIM', key, group, consumer, idle, '0-0', 'COUNT', 1)
       for _, e in ipairs(claimed[2]) do
         if e[2] then
           local p = redis.call('XPENDING', key, group, e[1], e[1], 1)

@@ -580,6 +580,14 @@ class Chaos:
         await self._query(f"CREATE TABLESPACE small LOCATION '{space}'")
         await self._query("ALTER TABLE ALL IN TABLESPACE pg_default SET TABLESPACE small")
         await self._query("ALTER INDEX ALL IN TABLESPACE pg_default SET TABLESPACE small")
+        # Compact them, so that new rows need new pages (the free space earlier phases left in the
+        # tables, such as the uploads collected after their results, would otherwise absorb the phase).
+        tables = await self._query(
+            "SELECT c.oid::regclass::text AS name FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace "
+            "WHERE t.spcname = 'small' AND c.relkind = 'r'"
+        )
+        for row in tables:
+            await self._query(f"VACUUM FULL {row['name']}")
 
     def unmount_small_disk(self) -> None:
         if self.mounted:
