@@ -87,6 +87,7 @@ defaults
   timeout connect 1s
   timeout client 60s
   timeout server 60s
+  timeout check 3s
 frontend front
   bind 127.0.0.1:{front}
   default_backend relays
@@ -212,12 +213,13 @@ class Chaos:
 
     def start_balancer(self) -> None:
         """HAProxy on the front port, round robin over both relays, health-checked every 300 ms: a dead
-        relay leaves the rotation within a second, and a refused connection is retried on the other."""
+        relay leaves the rotation within a second, and a refused connection is retried on the other. A
+        slow answer (a loaded machine) is not a dead relay: a check may take up to 3 s."""
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not Path(haproxy).exists():
             raise RuntimeError("the balanced phase needs HAProxy (Debian: apt-get install haproxy)")
         servers = "\n".join(
-            f"  server relay{slot} 127.0.0.1:{port} check inter 300ms fall 1 rise 1"
+            f"  server relay{slot} 127.0.0.1:{port} check inter 300ms fall 2 rise 1"
             for slot, port in self.relay_ports.items()
         )
         config = self.dir / "haproxy.cfg"
@@ -610,6 +612,17 @@ class Chaos:
 
     # ----- the whole run -----------------------------------------------------------------------
 
+    async def _front_ready(self, timeout_s: float = 60.0) -> None:
+        """Until HAProxy has seen a relay healthy and passes a request through."""
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=5) as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(f"{self.url}/healthz")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"no relay became healthy behind HAProxy; see {self.dir / 'haproxy.log'}")
+
     async def _setup(self) -> None:
         async with httpx.AsyncClient(
             base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -634,6 +647,7 @@ class Chaos:
             self.start_relay(0)
             if self.front_port != self.relay_ports[0]:
                 self.start_balancer()
+                await self._front_ready()
             await self._setup()
             for slot in range(p.workers):
                 self.start_worker(slot)
