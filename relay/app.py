@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -80,11 +80,19 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return Problem(500, "internal-error", "the relay failed; the error is logged").response(request.url.path)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client closed the connection before its body had arrived (a worker killed mid-request, a camera
+    # that gave up): nothing was done, and nobody reads this answer.
+    log.debug("%s %s: the client left before its body arrived", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 # Our typed errors, Starlette's own and a failed dependency (503 with Retry-After) as problem+json; the rest a
 # logged 500. Handlers raise these and never map them themselves.
 EXCEPTION_HANDLERS = {
     Problem: problem_handler,
     HTTPException: http_exception_handler,
+    ClientDisconnect: _client_gone,
     **dict.fromkeys(DEPENDENCIES, dependency_handler),
     Exception: _server_error,
 }

@@ -48,6 +48,7 @@ from core.worker.state import EventSummary, MetricsSnapshot, WorkerState
 from core.worker.throttle import Throttle, spread
 
 log = logging.getLogger(__name__)
+SUSPECT_POLL_S = 0.05  # how often a suspect waiting to be reviewed alone looks whether it is alone
 
 
 class WorkerNotRunning(Exception):
@@ -291,7 +292,8 @@ class Worker:
         await run.introduced.wait()
         while not self._stopping:
             room = self.config.lease_ahead_images - run.inflight_images
-            if self._paused or (run.reviews and room < min(self._throttle.k.values())):
+            # While a suspect is in hand it is reviewed alone (_review): take nothing more until it is done.
+            if self._paused or run.suspects() or (run.reviews and room < min(self._throttle.k.values())):
                 run.room.clear()
                 await run.room.wait()  # until _poke(): a review ended, pause/resume, stop
                 continue
@@ -342,7 +344,18 @@ class Worker:
 
     async def _review(self, run: Running, job: Job) -> None:
         try:
-            moments = list(await asyncio.gather(*(self._moment(run, job, ref) for ref in job.refs)))
+            if job.suspect:
+                # Delivered before without a result: it may be the image that kills the worker that decodes
+                # it. Review it alone, once everything else in hand is reviewed and stored, so that if it
+                # does, it takes no other event's delivery with it (those would reach the dead-letter limit
+                # beside the poison).
+                async with run.alone:
+                    # A poll: the poster's queue draining has no event of its own, and this is rare and short.
+                    while run.others_in_flight() and not self._stopping:  # noqa: ASYNC110
+                        await asyncio.sleep(SUSPECT_POLL_S)
+                    moments = list(await asyncio.gather(*(self._moment(run, job, ref) for ref in job.refs)))
+            else:
+                moments = list(await asyncio.gather(*(self._moment(run, job, ref) for ref in job.refs)))
             if job.backfill and all(m.error is not None for m in moments):
                 log.info("back-fill of event %s reviewed nothing more; not posted", job.event.event_id)
                 return

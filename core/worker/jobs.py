@@ -28,6 +28,11 @@ class Job:
         self.stage_s[stage] = max(self.stage_s[stage], seconds)
 
     @property
+    def suspect(self) -> bool:
+        """Delivered before without a result (its worker died, or let the lease lapse): maybe a poison."""
+        return not self.backfill and self.event.deliveries > 1
+
+    @property
     def shrunk(self) -> bool:
         return len(self.refs) + len(self.earlier) < len(self.event.moments)
 

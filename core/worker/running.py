@@ -40,6 +40,15 @@ class Running:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # run()'s wait: stop() was called
     room: asyncio.Event = field(default_factory=asyncio.Event)  # the lease loop's wait: a review ended, pause/resume
     introduced: asyncio.Event = field(default_factory=asyncio.Event)  # the first heartbeat was answered (or failed)
+    alone: asyncio.Lock = field(default_factory=asyncio.Lock)  # held by the suspect under review (see engine)
+
+    def suspects(self) -> int:
+        """Reviews of events delivered before without a result: each may be the poison that killed a worker."""
+        return sum(1 for r in self.reviews.values() if r.job.suspect)
+
+    def others_in_flight(self) -> bool:
+        """Reviews that are not suspects, or results not yet stored: what a crash would cost another delivery."""
+        return any(not r.job.suspect for r in self.reviews.values()) or bool(self.poster.lease_ids())
 
     def held_leases(self) -> list[str]:
         """Leases under review (a back-fill holds none) and those of results not yet stored."""

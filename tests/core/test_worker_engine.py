@@ -389,3 +389,24 @@ async def test_a_worker_runs_once_and_one_stopped_before_it_ran_closes_what_it_o
     assert worker.held_leases() == [] and worker.batch_size == 0 and not worker.relay_busy
     with pytest.raises(RuntimeError, match="runs once"):
         await worker.run()
+
+
+async def test_a_suspect_is_reviewed_alone_after_what_was_in_hand_and_before_more_is_taken() -> None:
+    """An event delivered before without a result may be the image that killed its worker: it waits until
+    what is in hand is reviewed and stored, is reviewed alone, and nothing more is leased meanwhile."""
+    async with running() as h:
+        h.detector.gate.clear()
+        (first,) = h.give(["person", "car"])
+        await until(lambda: any(e == first.event_id for e, _ in h.preloader.prefetched), what="the first in hand")
+        suspect = event(["person"]).model_copy(update={"deliveries": 2})
+        h.preloader.blobs[f"{suspect.event_id}-0"] = b"suspect"
+        h.relay.offer(suspect)
+        await until(lambda: any(e == suspect.event_id for e, _ in h.preloader.prefetched), what="the suspect leased")
+        (later,) = h.give(["dog"])
+        await asyncio.sleep(0.3)
+        assert h.detector.batches == []  # the gate holds the first event; the suspect has not started
+        h.detector.gate.set()
+        await until(lambda: h.results(later), what="all three reviewed")
+        order = [r.event_id for r in h.relay.posted]
+        assert order == [first.event_id, suspect.event_id, later.event_id]
+        assert ["suspect"] in h.detector.batches  # alone in its batch

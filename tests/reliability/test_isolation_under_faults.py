@@ -50,7 +50,7 @@ class BlobLog(logging.Handler):
     LINE = re.compile(r"served blob (\w+) of tenant ([\w-]+) to worker ([\w-]+)")
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.served: list[tuple[str, str, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -149,7 +149,7 @@ def test_no_worker_ever_leases_or_fetches_what_it_must_not_under_sigkills(
     log = BlobLog()
     relay_log = logging.getLogger("relay.workers")
     level = relay_log.level
-    relay_log.setLevel(logging.INFO)
+    relay_log.setLevel(logging.DEBUG)  # blob fetches are logged at debug
     relay_log.addHandler(log)
     a, b = make_tenant(relay.url, "tenant-a"), make_tenant(relay.url, "tenant-b")
     frames = [sample_images["bus.jpg"], sample_images["zidane.jpg"]]
