@@ -78,6 +78,17 @@ def fresh_database(services, migrate: bool = True) -> str:
     return url
 
 
+async def count_results(database_url: str, event_ids: list[str]) -> int:
+    """How many result rows these events have (as the database's owner: row-level security does not apply)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval(
+            "SELECT count(*) FROM results WHERE event_id = ANY($1::uuid[])", [uuid.UUID(e) for e in event_ids]
+        )
+    finally:
+        await conn.close()
+
+
 def fresh_redis_url(services) -> str:
     """A Redis database index of its own (flushed), so modules do not see each other's streams."""
     import redis

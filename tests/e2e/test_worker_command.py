@@ -9,26 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from insane.commands.worker import check_health
 from insane.devkit.client import enroll_worker, make_tenant, post_event
+from insane.devkit.relay import count_results
 
 pytestmark = pytest.mark.timeout(300)
-
-
-async def results_stored(db_url: str, event_ids: list[str]) -> int:
-    conn = await asyncpg.connect(db_url)
-    try:
-        return await conn.fetchval(
-            "SELECT count(*) FROM results WHERE event_id = ANY($1::uuid[])", [uuid.UUID(e) for e in event_ids]
-        )
-    finally:
-        await conn.close()
 
 
 async def test_sigterm_finishes_the_events_held_posts_them_and_exits_0(
@@ -79,7 +68,7 @@ async def test_sigterm_finishes_the_events_held_posts_them_and_exits_0(
     assert last["state"] == "stopped"
     # It kept reviewing after the signal, and every event it finished is stored: nothing held was dropped.
     assert last["events_total"] > at_signal["events_total"]
-    assert await results_stored(relay_db, events) == last["events_total"]
+    assert await count_results(relay_db, events) == last["events_total"]
     healthy, why = check_health(health, 30)
     assert not healthy and why.startswith("stopped")
 

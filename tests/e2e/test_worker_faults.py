@@ -8,25 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 
-import asyncpg
 import pytest
 
 from insane.devkit.client import allow_private_hosts, enroll_worker, make_tenant, post_event, wait_done
+from insane.devkit.relay import count_results
 from insane.devkit.worker import make_worker
 
 pytestmark = pytest.mark.timeout(300)
-
-
-async def count_results(db_url: str, event_ids: list[str]) -> int:
-    conn = await asyncpg.connect(db_url)
-    try:
-        return await conn.fetchval(
-            "SELECT count(*) FROM results WHERE event_id = ANY($1::uuid[])", [uuid.UUID(e) for e in event_ids]
-        )
-    finally:
-        await conn.close()
 
 
 async def test_worker_killed_mid_batch_another_completes_everything_once(relay, relay_db, sample_images, yolov8n_onnx):
