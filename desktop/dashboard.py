@@ -199,7 +199,8 @@ class Dashboard(QMainWindow):
 
     def show_picture(self, picture: Any, image: QImage) -> None:
         """A selected event's best moment (a core MomentPicture), already decoded into ``image``."""
-        if picture.event_id == getattr(self.selected_event(), "event_id", None):
+        selected = self.selected_event()
+        if selected is not None and picture.event_id == selected.event_id:
             self.picture.set_picture(image, (picture.width, picture.height), picture.detections)
 
     def recent_rows(self) -> list[list[str]]:

@@ -64,8 +64,8 @@ class Connection:
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
-            if getattr(exc, "partial", b""):
-                raise
+            if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                raise  # the server answered part of it: not a request it never read
             # Closed as the request went out: the server never read it, so sending it again is safe.
             await self._reopen()
             self.writer.write(request)
