@@ -80,7 +80,7 @@ def entry_ms(entry_id: str) -> int:
     return int(entry_id.partition("-")[0])
 
 
-def _text(value: object) -> str:
+def text(value: object) -> str:
     """A stream id or field as redis-py answers it: bytes (these clients do not decode responses), or str."""
     if isinstance(value, bytes):
         return value.decode()
@@ -130,7 +130,7 @@ class Turn:
 
 
 def _fields(flat: Sequence[Any]) -> dict[str, str]:
-    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 # Add one event: create the group on first use, append the entry, and write the tenant's routing as the
@@ -332,7 +332,7 @@ class Streams:
         entry_id, length = await self._add(
             keys=[keys.stream(tenant_id, lane), keys.routing(tenant_id)], args=[GROUP, event_id, event_json, routing_ms]
         )
-        return _text(entry_id), int(length)
+        return text(entry_id), int(length)
 
     async def set_routing(self, tenant_id: str, routing_ms: int) -> None:
         """The tenant's routing as the pool reads it (-1: never; 0: at once; n: after n ms)."""
@@ -377,7 +377,7 @@ class Streams:
     def turn(tenant_id: str, lanes: Sequence[Lane], reply: Sequence[Any]) -> Turn:
         raw, lengths, due = reply
         entries = [
-            Entry(tenant_id, lanes[int(pos) - 1], _text(entry_id), _fields(flat), int(deliveries))
+            Entry(tenant_id, lanes[int(pos) - 1], text(entry_id), _fields(flat), int(deliveries))
             for pos, entry_id, flat, deliveries in raw
         ]
         depth = {lane: int(n) for lane, n in zip(lanes, lengths, strict=False)}
@@ -407,7 +407,7 @@ class Streams:
         pipe = self.redis.pipeline(transaction=False)
         for tenant, pairs in per_tenant.items():
             await self._renew(keys=_lane_keys(tenant), args=[GROUP, consumer, *pairs], client=pipe)
-        return [_text(e) for renewed in await pipe.execute() for e in renewed]
+        return [text(e) for renewed in await pipe.execute() for e in renewed]
 
     async def held_events(self, consumer: str, lease_ids: Sequence[str]) -> dict[str, str]:
         """{lease id: event id} of the listed leases that are pending under ``consumer``."""
@@ -422,7 +422,7 @@ class Streams:
             pending, rows = replies[2 * n], replies[2 * n + 1]
             if isinstance(pending, Exception) or isinstance(rows, Exception):
                 continue  # NOGROUP: nothing is pending there
-            if pending and _text(pending[0]["consumer"]) == consumer and rows:
+            if pending and text(pending[0]["consumer"]) == consumer and rows:
                 held[value] = _fields(_flat(rows[0][1])).get("id", "")
         return held
 
@@ -441,7 +441,7 @@ class Streams:
             if "NOGROUP" not in str(exc):
                 raise
             return []
-        return [{**r, "message_id": _text(r["message_id"]), "consumer": _text(r["consumer"])} for r in rows]
+        return [{**r, "message_id": text(r["message_id"]), "consumer": text(r["consumer"])} for r in rows]
 
     async def claim(self, tenant_id: str, lane: Lane, entry_id: str, consumer: str, min_idle_ms: int) -> Entry | None:
         """Take one entry if it is still idle past ``min_idle_ms`` (so exactly one claimer wins)."""
@@ -468,7 +468,7 @@ class Streams:
             return None
         if not rows:
             return None
-        return _text(rows[0]["consumer"]), int(rows[0]["times_delivered"])
+        return text(rows[0]["consumer"]), int(rows[0]["times_delivered"])
 
     async def entry(self, value: str) -> Entry | None:
         """The entry behind a lease id (with its delivery count), or None when it is gone."""
@@ -500,10 +500,10 @@ class Streams:
             rows = await self.redis.xrange(keys.stream(tenant_id, lane), min=start, max="+", count=batch) or []
             for _entry_id, flds in rows:
                 if flds is not None:
-                    ids.add(_text(flds.get(b"id", flds.get("id", b""))))
+                    ids.add(text(flds.get(b"id", flds.get("id", b""))))
             if len(rows) < batch:
                 break
-            start = "(" + _text(rows[-1][0])
+            start = "(" + text(rows[-1][0])
         return ids
 
     # ----- blobs -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from core import keys
 from core.protocol import LANES, Lane
-from core.streams import StreamError
+from core.streams import text
 from relay import tenants
 from relay.db import DatabaseUnavailable, system_tx
 
@@ -29,14 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE = 1000
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, str):
-        return value
-    raise StreamError(f"not a stream id or field: {value!r}")
 
 
 async def _pending(relay: RelayState, key: str) -> dict[str, str]:
@@ -51,10 +43,10 @@ async def _pending(relay: RelayState, key: str) -> dict[str, str]:
                 return out
             raise
         for row in rows:
-            out[_text(row["message_id"])] = _text(row["consumer"])
+            out[text(row["message_id"])] = text(row["consumer"])
         if len(rows) < PAGE:
             return out
-        start = "(" + _text(rows[-1]["message_id"])
+        start = "(" + text(rows[-1]["message_id"])
 
 
 async def _move_lane(relay: RelayState, lane: Lane) -> int:
@@ -67,16 +59,16 @@ async def _move_lane(relay: RelayState, lane: Lane) -> int:
         rows += page
         if len(page) < PAGE:
             break
-        start = "(" + _text(page[-1][0])
+        start = "(" + text(page[-1][0])
     found: list[tuple[str, str, str, str | None]] = []  # (tenant, event id, event json, consumer)
     for entry_id, fields in rows:
-        flat = {_text(k): _text(v) for k, v in (fields or {}).items()}
+        flat = {text(k): text(v) for k, v in (fields or {}).items()}
         try:
             tenant = str(uuid.UUID(json.loads(flat["event"])["tenant_id"]))
         except (KeyError, ValueError, TypeError):
-            log.error("old lane %s: entry %s is malformed; left out of the move", lane, _text(entry_id))
+            log.error("old lane %s: entry %s is malformed; left out of the move", lane, text(entry_id))
             continue
-        found.append((tenant, flat.get("id", ""), flat["event"], pending.get(_text(entry_id))))
+        found.append((tenant, flat.get("id", ""), flat["event"], pending.get(text(entry_id))))
     async with system_tx(relay.pool) as conn:
         routing = await tenants.effective_routing(conn, list({uuid.UUID(t) for t, *_ in found}))
     after = relay.settings.routing_shared_after_s
